@@ -79,10 +79,10 @@ def registered_types() -> list[str]:
 
 def _ensure_builtin() -> None:
     # Importing the modules runs their @register decorators.
-    import vocalis.features.classic  # noqa: F401
-    import vocalis.features.concat  # noqa: F401
-    import vocalis.features.logmel  # noqa: F401
-    import vocalis.features.whisper  # noqa: F401
+    import importlib
+
+    for mod in ("classic", "concat", "logmel", "prosody", "whisper"):
+        importlib.import_module(f"vocalis.features.{mod}")
 
 
 def extract_many(

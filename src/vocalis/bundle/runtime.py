@@ -1,0 +1,187 @@
+"""Load and run a bundle with onnxruntime only (no torch, no scikit-learn, no pickle)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
+from vocalis.audio.io import Source, load_audio, validate
+from vocalis.bundle.manifest import INPUT_NAME, MANIFEST_FILE, MODEL_FILE, OUTPUT_NAME, Manifest, sha256_hex
+from vocalis.errors import ConfigError, ModelError, VocalisError
+from vocalis.features.base import FeatureExtractor, from_config
+from vocalis.labels import valence_arousal
+
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One clip's result: the argmax label, all class probabilities, valence and arousal."""
+
+    label: str
+    probabilities: dict[str, float]
+    valence: float
+    arousal: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "valence": self.valence,
+            "arousal": self.arousal,
+        }
+
+
+def default_model_path() -> Path:
+    """The default model shipped inside the package."""
+    return Path(__file__).resolve().parent.parent / "data" / "default.vocalis"
+
+
+class Bundle:
+    """A loaded model bundle: feature extractor + ONNX session + labels.
+
+    Use :func:`load_bundle`; do not construct directly.
+    """
+
+    def __init__(self, manifest: Manifest, onnx_bytes: bytes, source: str, threads: int = 1) -> None:
+        self.manifest = manifest
+        self.source = source
+        self._onnx = onnx_bytes
+        self._threads = threads
+        try:
+            self.extractor: FeatureExtractor = from_config(manifest.features)
+        except (ConfigError, TypeError) as e:
+            raise ModelError(f"{source}: feature config cannot be rebuilt: {e}") from e
+        if self.extractor.output != manifest.input_kind:
+            raise ModelError(
+                f"{source}: extractor output={self.extractor.output!r} does not match input_kind={manifest.input_kind!r}"
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.labels)
+
+    @cached_property
+    def session(self) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self._threads
+        opts.inter_op_num_threads = 1
+        try:
+            sess = ort.InferenceSession(self._onnx, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"{self.source}: ONNX graph cannot be loaded: {e}") from e
+        names = [o.name for o in sess.get_outputs()]
+        if OUTPUT_NAME not in names:
+            raise ModelError(f"{self.source}: ONNX graph has outputs {names}; it must have {OUTPUT_NAME!r}")
+        return sess
+
+    def features(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        return np.asarray(self.extractor(audio, sample_rate), dtype=np.float32)
+
+    def predict_proba_features(self, feats: np.ndarray) -> np.ndarray:
+        """``(N, K)`` probabilities from a batch of features (``(N, D)`` or ``(N, C, T)``)."""
+        x = np.ascontiguousarray(feats, dtype=np.float32)
+        try:
+            (p,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})
+        except VocalisError:
+            raise
+        except Exception as e:
+            raise ModelError(f"{self.source}: inference failed for input shape {x.shape}: {e}") from e
+        p = np.asarray(p, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.labels):
+            raise ModelError(
+                f"{self.source}: model output shape {p.shape} does not match {len(self.labels)} labels"
+            )
+        t = float(self.manifest.calibration.get("temperature", 1.0))
+        if t != 1.0:
+            logp = np.log(np.clip(p, 1e-12, 1.0)) / t
+            logp -= logp.max(axis=1, keepdims=True)
+            p = np.exp(logp)
+        p = np.clip(p, 0.0, None)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        x = validate(audio, sample_rate, max_duration=None)
+        return self.predict_proba_features(self.features(x, sample_rate)[None])[0]
+
+    def predict(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Prediction:
+        """Predict one float32 mono clip."""
+        return self.prediction_from_proba(self.predict_proba(audio, sample_rate))
+
+    def predict_file(self, source: Source, *, max_duration: float | None = DEFAULT_MAX_DURATION_S) -> Prediction:
+        return self.predict(load_audio(source, SAMPLE_RATE, max_duration=max_duration), SAMPLE_RATE)
+
+    def prediction_from_proba(self, proba: np.ndarray, restrict: list[str] | None = None) -> Prediction:
+        labels = self.labels
+        p = np.asarray(proba, dtype=np.float64)
+        if restrict is not None:
+            keep = [i for i, lab in enumerate(labels) if lab in set(restrict)]
+            labels = [labels[i] for i in keep]
+            p = p[keep] / max(p[keep].sum(), 1e-12)
+        probs = {lab: round(float(v), 6) for lab, v in zip(labels, p)}
+        v, a = valence_arousal(dict(zip(labels, p.tolist())))
+        return Prediction(labels[int(np.argmax(p))], probs, round(v, 6), round(a, 6))
+
+
+def pack_bundle(manifest: Manifest, onnx_bytes: bytes) -> bytes:
+    """Serialise a bundle (zip with ``manifest.json`` and ``model.onnx``; sha256 recorded)."""
+    manifest.files = {MODEL_FILE: {"sha256": sha256_hex(onnx_bytes), "bytes": len(onnx_bytes)}}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(MANIFEST_FILE, json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
+        z.writestr(MODEL_FILE, onnx_bytes)
+    return buf.getvalue()
+
+
+def save_bundle(path: str | Path, manifest: Manifest, onnx_bytes: bytes) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(pack_bundle(manifest, onnx_bytes))
+    tmp.replace(p)
+    return p
+
+
+def load_bundle(path: str | Path | None = None, *, threads: int = 1) -> Bundle:
+    """Load a bundle file (``None`` = the bundled default) and verify it.
+
+    Raises :class:`ModelError` for a missing, corrupt, tampered (sha256 mismatch) or
+    incompatible bundle.
+    """
+    p = default_model_path() if path is None else Path(path)
+    src = str(p)
+    if not p.is_file():
+        hint = " (the default model is missing from this installation)" if path is None else ""
+        raise ModelError(f"model={src} not found{hint}")
+    if p.stat().st_size > MAX_BUNDLE_BYTES:
+        raise ModelError(f"model={src} is larger than {MAX_BUNDLE_BYTES} bytes")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+            for required in (MANIFEST_FILE, MODEL_FILE):
+                if required not in names:
+                    raise ModelError(f"model={src}: bundle lacks {required}")
+            raw = json.loads(z.read(MANIFEST_FILE).decode("utf-8"))
+            onnx_bytes = z.read(MODEL_FILE)
+    except ModelError:
+        raise
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"model={src} is not a Vocalis bundle (zip with manifest.json + model.onnx): {e}") from e
+    manifest = Manifest.from_dict(raw, source=src)
+    expected = manifest.files.get(MODEL_FILE, {}).get("sha256")
+    if not expected:
+        raise ModelError(f"model={src}: manifest has no sha256 for {MODEL_FILE}")
+    actual = sha256_hex(onnx_bytes)
+    if actual != expected:
+        raise ModelError(f"model={src}: {MODEL_FILE} sha256={actual[:12]}… does not match the manifest ({expected[:12]}…); the bundle was altered")
+    return Bundle(manifest, onnx_bytes, src, threads=threads)

@@ -1,0 +1,266 @@
+"""Cross-validation (speaker-independent by default), training of bundles, and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vocalis.audio.constants import SAMPLE_RATE
+from vocalis.audio.io import load_audio
+from vocalis.bundle.manifest import Manifest
+from vocalis.bundle.runtime import Bundle, save_bundle
+from vocalis.corpora.splits import random_folds, speaker_folds
+from vocalis.corpora.types import Corpus
+from vocalis.errors import ConfigError, DataError
+from vocalis.models.heads import full_proba
+from vocalis.training.extract import extract_items, extract_signals
+from vocalis.training.metrics import expected_calibration_error, fit_temperature, scores
+from vocalis.training.recipes import Recipe, export_onnx, fit_estimator, stack_inputs
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``."""
+
+SPLITS = ("speaker", "random")
+
+
+@dataclass
+class Features:
+    """Features of a corpus, aligned with its items."""
+
+    corpus: Corpus
+    feats: list[np.ndarray]
+    labels: list[str]  # class order
+    y: np.ndarray  # int index into labels
+    groups: np.ndarray  # speaker ids used for splitting
+    input_kind: str
+
+    @property
+    def corpora(self) -> list[str]:
+        return [u.corpus or self.corpus.name for u in self.corpus.items]
+
+
+def speaker_groups(corpus: Corpus) -> np.ndarray:
+    """Plain speaker ids for one corpus (so RAVDESS sorts 1..24); ``corpus:speaker`` across several."""
+    multi = len({u.corpus for u in corpus.items}) > 1
+    return np.array([u.speaker_key if multi else u.speaker for u in corpus.items], dtype=object)
+
+
+def featurize(corpus: Corpus, recipe: Recipe, *, workers: int = 2, use_cache: bool = True,
+              progress: Progress | None = None) -> Features:
+    if len(corpus) == 0:
+        raise DataError(f"corpus {corpus.name!r} is empty")
+    ex = recipe.extractor()
+    labels = corpus.labels
+    if len(labels) < 2:
+        raise DataError(f"labels={labels} must hold at least 2 classes to train a classifier")
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress:
+            progress("features", done, len(corpus))
+
+    feats = extract_items(ex, corpus.items, workers=workers, use_cache=use_cache, progress=tick)
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([index[u.label] for u in corpus.items])
+    return Features(corpus, feats, labels, y, speaker_groups(corpus), ex.output)
+
+
+def _augmented(recipe: Recipe, data: Features, train_idx: np.ndarray, seed: int, workers: int
+               ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Augmented copies of the TRAINING fold only (never the test fold), featurised."""
+    from vocalis.augment import AugmentConfig, Augmenter
+
+    assert recipe.augment is not None
+    cfg = AugmentConfig.from_dict(recipe.augment)
+    aug = Augmenter(cfg, seed=seed)
+    items = [data.corpus.items[i] for i in train_idx]
+    signals = [load_audio(u.path, SAMPLE_RATE) for u in items]
+    new_sig, new_y, new_g = aug.augment_many(signals, data.y[train_idx], data.groups[train_idx])
+    n = len(items)
+    extra = extract_signals(recipe.extractor(), new_sig[n:], SAMPLE_RATE, workers)
+    feats = [data.feats[i] for i in train_idx] + extra
+    return feats, np.asarray(new_y), np.asarray(new_g)
+
+
+def cross_validate(
+    corpus: Corpus,
+    recipe: Recipe,
+    *,
+    folds: int = 6,
+    by: str = "speaker",
+    seed: int = 0,
+    workers: int = 2,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    data: Features | None = None,
+) -> dict[str, Any]:
+    """K-fold CV. ``by="speaker"`` (default) keeps every speaker on one side of each split.
+
+    Returns per-fold and mean WA/UA, pooled out-of-fold scores, ECE and a fitted temperature.
+    """
+    if by not in SPLITS:
+        raise ConfigError(f"by={by!r} must be one of {SPLITS}")
+    data = data or featurize(corpus, recipe, workers=workers, use_cache=use_cache, progress=progress)
+    n = len(data.feats)
+    if by == "speaker":
+        splits = speaker_folds(data.groups.tolist(), folds, data.corpora)
+        split_desc = (f"speaker-independent: {len(splits)} folds, no speaker in both train and test"
+                      + (" (leave-one-speaker-out)" if len(splits) != folds else ""))
+    else:
+        splits = random_folds(n, folds, [str(v) for v in data.y], seed=seed)
+        split_desc = f"random stratified {folds}-fold: speakers appear in train and test (leaky)"
+    k = len(data.labels)
+    oof = np.zeros((n, k))
+    fold_rows = []
+    for fi, (tr, te, test_speakers) in enumerate(splits):
+        if progress:
+            progress("folds", fi, len(splits))
+        if recipe.augment:
+            tr_feats, tr_y, tr_g = _augmented(recipe, data, tr, seed + fi, workers)
+        else:
+            tr_feats, tr_y, tr_g = [data.feats[i] for i in tr], data.y[tr], data.groups[tr]
+        est = recipe.estimator(seed=seed)
+        fit_estimator(est, stack_inputs(tr_feats, data.input_kind), tr_y, tr_g)
+        p = full_proba(est, stack_inputs([data.feats[i] for i in te], data.input_kind), k)
+        oof[te] = p
+        pred = [data.labels[j] for j in p.argmax(axis=1)]
+        true = [data.labels[j] for j in data.y[te]]
+        s = scores(true, pred, data.labels)
+        fold_rows.append({"test_speakers": test_speakers, "n": s["n"], "wa": s["wa"], "ua": s["ua"],
+                          "macro_f1": s["macro_f1"]})
+    if progress:
+        progress("folds", len(splits), len(splits))
+    pooled = scores([data.labels[j] for j in data.y], [data.labels[j] for j in oof.argmax(axis=1)], data.labels)
+    temp = fit_temperature(oof, data.y)
+    logp = np.log(np.clip(oof, 1e-12, 1)) / temp
+    cal = np.exp(logp - logp.max(axis=1, keepdims=True))
+    cal /= cal.sum(axis=1, keepdims=True)
+    return {
+        "recipe": recipe.name,
+        "corpus": corpus.name,
+        "split": split_desc,
+        "by": by,
+        "folds": fold_rows,
+        "wa": round(float(np.mean([f["wa"] for f in fold_rows])), 4),
+        "ua": round(float(np.mean([f["ua"] for f in fold_rows])), 4),
+        "macro_f1": round(float(np.mean([f["macro_f1"] for f in fold_rows])), 4),
+        "pooled": {key: pooled[key] for key in ("n", "wa", "ua", "macro_f1", "labels", "confusion")},
+        "ece": expected_calibration_error(oof, data.y),
+        "temperature": temp,
+        "ece_calibrated": expected_calibration_error(cal, data.y),
+        "_oof": oof,
+    }
+
+
+def train_bundle(
+    corpus: Corpus,
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    cv_folds: int = 6,
+    seed: int = 0,
+    workers: int = 2,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    name: str | None = None,
+) -> tuple[Path, Manifest]:
+    """Train ``recipe`` on all of ``corpus`` and write a bundle.
+
+    With ``cv_folds >= 2`` a speaker-independent CV runs first: its scores go into the manifest
+    (with their split) and its out-of-fold probabilities fit the calibration temperature.
+    """
+    data = featurize(corpus, recipe, workers=workers, use_cache=use_cache, progress=progress)
+    metrics: dict[str, Any] = {}
+    calibration: dict[str, float] = {}
+    if cv_folds >= 2 and len(set(data.groups.tolist())) >= 2:
+        res = cross_validate(corpus, recipe, folds=cv_folds, by="speaker", seed=seed, workers=workers,
+                             progress=progress, data=data)
+        res.pop("_oof")
+        metrics["cv"] = {k: res[k] for k in ("split", "wa", "ua", "macro_f1", "folds", "ece", "ece_calibrated")}
+        calibration["temperature"] = res["temperature"]
+    if recipe.augment:
+        feats, y, groups = _augmented(recipe, data, np.arange(len(data.feats)), seed, workers)
+    else:
+        feats, y, groups = data.feats, data.y, data.groups
+    if progress:
+        progress("fit", 0, 1)
+    est = recipe.estimator(seed=seed)
+    fit_estimator(est, stack_inputs(feats, data.input_kind), y, groups)
+    if progress:
+        progress("fit", 1, 1)
+    n_features = int(data.feats[0].shape[0]) if data.input_kind == "vector" else None
+    onnx_bytes = export_onnx(recipe, est, n_features)
+    manifest = Manifest(
+        labels=data.labels,
+        features=recipe.extractor().get_config(),
+        input_kind=data.input_kind,
+        name=name or Path(out).stem,
+        recipe=recipe.to_dict(),
+        training={
+            "corpora": sorted({u.corpus or corpus.name for u in corpus.items}),
+            "n": len(corpus),
+            "speakers": len(set(data.groups.tolist())),
+            "label_counts": corpus.label_counts(),
+            "seed": seed,
+        },
+        metrics=metrics,
+        calibration=calibration,
+    )
+    path = save_bundle(out, manifest, onnx_bytes)
+    return path, manifest
+
+
+def evaluate_bundle(
+    bundle: Bundle,
+    corpus: Corpus,
+    *,
+    restrict_labels: bool = False,
+    workers: int = 2,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Score a bundle on a corpus. ``restrict_labels`` drops model classes the data lacks before the argmax
+    (the cross-corpus protocol); otherwise data labels unknown to the model are an error."""
+    model_labels = bundle.labels
+    data_labels = corpus.labels
+    unknown = [lab for lab in data_labels if lab not in model_labels]
+    if unknown and not restrict_labels:
+        raise DataError(
+            f"data labels {unknown} are not among the model's labels {model_labels}; "
+            "map them with --label-map or use --restrict-labels to score only shared labels"
+        )
+    items = [u for u in corpus.items if u.label in model_labels]
+    if not items:
+        raise DataError(f"no utterance of {corpus.name!r} has a label the model knows ({model_labels})")
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress:
+            progress("features", done, len(items))
+
+    feats = extract_items(bundle.extractor, items, workers=workers, use_cache=use_cache, progress=tick)
+    proba = np.concatenate([bundle.predict_proba_features(f[None]) for f in feats]) if bundle.manifest.input_kind == "frames" \
+        else bundle.predict_proba_features(np.stack(feats))
+    scored: Sequence[str] = model_labels
+    if restrict_labels:
+        present = {u.label for u in items}
+        keep = [i for i, lab in enumerate(model_labels) if lab in present]
+        proba = proba[:, keep]
+        scored = [model_labels[i] for i in keep]
+    pred = [scored[j] for j in proba.argmax(axis=1)]
+    true = [u.label for u in items]
+    labels_for_scores = [lab for lab in scored if lab in set(true)] if restrict_labels else list(scored)
+    s = scores(true, pred, labels_for_scores)
+    out = {k: s[k] for k in ("n", "wa", "ua", "macro_f1", "labels", "confusion")}
+    out["per_class"] = s["per_class"]
+    out["restricted"] = bool(restrict_labels)
+    out["skipped"] = len(corpus.items) - len(items)
+    return out

@@ -1,0 +1,139 @@
+"""Decoding every supported container, resampling, mono mix-down and the rejection rules."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SR, noise, tone
+from vocalis.audio.io import load_audio, resample, validate
+from vocalis.errors import AudioError, VocalisError
+
+
+def _encode_av(path: Path, x: np.ndarray, sr: int, fmt: str, codec: str) -> Path:
+    import av
+
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=sr)
+        s.layout = "mono"
+        frame_size = 960 if codec == "libopus" else 1152
+        for i in range(0, len(x), frame_size):
+            chunk = x[i : i + frame_size]
+            fr = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="flt", layout="mono")
+            fr.sample_rate = sr
+            for pkt in s.encode(fr):
+                c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+    return path
+
+
+@pytest.mark.parametrize("subtype,ext", [("PCM_16", "wav"), ("FLOAT", "wav"), ("PCM_24", "flac"), ("VORBIS", "ogg")])
+def test_soundfile_formats_decode_to_16k_float32(tmp_path: Path, subtype: str, ext: str) -> None:
+    x = tone(440, 1.0, sr=44_100)
+    p = tmp_path / f"a.{ext}"
+    sf.write(p, x, 44_100, subtype=subtype)
+    y = load_audio(p)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - SR) < 50
+    # energy preserved (lossy vorbis within a few percent)
+    assert np.sqrt(np.mean(y**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+
+
+@pytest.mark.parametrize("fmt,codec,ext,sr", [("webm", "libopus", "webm", 48_000), ("ogg", "libopus", "opus", 48_000),
+                                              ("mp3", "libmp3lame", "mp3", 44_100)])
+def test_browser_and_compressed_formats(tmp_path: Path, fmt: str, codec: str, ext: str, sr: int) -> None:
+    x = tone(300, 1.5, sr=sr, amp=0.4)
+    p = _encode_av(tmp_path / f"clip.{ext}", x, sr, fmt, codec)
+    y = load_audio(p)
+    assert y.dtype == np.float32
+    assert 1.3 * SR < len(y) < 1.7 * SR
+    spec = np.abs(np.fft.rfft(y[SR // 4 : SR // 4 + SR]))
+    assert np.argmax(spec) == pytest.approx(300, abs=3)  # 1 Hz bins over 1 s
+
+
+def test_stereo_is_mixed_down(tmp_path: Path) -> None:
+    left, right = tone(200, 0.5), -tone(200, 0.5)
+    p = tmp_path / "st.wav"
+    sf.write(p, np.stack([left, right + 0.0], axis=1), SR)
+    assert np.allclose(load_audio(p), 0.0, atol=1e-4)  # opposite phases cancel in the mean
+
+
+def test_bytes_and_file_objects(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    sf.write(buf, noise(0.5), SR, format="WAV")
+    assert load_audio(buf.getvalue()).shape == (SR // 2,)
+    buf.seek(0)
+    assert load_audio(buf).shape == (SR // 2,)
+
+
+def test_resample_preserves_frequency() -> None:
+    y = resample(tone(1000, 1.0, sr=48_000), 48_000, SR)
+    assert len(y) == SR
+    assert np.argmax(np.abs(np.fft.rfft(y))) == 1000
+
+
+def _wav_header_with_rate(rate: int, channels: int = 1) -> bytes:
+    data = np.zeros(1600, np.int16).tobytes()
+    return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, channels, rate, (rate * 2 * max(channels, 1)) % 2**32, 2 * max(channels, 1), 16) + b"data"
+        + struct.pack("<I", len(data)) + data)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(np.random.default_rng(1).bytes(5000)), "decode"),
+        (lambda p: p.write_bytes(_wav_header_with_rate(1)), "sample_rate=1 "),
+        (lambda p: p.write_bytes(_wav_header_with_rate(4_000_000_000)), "sample_rate=|cannot decode"),
+        (lambda p: p.write_bytes(_wav_header_with_rate(16000)[:30]), "cannot decode|empty|at least"),
+    ],
+    ids=["empty", "random-bytes", "rate-1Hz", "rate-4e9", "truncated-header"],
+)
+def test_bad_files_raise_audio_error_naming_the_file(tmp_path: Path, make, match: str) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path / "bad.wav"
+    make(p)
+    with pytest.raises(AudioError, match=match) as e:
+        load_audio(p)
+    assert "bad.wav" in str(e.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(AudioError, match="not found"):
+        load_audio("/nonexistent/clip.wav")
+
+
+def test_too_long_is_rejected_before_full_decode(tmp_path: Path) -> None:
+    p = tmp_path / "long.flac"
+    sf.write(p, np.zeros(SR * 5, np.float32), SR)
+    with pytest.raises(AudioError, match="max_duration=2s"):
+        load_audio(p, max_duration=2)
+    assert load_audio(p, max_duration=None).shape == (SR * 5,)
+
+
+def test_too_long_compressed_stops_decoding(tmp_path: Path) -> None:
+    p = _encode_av(tmp_path / "long.webm", np.zeros(48_000 * 4, np.float32), 48_000, "webm", "libopus")
+    with pytest.raises(AudioError, match="max_duration=1s"):
+        load_audio(p, max_duration=1)
+
+
+@pytest.mark.parametrize("x,match", [
+    (np.array([], np.float32), "empty"),
+    (np.full(SR, np.nan, np.float32), "non-finite"),
+    (np.r_[np.zeros(SR - 1), np.inf].astype(np.float32), "non-finite"),
+    (np.zeros(10, np.float32), "at least"),
+    (np.zeros((2, 2, 2), np.float32), "ndim=3"),
+])
+def test_validate_rules(x: np.ndarray, match: str) -> None:
+    with pytest.raises(AudioError, match=match):
+        validate(x, SR)
+
+
+def test_audio_error_is_a_vocalis_error() -> None:
+    assert issubclass(AudioError, VocalisError)

@@ -1,0 +1,128 @@
+"""The CLI contract: JSON shapes, exit codes, clean errors (no tracebacks), help for every command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tests.conftest import SR, harmonic, make_synthetic_corpus
+from vocalis.cli import app
+
+runner = CliRunner()
+
+
+def _commands() -> list[list[str]]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    out: list[list[str]] = []
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        sub = getattr(cmd, "commands", None)
+        if sub:
+            out += [[name, s] for s in sub]
+        else:
+            out.append([name])
+    return out
+
+
+@pytest.mark.parametrize("cmd", _commands(), ids=lambda c: " ".join(c))
+def test_every_command_has_help(cmd: list[str]) -> None:
+    res = runner.invoke(app, [*cmd, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output and len(res.output) > 100
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = make_synthetic_corpus(tmp_path_factory.mktemp("c"))
+    out = tmp_path_factory.mktemp("m") / "tiny.vocalis"
+    res = runner.invoke(app, ["train", str(root), "--out", str(out), "--recipe", "classic-logreg", "--cv", "4",
+                              "--no-cache", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["labels"] == ["calm", "angry", "fear"]
+    assert "speaker-independent" in summary["metrics"]["cv"]["split"]
+    return root, out
+
+
+def test_predict_json_contract(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, model = trained
+    clips = []
+    for i, f0 in enumerate([110, 250]):
+        p = tmp_path / f"c{i}.wav"
+        sf.write(p, harmonic(f0, 0.8), SR)
+        clips.append(str(p))
+    res = runner.invoke(app, ["predict", *clips, "--model", str(model), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    assert [d["file"] for d in lines] == clips
+    for d in lines:
+        assert set(d) == {"file", "label", "probabilities", "valence", "arousal"}
+        assert sum(d["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert d["label"] == max(d["probabilities"], key=d["probabilities"].get)
+        assert -1 <= d["valence"] <= 1 and -1 <= d["arousal"] <= 1
+
+
+def test_evaluate_and_cv_json(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, model = trained
+    res = runner.invoke(app, ["evaluate", "--model", str(model), str(root), "--json", "--no-cache",
+                              "--plot", str(tmp_path / "cm.png")])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert {"n", "wa", "ua", "macro_f1", "labels", "confusion"} <= set(d)
+    assert np.asarray(d["confusion"]).sum() == d["n"]
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["cv", str(root), "--folds", "2", "--by", "speaker", "--recipe", "classic-logreg",
+                              "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert len(d["folds"]) == 2 and all(set(f) >= {"test_speakers", "wa", "ua"} for f in d["folds"])
+    assert d["wa"] == pytest.approx(np.mean([f["wa"] for f in d["folds"]]), abs=1e-3)
+
+
+def test_restrict_labels(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, model = trained
+    res = runner.invoke(app, ["evaluate", "--model", str(model), str(root), "--labels", "calm,angry", "--json",
+                              "--no-cache"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["labels"] == ["calm", "angry", "fear"]
+    res = runner.invoke(app, ["evaluate", "--model", str(model), str(root), "--labels", "calm,angry",
+                              "--restrict-labels", "--json", "--no-cache"])
+    d = json.loads(res.stdout)
+    assert d["labels"] == ["calm", "angry"] and d["restricted"] is True
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vocalis", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["predict", "/no/such.wav"], "not found"),
+    (["evaluate", "/no/such/dir"], "/no/such/dir"),
+    (["predict", "x.wav", "--model", "/no/model.vocalis"], "not found"),
+    (["cv", ".", "--recipe", "nope"], "recipe='nope'"),
+])
+def test_errors_are_clean_messages(args: list[str], needle: str) -> None:
+    r = _run(*args)
+    assert r.returncode in (1, 2)
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and needle in r.stderr
+
+
+def test_one_bad_file_does_not_stop_the_others(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    _, model = trained
+    good = tmp_path / "g.wav"
+    sf.write(good, harmonic(150, 0.5), SR)
+    bad = tmp_path / "b.wav"
+    bad.write_bytes(b"garbage" * 100)
+    r = _run("predict", str(bad), str(good), "--model", str(model), "--json")
+    assert r.returncode == 1
+    assert "b.wav" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["file"] == str(good)

@@ -1,0 +1,91 @@
+"""The bundled default model: present, verified, runs on every format, and is honest about its metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SR, corpus_dir, harmonic, noise
+from vocalis.bundle import default_model_path, load_bundle
+from vocalis.labels import EMOTIONS
+
+
+def test_default_bundle_ships_and_verifies() -> None:
+    p = default_model_path()
+    assert p.is_file(), "src/vocalis/data/default.vocalis must ship with the package"
+    assert p.stat().st_size < 20 * 1024 * 1024
+    b = load_bundle()
+    assert b.labels == list(EMOTIONS)
+    cv = b.manifest.metrics["cv"]
+    assert cv["split"].startswith("speaker-independent")
+    assert sorted(b.manifest.training["corpora"]) == ["ravdess", "tess"]
+    assert 0 < b.manifest.calibration["temperature"] < 20
+
+
+@pytest.mark.parametrize("signal", [harmonic(180, 1.5, vibrato=0.05), noise(1.0), np.zeros(SR, np.float32),
+                                    harmonic(300, 0.1)], ids=["voice-like", "noise", "silence", "100ms"])
+def test_default_model_gives_valid_predictions_on_any_signal(signal: np.ndarray) -> None:
+    pred = load_bundle().predict(signal, SR)
+    assert pred.label in EMOTIONS
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert all(0 <= p <= 1 for p in pred.probabilities.values())
+
+
+def test_default_model_other_sample_rates_agree(tmp_path: Path) -> None:
+    import soxr
+
+    x = harmonic(200, 2.0, vibrato=0.04)
+    b = load_bundle()
+    p16 = np.array(list(b.predict(x, SR).probabilities.values()))
+    x44 = soxr.resample(x, SR, 44_100).astype(np.float32)
+    p44 = np.array(list(b.predict(x44, 44_100).probabilities.values()))
+    assert np.abs(p16 - p44).max() < 0.1
+
+
+@pytest.mark.corpus
+def test_default_model_recognises_held_in_corpus_clips() -> None:
+    """Sanity on real speech: strongly acted RAVDESS angry/sad clips (seen in training)."""
+    root = corpus_dir("ravdess")
+    b = load_bundle()
+    clips = sorted((root / "Actor_01").glob("03-01-05-02-*.flac"))  # angry, strong intensity
+    preds = [b.predict_file(c) for c in clips]
+    assert sum(p.label == "angry" for p in preds) >= len(clips) // 2
+    assert np.mean([p.arousal for p in preds]) > 0.2
+
+
+@pytest.mark.corpus
+def test_screams_have_higher_arousal_than_calm_calls() -> None:
+    """Out-of-domain check on real phone audio: screamed calls for help read as more aroused."""
+    import csv
+
+    root = corpus_dir("screams")
+    rows = list(csv.DictReader((root / "manifest.csv").open()))
+    b = load_bundle()
+    pick = {s: [r for r in rows if r["subset"] == s][:12] for s in ("scream_call", "calm_call")}
+    arousal = {s: np.mean([b.predict_file(root / r["path"]).arousal for r in rs]) for s, rs in pick.items()}
+    assert arousal["scream_call"] > arousal["calm_call"]
+
+
+def test_predict_cli_on_browser_formats(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_audio_io import _encode_av
+
+    x = harmonic(220, 1.2, vibrato=0.05)
+    files = [tmp_path / "a.wav", tmp_path / "b.flac"]
+    sf.write(files[0], x, SR)
+    sf.write(files[1], x, SR)
+    files.append(_encode_av(tmp_path / "c.webm", np.repeat(x, 3), 48_000, "webm", "libopus"))
+    files.append(_encode_av(tmp_path / "d.ogg", np.repeat(x, 3), 48_000, "ogg", "libopus"))
+    files.append(_encode_av(tmp_path / "e.mp3", np.repeat(x, 3), 48_000, "mp3", "libmp3lame"))
+    r = subprocess.run([sys.executable, "-m", "vocalis", "predict", *map(str, files), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["file"] for o in out] == [str(f) for f in files]
+    assert all(o["label"] in EMOTIONS for o in out)
