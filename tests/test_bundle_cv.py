@@ -110,3 +110,24 @@ def test_recipes_are_complete() -> None:
     for r in RECIPES.values():
         assert r.description
         r.extractor()  # every feature config rebuilds
+
+
+def test_augmentation_only_ever_sees_training_speakers(corpus_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from vocalis.augment import AugmentConfig, Augmenter
+
+    seen: list[set[str]] = []
+    original = Augmenter.augment_many
+
+    def spy(self, signals, labels, groups=None, sample_rate=SR):  # type: ignore[no-untyped-def]
+        seen.append(set(np.asarray(groups).tolist()))
+        return original(self, signals, labels, groups, sample_rate)
+
+    monkeypatch.setattr(Augmenter, "augment_many", spy)
+    recipe = replace(RECIPE, augment=AugmentConfig(copies=1).to_dict())
+    res = cross_validate(load_corpus(corpus_root), recipe, folds=4, use_cache=False)
+    assert len(seen) == 4
+    for fold, groups in zip(res["folds"], seen):
+        assert groups.isdisjoint(fold["test_speakers"])
+        assert len(groups) == 3

@@ -65,11 +65,19 @@ def _load_corpora(data_dirs: list[Path], label_map: str | None, labels: str | No
     return corpora[0] if len(corpora) == 1 else Corpus.merge(corpora)
 
 
-def _recipe(recipe: str | None, backbone: str | None) -> Any:
+def _recipe(recipe: str | None, backbone: str | None, augment: int = 0) -> Any:
+    from dataclasses import replace
+
     from vocalis.training.recipes import get_recipe
 
     r = get_recipe(recipe)
-    return r.with_backbone(backbone) if backbone else r
+    if backbone:
+        r = r.with_backbone(backbone)
+    if augment:
+        from vocalis.augment import AugmentConfig
+
+        r = replace(r, augment=AugmentConfig(copies=augment).to_dict())
+    return r
 
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -81,6 +89,7 @@ RecipeOpt = Annotated[str | None, typer.Option("--recipe", help="Recipe name (se
 BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Whisper backbone: size name or CTranslate2 model dir.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Feature extraction threads.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the feature cache.")]
+AugmentOpt = Annotated[int, typer.Option("--augment", min=0, max=10, help="Augmented copies (noise, stretch, pitch, shift, gain) per TRAINING clip; test folds are never augmented.")]
 
 
 @app.command()
@@ -121,6 +130,7 @@ def train(
     label_map: LabelMapOpt = None,
     labels: LabelsOpt = None,
     cv: Annotated[int, typer.Option(help="Speaker-independent CV folds for the manifest metrics and calibration (0 = skip).")] = 6,
+    augment: AugmentOpt = 0,
     seed: int = 0,
     workers: WorkersOpt = 2,
     no_cache: NoCacheOpt = False,
@@ -130,7 +140,7 @@ def train(
     """Train a model bundle on one or more corpora."""
     from vocalis.training.cv import train_bundle
 
-    r = _recipe(recipe, backbone)
+    r = _recipe(recipe, backbone, augment)
     corpus = _load_corpora(data_dirs, label_map, labels)
     with _progress(quiet) as prog:
         path, manifest = train_bundle(corpus, r, out, cv_folds=cv, seed=seed, workers=workers,
@@ -189,6 +199,7 @@ def cross_validate_cmd(
     backbone: BackboneOpt = None,
     label_map: LabelMapOpt = None,
     labels: LabelsOpt = None,
+    augment: AugmentOpt = 0,
     seed: int = 0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the pooled confusion matrix PNG here.")] = None,
     workers: WorkersOpt = 2,
@@ -199,7 +210,7 @@ def cross_validate_cmd(
     """Cross-validate a recipe; folds are speaker-disjoint unless --by random."""
     from vocalis.training.cv import cross_validate
 
-    r = _recipe(recipe, backbone)
+    r = _recipe(recipe, backbone, augment)
     corpus = _load_corpora(data_dirs, label_map, labels)
     with _progress(quiet) as prog:
         res = cross_validate(corpus, r, folds=folds, by=by, seed=seed, workers=workers,

@@ -182,88 +182,277 @@ class ClassicFeatures:
         ``"spectral"`` is ``(4, n_frames)``: centroid, bandwidth, roll-off, flatness. These are
         the matrices librosa returns for the same parameters.
         """
-        return {k: np.ascontiguousarray(v.T) for k, v in self._frames_tf(audio, sample_rate).items()}
+        buf = self._frame_matrix(audio, sample_rate)
+        spans = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)[0]
+        return {g: np.ascontiguousarray(buf[:, a:b].T) for g, (a, b) in spans.items()}
 
-    def _frames_tf(self, audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
-        """Like :meth:`frames` but ``(n_frames, rows)`` (the cheap layout for statistics)."""
+    def _frame_matrix(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Every selected group side by side in one ``(n_frames, rows)`` float32 matrix.
+
+        Columns follow :func:`_layout`; each group is written in place (``out=``) into its slice,
+        so the statistics are a handful of whole-matrix reductions.
+        """
         x = resample(np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, self.sample_rate)
         if x.size == 0:
             x = np.zeros(1, np.float32)
         if not np.isfinite(x).all():
             x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
         groups = set(self.features)
-        out: dict[str, np.ndarray] = {}
-        n, hop = self.n_fft, self.hop_length
+        spans, width, _ = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)
+        n, hop, sr = self.n_fft, self.hop_length, self.sample_rate
+        frames = frame(x, n, hop, center=True, pad_mode=self.pad_mode)  # (T, n) strided view
+        t = frames.shape[0]
+        buf = np.empty((t, width), np.float32)
         if "zcr" in groups:
-            out["zcr"] = _zcr(x, n, hop)[:, None]
+            buf[:, spans["zcr"][0]] = _zcr(x, n, hop, t)
         if "rms" in groups:
-            out["rms"] = _rms(x, n, hop, self.pad_mode)[:, None]
+            col = buf[:, spans["rms"][0]]
+            np.einsum("ij,ij->i", frames, frames, out=col)
+            np.divide(col, np.float32(n), out=col)
+            np.sqrt(col, out=col)
         if not groups & {"mfcc", "mfcc_delta", "chroma", "mel", "spectral"}:
-            return out
+            return buf
 
-        # One STFT for every spectral group: (n_frames, 1 + n_fft // 2).
-        spec = scipy.fft.rfft(frame(x, n, hop, center=True, pad_mode=self.pad_mode) * hann(n), axis=1)
-        mag = np.abs(spec)
-        power = mag * mag
+        # One STFT for every spectral group: (T, 1 + n_fft // 2).
+        mag = np.abs(scipy.fft.rfft(frames * hann(n), axis=1, overwrite_x=True))
+        need_power = bool(groups & {"mfcc", "mfcc_delta", "mel", "spectral"}) or self.chroma_power != 1.0
+        power = np.square(mag) if need_power else mag
 
         if groups & {"mfcc", "mfcc_delta", "mel"}:
-            mel = power @ _mel_t(self.sample_rate, n, self.n_mels, self.fmin, self.fmax)  # (T, n_mels)
-            need_db = bool(groups & {"mfcc", "mfcc_delta"}) or self.mel_scale == "db"
-            mel_db = _db(mel) if need_db else mel
+            mel = _span(buf, spans, "mel", t, self.n_mels)
+            for g0, g1, lo, hi, w in _mel_plan(sr, n, self.n_mels, self.fmin, self.fmax):
+                if hi > lo:
+                    np.matmul(power[:, lo:hi], w, out=mel[:, g0:g1])
+                else:
+                    mel[:, g0:g1] = 0.0
             if groups & {"mfcc", "mfcc_delta"}:
-                mfcc = mel_db @ _dct_matrix(self.n_mels, self.n_mfcc).T  # (T, n_mfcc)
-                if "mfcc" in groups:
-                    out["mfcc"] = mfcc
+                mel_db = _db(mel, inplace="mel" in groups and self.mel_scale == "db")
+                mfcc = _span(buf, spans, "mfcc", t, self.n_mfcc)
+                np.matmul(mel_db, _dct_t(self.n_mels, self.n_mfcc), out=mfcc)
                 if "mfcc_delta" in groups:
-                    out["mfcc_delta"] = _delta(mfcc)
-            if "mel" in groups:
-                out["mel"] = mel_db if self.mel_scale == "db" else mel
+                    _delta(mfcc, buf[:, slice(*spans["mfcc_delta"])])
+            if "mel" in groups and self.mel_scale == "db" and not groups & {"mfcc", "mfcc_delta"}:
+                _db(mel, inplace=True)
+
+        fuse_chroma = "chroma" in groups and self.chroma_power == 1.0 and self.tuning is not None
+        nc = self.n_chroma if fuse_chroma else 0
+        prod = None
+        if fuse_chroma or "spectral" in groups:
+            # chroma filters, spectral moments and roll-off block sums in one product with |S|
+            prod = mag @ _mag_matrix(sr, n, self.n_chroma, self.tuning if fuse_chroma else None,
+                                     "spectral" in groups)
         if "chroma" in groups:
-            s = mag if self.chroma_power == 1.0 else power
-            tuning = _estimate_tuning(s, self.sample_rate, n, self.n_chroma) if self.tuning is None else self.tuning
-            raw = s @ chroma_filterbank(self.sample_rate, n, self.n_chroma, float(tuning)).T  # (T, C)
+            if prod is not None and fuse_chroma:
+                raw = prod[:, :nc]
+            else:
+                s = mag if self.chroma_power == 1.0 else power
+                tuning = _estimate_tuning(s, sr, n, self.n_chroma) if self.tuning is None else self.tuning
+                raw = s @ chroma_filterbank(sr, n, self.n_chroma, float(tuning)).T  # (T, C)
             peak = raw.max(axis=1, keepdims=True)
-            out["chroma"] = raw / np.where(peak < _TINY, np.float32(1.0), peak)
+            np.divide(raw, np.where(peak < _TINY, np.float32(1.0), peak), out=buf[:, slice(*spans["chroma"])])
         if "spectral" in groups:
-            out["spectral"] = _spectral_shape(mag, power, self.sample_rate, n)
-        return out
+            assert prod is not None
+            _spectral_shape(prod[:, nc:], mag, power, sr, n, buf[:, slice(*spans["spectral"])])
+        return buf
 
     def __call__(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        mats = self._frames_tf(audio, sample_rate)
-        parts: list[np.ndarray] = []
-        for g in self.features:
-            m = mats[g]
-            mean = m.mean(axis=0)
-            for s in self.stats:
-                if s == "mean":
-                    parts.append(mean)
-                elif s == "std":
-                    parts.append(np.sqrt(np.maximum(np.square(m).mean(axis=0) - mean * mean, 0.0)))
-                elif s == "min":
-                    parts.append(m.min(axis=0))
-                else:
-                    parts.append(m.max(axis=0))
-        vec = np.concatenate(parts).astype(np.float32, copy=False)
+        m = self._frame_matrix(audio, sample_rate)
+        perm = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)[2]
+        mean = m.mean(axis=0)
+        rows: list[np.ndarray] = []
+        for s in self.stats:
+            if s == "mean":
+                rows.append(mean)
+            elif s == "std":
+                d = np.subtract(m, mean)
+                np.square(d, out=d)
+                rows.append(np.sqrt(d.mean(axis=0)))
+            elif s == "min":
+                rows.append(m.min(axis=0))
+            else:
+                rows.append(m.max(axis=0))
+        vec = np.concatenate(rows)[perm]
         return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 # -- helpers ----------------------------------------------------------------------------
 
+_MEL_GROUP = 16  # mel filters per banded matmul: ~8x fewer multiply-adds than the dense product
+_ROLL_BLOCK = 16  # bins per roll-off block (see _spectral_shape)
+
+
+def _rows_of(group: str, n_mfcc: int, n_mels: int, n_chroma: int) -> int:
+    return {"zcr": 1, "rms": 1, "mfcc": n_mfcc, "mfcc_delta": n_mfcc, "chroma": n_chroma, "mel": n_mels,
+            "spectral": len(SPECTRAL)}[group]
+
+
+@lru_cache(maxsize=32)
+def _layout(features: tuple[str, ...], stats: tuple[str, ...], n_mfcc: int, n_mels: int,
+            n_chroma: int) -> tuple[dict[str, tuple[int, int]], int, np.ndarray]:
+    """Column span of each group in the frame matrix, its width, and the permutation taking the
+    stacked statistics ``(n_stats, width)`` (raveled) to the vector order ``[group: stat: rows]``."""
+    spans: dict[str, tuple[int, int]] = {}
+    a = 0
+    for g in features:
+        b = a + _rows_of(g, n_mfcc, n_mels, n_chroma)
+        spans[g] = (a, b)
+        a = b
+    perm = [si * a + c for g in features for si in range(len(stats)) for c in range(*spans[g])]
+    return spans, a, np.asarray(perm, dtype=np.intp)
+
+
+def _span(buf: np.ndarray, spans: dict[str, tuple[int, int]], group: str, t: int, rows: int) -> np.ndarray:
+    """The group's column slice of ``buf``, or a scratch ``(t, rows)`` matrix when it is not selected."""
+    if group in spans:
+        return buf[:, slice(*spans[group])]
+    return np.empty((t, rows), np.float32)
+
 
 @lru_cache(maxsize=16)
-def _mel_t(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    """Contiguous ``(F, n_mels)`` transpose of :func:`mel_filterbank` (right-multiplies frames)."""
-    return np.ascontiguousarray(mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T)
+def _mel_plan(sample_rate: int, n_fft: int, n_mels: int, fmin: float,
+              fmax: float | None) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
+    """Banded mel product: ``(g0, g1, lo, hi, W)`` with ``power[:, lo:hi] @ W == mel[:, g0:g1]``.
+
+    Each triangle spans a few bins, so cutting the filterbank into groups of filters and keeping
+    only the bins each group touches skips the zeros of the dense ``(F, n_mels)`` product.
+    """
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)  # (n_mels, F)
+    plan = []
+    for g0 in range(0, n_mels, _MEL_GROUP):
+        g1 = min(g0 + _MEL_GROUP, n_mels)
+        nz = np.flatnonzero(fb[g0:g1].any(axis=0))
+        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
+        plan.append((g0, g1, lo, hi, np.ascontiguousarray(fb[g0:g1, lo:hi].T)))
+    return tuple(plan)
 
 
 @lru_cache(maxsize=8)
-def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II basis ``(n_out, n_in)`` (``scipy.fft.dct(type=2, norm="ortho")`` rows)."""
-    k = np.arange(n_out)[:, None]
-    j = np.arange(n_in)[None, :]
+def _dct_t(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II basis, transposed ``(n_in, n_out)`` (``scipy.fft.dct(type=2, norm="ortho")``)."""
+    k = np.arange(n_out)[None, :]
+    j = np.arange(n_in)[:, None]
     basis = np.cos(np.pi * k * (2 * j + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
-    basis[0] /= np.sqrt(2.0)
-    return basis.astype(np.float32)
+    basis[:, 0] /= np.sqrt(2.0)
+    return np.ascontiguousarray(basis, dtype=np.float32)
+
+
+@lru_cache(maxsize=32)
+def _mag_matrix(sample_rate: int, n_fft: int, n_chroma: int, tuning: float | None, spectral: bool) -> np.ndarray:
+    """``(F, k)`` right factor for ``|S|``: chroma filters (when ``tuning`` is given), then, for the
+    spectral group, ``[1, f, f^2]`` and the cumulative indicators of :data:`_ROLL_BLOCK`-bin blocks."""
+    n_bins = 1 + n_fft // 2
+    cols = []
+    if tuning is not None:
+        cols.append(chroma_filterbank(sample_rate, n_fft, n_chroma, float(tuning)).T.astype(np.float64))
+    if spectral:
+        f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+        cols.append(np.stack([np.ones_like(f), f, f * f], axis=1))
+        ends = np.minimum(np.arange(1, -(-n_bins // _ROLL_BLOCK) + 1) * _ROLL_BLOCK, n_bins)
+        cols.append((np.arange(n_bins)[:, None] < ends[None, :]).astype(np.float64))
+    return np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.float32)
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
+_LOW_BITS = np.array([(0xFF << (8 - r)) & 0xFF for r in range(8)], dtype=np.uint8)  # first r bits of a byte
+
+
+def _zcr(x: np.ndarray, frame_length: int, hop: int, n_frames: int) -> np.ndarray:
+    """``librosa.feature.zero_crossing_rate`` (center, edge padding; ``|x| <= 1e-10`` counts as 0).
+
+    Edge padding adds no crossings, so frame ``t`` counts the sign changes between consecutive
+    samples of ``x[t*hop - n//2 : t*hop - n//2 + n]``; the changes are bit-packed once and each
+    frame's count is a difference of two prefix popcounts.
+    """
+    neg = x < -np.float32(_ZC_THRESHOLD)  # signbit after zeroing |x| <= threshold
+    bits = np.packbits(neg[1:] != neg[:-1])  # bit j: a crossing between samples j and j + 1
+    bits = np.append(bits, np.uint8(0))
+    prefix = np.zeros(bits.size + 1, np.int32)  # crossings before byte k
+    np.cumsum(_POP8[bits], out=prefix[1:])
+    start = np.arange(n_frames) * hop - frame_length // 2
+    last = x.size - 1
+    ends = np.clip(np.stack([start, start + frame_length - 1]), 0, last)  # crossing index range [lo, hi)
+    q, r = ends >> 3, ends & 7
+    count = prefix[q] + _POP8[bits[q] & _LOW_BITS[r]]
+    return ((count[1] - count[0]) / frame_length).astype(np.float32)
+
+
+def _db(s: np.ndarray, top_db: float = 80.0, amin: float = 1e-10, *, inplace: bool = False) -> np.ndarray:
+    """``power_to_db(s, ref=1, amin, top_db)`` in float32, in place on ``s`` or on a copy (``ln`` is
+    cheaper than ``log10`` in numpy's float32 kernels)."""
+    out = np.maximum(s, np.float32(amin), out=s if inplace else None)
+    np.log(out, out=out)
+    out *= np.float32(10.0 / np.log(10.0))
+    np.maximum(out, out.max() - np.float32(top_db), out=out)
+    return out
+
+
+def _delta(m: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """HTK regression deltas (width 2) along axis 0 of ``(T, D)`` with edge padding, into ``out``."""
+    t = m.shape[0]
+    p = np.concatenate([m[:1], m[:1], m, m[-1:], m[-1:]])
+    np.subtract(p[3 : t + 3], p[1 : t + 1], out=out)
+    d2 = np.subtract(p[4:], p[:t])
+    d2 *= np.float32(2.0)
+    out += d2
+    out /= np.float32(10.0)
+    return out
+
+
+def _mean_log(p: np.ndarray) -> np.ndarray:
+    """Row means of ``log(p)`` for positive ``(T, F)`` float32 ``p``, with ~F/16 logarithms.
+
+    Products of 16 float32 values in ``[1e-10, 1e18]`` stay finite and normal in float64, so the
+    columns are multiplied pairwise four times before taking logs (exact to float64 rounding).
+    """
+    q = p.astype(np.float64)
+    acc = np.zeros(p.shape[0])
+    for _ in range(4):
+        w = q.shape[1]
+        if w < 2:
+            break
+        if w % 2:
+            acc += np.log(q[:, -1])
+        h = w // 2
+        q = q[:, :h] * q[:, h : 2 * h]
+    acc += np.log(q).sum(axis=1)
+    if not np.isfinite(acc).all():  # overflow on extreme inputs: plain logs
+        acc = np.log(p).sum(axis=1, dtype=np.float64)
+    return acc / p.shape[1]
+
+
+def _spectral_shape(prod: np.ndarray, mag: np.ndarray, power: np.ndarray, sample_rate: int, n_fft: int,
+                    out: np.ndarray) -> np.ndarray:
+    """``(T, 4)`` into ``out``: centroid, bandwidth, 85 % roll-off (magnitude) and flatness (power).
+
+    ``prod`` is ``|S| @ [1, f, f^2, block indicators]`` (:func:`_mag_matrix`): the moments give
+    centroid and bandwidth; the cumulative block sums locate the roll-off block, and only that
+    block's :data:`_ROLL_BLOCK` bins are scanned per frame.
+    """
+    moments = prod[:, :3].astype(np.float64)  # sum |S|, sum f |S|, sum f^2 |S|
+    m0 = moments[:, 0]
+    ok = m0 >= _TINY
+    m0 = np.where(ok, m0, 1.0)
+    centroid = moments[:, 1] / m0
+    # sum p (f - c)^2 with p = mag / m0 (librosa's norm=1 columns) = E[f^2] - c^2
+    out[:, 1] = np.sqrt(np.maximum(moments[:, 2] / m0 - centroid**2 * ok, 0.0))
+    out[:, 0] = centroid
+
+    t, n_bins = mag.shape
+    bcum = prod[:, 3:]  # (T, n_blocks): sum of |S| over bins < (j + 1) * block
+    thr = np.float32(_ROLL_PERCENT) * bcum[:, -1]
+    b = np.argmax(bcum >= thr[:, None], axis=1)
+    rows = np.arange(t)
+    before = np.where(b > 0, bcum[rows, np.maximum(b - 1, 0)], np.float32(0.0))
+    idx = np.minimum(b[:, None] * _ROLL_BLOCK + np.arange(_ROLL_BLOCK), n_bins - 1)
+    inner = np.cumsum(mag[rows[:, None], idx], axis=1)
+    inner += before[:, None]
+    hit = inner >= thr[:, None]
+    j = np.where(hit.any(axis=1), np.argmax(hit, axis=1), _ROLL_BLOCK - 1)
+    out[:, 2] = np.minimum(b * _ROLL_BLOCK + j, n_bins - 1) * (sample_rate / n_fft)
+
+    p = np.maximum(power, np.float32(_FLATNESS_AMIN))
+    out[:, 3] = np.exp(_mean_log(p)) / p.mean(axis=1)
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -284,88 +473,6 @@ def chroma_filterbank(sample_rate: int, n_fft: int, n_chroma: int = 12, tuning: 
     wts *= np.exp(-0.5 * (((frqbins / n_chroma - 5.0) / 2.0) ** 2))[None, :]
     wts = np.roll(wts, -3 * (n_chroma // 12), axis=0)
     return np.ascontiguousarray(wts[:, : 1 + n_fft // 2], dtype=np.float32)
-
-
-def _zcr(x: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    """``librosa.feature.zero_crossing_rate`` (center, edge padding) via a running sum."""
-    pad = frame_length // 2
-    y = np.pad(x, (pad, pad), mode="edge")
-    neg = np.signbit(np.where(np.abs(y) <= _ZC_THRESHOLD, np.float32(0.0), y))
-    cross = np.empty(y.size, dtype=bool)
-    cross[0] = False
-    np.not_equal(neg[1:], neg[:-1], out=cross[1:])
-    c = np.cumsum(cross, dtype=np.int32)  # bool -> int32 directly (int32 input would widen, 10x slower)
-    n = 1 + (y.size - frame_length) // hop
-    starts = np.arange(n) * hop
-    return ((c[starts + frame_length - 1] - c[starts]) / frame_length).astype(np.float32)
-
-
-def _rms(x: np.ndarray, frame_length: int, hop: int, pad_mode: str) -> np.ndarray:
-    """``librosa.feature.rms(y=...)`` (center padding): per-frame mean square, float32 accumulation."""
-    fr = frame(x, frame_length, hop, center=True, pad_mode=pad_mode)
-    return np.sqrt(np.einsum("ij,ij->i", fr, fr) / np.float32(frame_length)).astype(np.float32)
-
-
-def _db(s: np.ndarray, top_db: float = 80.0, amin: float = 1e-10) -> np.ndarray:
-    """``power_to_db(s, ref=1, amin, top_db)`` in place on a fresh float32 array (``ln`` is
-    cheaper than ``log10`` in numpy's float32 kernels)."""
-    out = np.maximum(s, np.float32(amin))
-    np.log(out, out=out)
-    out *= np.float32(10.0 / np.log(10.0))
-    np.maximum(out, out.max() - np.float32(top_db), out=out)
-    return out
-
-
-def _delta(m: np.ndarray, width: int = 2) -> np.ndarray:
-    """HTK regression deltas along axis 0 of ``(T, D)`` with edge padding."""
-    p = np.pad(m, ((width, width), (0, 0)), mode="edge")
-    t = m.shape[0]
-    num = sum(k * (p[width + k : width + k + t] - p[width - k : width - k + t]) for k in range(1, width + 1))
-    return (num / (2 * sum(k * k for k in range(1, width + 1)))).astype(np.float32)
-
-
-@lru_cache(maxsize=8)
-def _freq_powers(sample_rate: int, n_fft: int) -> np.ndarray:
-    f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    return np.stack([np.ones_like(f), f, f * f], axis=1).astype(np.float32)  # (F, 3)
-
-
-def _rolloff_bins(mag: np.ndarray, roll_percent: float = _ROLL_PERCENT, block: int = 16) -> np.ndarray:
-    """First bin where the cumulative magnitude reaches ``roll_percent`` of the total, per frame.
-
-    Two-level scan: cumulative sums of 16-bin blocks locate the block, then only that block
-    is scanned (16x fewer elements than a full cumulative sum).
-    """
-    t, n_bins = mag.shape
-    nb = -(-n_bins // block)
-    padded = np.zeros((t, nb * block), np.float32)
-    padded[:, :n_bins] = mag
-    blocks = padded.reshape(t, nb, block)
-    bcum = np.cumsum(blocks.sum(axis=2, dtype=np.float64), axis=1)  # (T, nb)
-    thr = roll_percent * bcum[:, -1]
-    b = np.minimum(np.argmax(bcum >= thr[:, None], axis=1), nb - 1)
-    rows = np.arange(t)
-    before = np.where(b > 0, bcum[rows, np.maximum(b - 1, 0)], 0.0)
-    inner = before[:, None] + np.cumsum(blocks[rows, b].astype(np.float64), axis=1)
-    j = np.argmax(inner >= thr[:, None], axis=1)
-    return np.minimum(b * block + j, n_bins - 1)
-
-
-def _spectral_shape(mag: np.ndarray, power: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
-    """``(T, 4)``: centroid, bandwidth, 85 % roll-off (magnitude) and flatness (power)."""
-    moments = (mag @ _freq_powers(sample_rate, n_fft)).astype(np.float64)  # (T, 3): sum, sum f, sum f^2
-    m0 = moments[:, 0]
-    ok = m0 >= _TINY
-    m0 = np.where(ok, m0, 1.0)
-    centroid = moments[:, 1] / m0
-    # sum p (f - c)^2 with p = mag / m0 (librosa's norm=1 columns) = E[f^2] - c^2
-    bandwidth = np.sqrt(np.maximum(moments[:, 2] / m0 - centroid**2 * ok, 0.0))
-    rolloff = _rolloff_bins(mag) * (sample_rate / n_fft)
-    p = np.maximum(power, np.float32(_FLATNESS_AMIN))
-    amean = p.mean(axis=1)
-    np.log(p, out=p)
-    flatness = np.exp(p.mean(axis=1)) / amean
-    return np.stack([centroid, bandwidth, rolloff, flatness], axis=1).astype(np.float32)
 
 
 def _estimate_tuning(s: np.ndarray, sample_rate: int, n_fft: int, n_chroma: int) -> float:

@@ -113,12 +113,17 @@ RECIPES: dict[str, Recipe] = {
                description="classic statistics (mean+std), RBF SVM"),
         Recipe("classic-logreg", {"type": "classic"}, "logreg", {"C": 0.1},
                description="classic statistics (mean+std), logistic regression"),
-        Recipe("classic-cnn1d", {"type": "classic"}, "cnn1d", {},
-               description="classic statistics, Conv1D x4 + dense (PyTorch)"),
-        Recipe("logmel-cnn2d", {"type": "logmel", "n_mels": 64, "normalise": "utterance"}, "cnn2d", {},
-               description="log-mel 64 (per-utterance normalised), 2-D CNN with SpecAugment (PyTorch)"),
-        Recipe("logmel-crnn", {"type": "logmel", "n_mels": 64, "normalise": "utterance"}, "crnn", {},
-               description="log-mel 64 (per-utterance normalised), CNN + BiGRU with SpecAugment (PyTorch)"),
+        Recipe("classic-cnn1d", {"type": "classic"}, "cnn1d",
+               {"epochs": 60, "patience": 8, "batch_size": 64, "class_weight": "balanced", "threads": 2},
+               description="classic statistics, Conv1D x4 + dense, early stopping on held-out speakers (PyTorch)"),
+        Recipe("logmel-cnn2d", {"type": "logmel", "n_mels": 40, "normalise": "utterance"}, "cnn2d",
+               {"width": 0.5, "crop_frames": 200, "epochs": 30, "patience": 6, "class_weight": "balanced",
+                "threads": 2},
+               description="log-mel 40 (per-utterance normalised), 2-D CNN, SpecAugment, early stopping (PyTorch)"),
+        Recipe("logmel-crnn", {"type": "logmel", "n_mels": 40, "normalise": "utterance"}, "crnn",
+               {"width": 0.5, "rnn_hidden": 64, "crop_frames": 200, "epochs": 40, "patience": 8,
+                "class_weight": "balanced", "threads": 2},
+               description="log-mel 40 (per-utterance normalised), CNN + BiGRU + attention, SpecAugment (PyTorch)"),
     ]
 }
 
