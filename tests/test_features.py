@@ -124,7 +124,11 @@ def test_resamples_input_to_config_rate() -> None:
     fx = ClassicFeatures()
     a, b = fx(x16, SR), fx(x48, 48000)
     assert a.shape == b.shape
-    assert np.corrcoef(a, b)[0, 1] > 0.999
+    # The resampler's anti-alias filter removes energy just below 8 kHz, so the top mel bands
+    # (and MFCCs, which mix every band) legitimately differ; everything else must agree.
+    names = fx.feature_names()
+    keep = [i for i, n in enumerate(names) if not n.startswith(("mfcc", "mel12"))]
+    assert np.corrcoef(a[keep], b[keep])[0, 1] > 0.999
 
 
 # -- robustness, config, naming ------------------------------------------------------------
@@ -169,7 +173,7 @@ def test_config_round_trip() -> None:
 def test_feature_names_and_defaults() -> None:
     fx = ClassicFeatures()
     names = fx.feature_names()
-    assert len(names) == len(set(names)) == fx.dim == fx(_speechlike(0.5), SR).size == 452
+    assert len(names) == len(set(names)) == fx.dim == fx(_speechlike(0.5), SR).size == 364
     assert names[:4] == ["zcr_mean", "zcr_std", "rms_mean", "rms_std"]
     rec = ClassicFeatures.recipe()
     assert rec.feature_names()[0] == "mfcc0_mean" and rec.feature_names()[40] == "chroma_C_mean"
@@ -234,3 +238,22 @@ def test_prosody_pitch_track_and_speechlike_signal() -> None:
     p = _named(fx(x, SR))
     assert p["f0_range_st"] > 1.0  # vibrato of +-30 Hz around 140 Hz
     assert p["loudness_peaks_per_s"] > 0
+
+
+def test_vector_is_stats_of_frames() -> None:
+    fx = ClassicFeatures(stats=("mean", "std", "min", "max"))
+    x = _speechlike(1.0)
+    fr = fx.frames(x, SR)
+    ref = np.concatenate([
+        np.concatenate([fr[g].mean(axis=1), fr[g].std(axis=1), fr[g].min(axis=1), fr[g].max(axis=1)])
+        for g in fx.features
+    ])
+    np.testing.assert_allclose(fx(x, SR), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_flatness_on_loud_input_matches_librosa() -> None:
+    """Amplitudes far above full scale overflow the pairwise products; the plain-log path takes over."""
+    librosa = pytest.importorskip("librosa")
+    x = _speechlike(0.5) * np.float32(1e6)
+    fr = ClassicFeatures(features=("spectral",)).frames(x, SR)
+    _close(fr["spectral"][3:4], librosa.feature.spectral_flatness(y=x, n_fft=512, hop_length=320))

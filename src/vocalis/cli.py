@@ -262,6 +262,22 @@ def info(model: ModelOpt = None, json_out: JsonOpt = False) -> None:
         typer.echo(f"metrics: WA {cvm['wa']:.3f} UA {cvm['ua']:.3f} ({cvm['split']})")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP service (REST API, docs at /docs). Configure with VOCALIS_* environment variables."""
+    from vocalis.errors import require
+
+    require("fastapi", "serve")
+    require("uvicorn", "serve")
+    from vocalis.service.app import main as serve_main
+
+    serve_main(host, port, log_level=log_level)
+
+
 @datasets_app.command("list")
 def datasets_list(json_out: JsonOpt = False) -> None:
     """Known corpora, their publishers and licences."""

@@ -7,6 +7,7 @@
     ├── DataError       corpus folders, manifests, labels, splits
     ├── ModelError      bundles: missing, tampered, incompatible; untrained models
     ├── ConfigError     invalid options and feature/recipe configurations
+    ├── NotifyError     a delivery to a contact failed (``retryable`` says whether to try again)
     └── DependencyError an optional extra is not installed (message has the install hint)
 
 Messages follow ``name=value must be ...`` so a user sees the offending value and the rule.
@@ -34,6 +35,17 @@ class ModelError(VocalisError):
 
 class ConfigError(VocalisError):
     """An option or configuration value is invalid."""
+
+
+class NotifyError(VocalisError):
+    """A delivery failed. ``retryable`` says whether the relay should try again later."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class DependencyError(VocalisError):

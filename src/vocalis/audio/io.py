@@ -59,7 +59,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average channels of a ``(frames, channels)`` array into float32 mono."""
     x = np.asarray(samples)
     if x.ndim == 2:
-        x = x.mean(axis=1)
+        # one channel: a view (a mean over a length-1 axis is a slow, pointless copy)
+        x = x[:, 0] if x.shape[1] == 1 else x.mean(axis=1)
     elif x.ndim != 1:
         raise AudioError(f"samples.ndim={x.ndim} must be 1 (mono) or 2 (frames, channels)")
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -22,17 +22,21 @@ def frame(x: np.ndarray, frame_length: int, hop_length: int, *, center: bool = T
         pad = frame_length // 2
         mode = pad_mode if x.size > pad else "constant"
         if mode == "constant":  # one zeroed buffer and a copy: several times cheaper than np.pad
-            xp = np.zeros(x.size + 2 * pad, np.float32)
+            xp = np.empty(x.size + 2 * pad, np.float32)
+            xp[:pad] = 0.0
             xp[pad : pad + x.size] = x
+            xp[pad + x.size :] = 0.0
             x = xp
         else:
             x = np.pad(x, (pad, pad), mode=mode)  # type: ignore[call-overload]
     if x.size < frame_length:
         x = np.pad(x, (0, frame_length - x.size))
     n = 1 + (x.size - frame_length) // hop_length
-    return np.lib.stride_tricks.as_strided(
-        x, shape=(n, frame_length), strides=(x.strides[0] * hop_length, x.strides[0]), writeable=False
-    )
+    x = np.ascontiguousarray(x)
+    # the ndarray constructor is the cheapest way to a strided view (as_strided costs ~10x more)
+    view = np.ndarray((n, frame_length), np.float32, x, 0, (x.itemsize * hop_length, x.itemsize))
+    view.flags.writeable = False
+    return view
 
 
 @lru_cache(maxsize=16)

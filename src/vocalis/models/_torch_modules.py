@@ -91,6 +91,23 @@ def _scaled(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
     return tuple(max(4, round(c * width)) for c in channels)
 
 
+def _conv_stack(
+    n_freq: int, channels: tuple[int, ...], time_pools: tuple[int, ...], width: float
+) -> tuple[nn.Sequential, int, int]:
+    """Conv2d blocks pooling frequency by 2 (while > 1 band) and time by ``time_pools``.
+
+    Returns the stack, its output channels and the remaining frequency bands.
+    """
+    blocks: list[nn.Module] = []
+    in_ch = 1
+    for out_ch, tp in zip(_scaled(channels, width), time_pools, strict=True):
+        fp = 2 if n_freq >= 2 else 1
+        n_freq //= fp
+        blocks.append(_conv2d_block(in_ch, out_ch, (fp, tp)))
+        in_ch = out_ch
+    return nn.Sequential(*blocks), in_ch, n_freq
+
+
 class CNN2DNet(nn.Module):
     """Small 2-D CNN on ``(N, C, T)`` frames (C = mel bands): 4 blocks 32-64-128-128.
 
@@ -106,15 +123,7 @@ class CNN2DNet(nn.Module):
                  width: float = 1.0) -> None:
         super().__init__()
         self.standardize = Standardize(np.asarray(mean)[:, None], np.asarray(std)[:, None])
-        n_freq = int(np.asarray(mean).shape[0])
-        blocks: list[nn.Module] = []
-        in_ch = 1
-        for out_ch, tp in zip(_scaled(self.channels, width), self.time_pools, strict=True):
-            fp = 2 if n_freq >= 2 else 1
-            n_freq //= fp
-            blocks.append(_conv2d_block(in_ch, out_ch, (fp, tp)))
-            in_ch = out_ch
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks, in_ch, _n_freq = _conv_stack(int(np.asarray(mean).shape[0]), self.channels, self.time_pools, width)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * in_ch, n_classes)
 
@@ -152,15 +161,7 @@ class CRNNNet(nn.Module):
     ) -> None:
         super().__init__()
         self.standardize = Standardize(np.asarray(mean)[:, None], np.asarray(std)[:, None])
-        n_freq = int(np.asarray(mean).shape[0])
-        blocks: list[nn.Module] = []
-        in_ch = 1
-        for out_ch, tp in zip(_scaled(self.channels, width), self.time_pools, strict=True):
-            fp = 2 if n_freq >= 2 else 1
-            n_freq //= fp
-            blocks.append(_conv2d_block(in_ch, out_ch, (fp, tp)))
-            in_ch = out_ch
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks, in_ch, n_freq = _conv_stack(int(np.asarray(mean).shape[0]), self.channels, self.time_pools, width)
         self.conv_dropout = nn.Dropout(dropout)
         self.hidden = hidden
         self.is_lstm = rnn == "lstm"

@@ -43,6 +43,20 @@ class Features:
         return [u.corpus or self.corpus.name for u in self.corpus.items]
 
 
+def _counter(progress: Progress | None, stage: str, total: int) -> Callable[[int], None] | None:
+    """Adapt ``progress(stage, done, total)`` to a per-item ``tick(k)`` callback."""
+    if progress is None:
+        return None
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        progress(stage, done, total)
+
+    return tick
+
+
 def speaker_groups(corpus: Corpus) -> np.ndarray:
     """Plain speaker ids for one corpus (so RAVDESS sorts 1..24); ``corpus:speaker`` across several."""
     multi = len({u.corpus for u in corpus.items}) > 1
@@ -57,15 +71,8 @@ def featurize(corpus: Corpus, recipe: Recipe, *, workers: int = 2, use_cache: bo
     labels = corpus.labels
     if len(labels) < 2:
         raise DataError(f"labels={labels} must hold at least 2 classes to train a classifier")
-    done = 0
-
-    def tick(k: int) -> None:
-        nonlocal done
-        done += k
-        if progress:
-            progress("features", done, len(corpus))
-
-    feats = extract_items(ex, corpus.items, workers=workers, use_cache=use_cache, progress=tick)
+    feats = extract_items(ex, corpus.items, workers=workers, use_cache=use_cache,
+                          progress=_counter(progress, "features", len(corpus)))
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[u.label] for u in corpus.items])
     return Features(corpus, feats, labels, y, speaker_groups(corpus), ex.output)
@@ -238,15 +245,8 @@ def evaluate_bundle(
     items = [u for u in corpus.items if u.label in model_labels]
     if not items:
         raise DataError(f"no utterance of {corpus.name!r} has a label the model knows ({model_labels})")
-    done = 0
-
-    def tick(k: int) -> None:
-        nonlocal done
-        done += k
-        if progress:
-            progress("features", done, len(items))
-
-    feats = extract_items(bundle.extractor, items, workers=workers, use_cache=use_cache, progress=tick)
+    feats = extract_items(bundle.extractor, items, workers=workers, use_cache=use_cache,
+                          progress=_counter(progress, "features", len(items)))
     proba = np.concatenate([bundle.predict_proba_features(f[None]) for f in feats]) if bundle.manifest.input_kind == "frames" \
         else bundle.predict_proba_features(np.stack(feats))
     scored: Sequence[str] = model_labels

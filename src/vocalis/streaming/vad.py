@@ -1,0 +1,166 @@
+"""Frame-level voice activity: Silero VAD (ONNX, run with onnxruntime directly) or an energy fallback.
+
+Silero's ONNX files ship inside the ``silero-vad`` PyPI package (install it with
+``pip install --no-deps silero-vad``: its own dependencies pull torch, which is not needed
+here). :func:`silero_onnx_path` finds them; nothing is downloaded. Without the package
+:class:`EnergyVAD` is used and results say ``voice_model="energy"``.
+
+Both take 16 kHz audio in arbitrary pieces and return one probability per complete
+512-sample (32 ms) frame, carrying state (LSTM state, 64-sample context) between calls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from vocalis.audio.constants import SAMPLE_RATE
+from vocalis.errors import DependencyError, ModelError
+
+FRAME = 512
+"""Samples per VAD frame at 16 kHz (32 ms), Silero's only 16 kHz frame size."""
+CONTEXT = 64
+"""Samples of the previous frame Silero prepends to each frame."""
+
+
+class FrameVAD(Protocol):
+    name: str
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray: ...
+
+    def reset(self) -> None: ...
+
+
+def silero_onnx_path() -> Path | None:
+    """The ``silero_vad_16k_sequence.onnx`` (or ``silero_vad.onnx``) file of the installed package, or None."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    for name in ("silero_vad_16k_sequence.onnx", "silero_vad.onnx"):
+        if (data / name).is_file():
+            return data / name
+    return None
+
+
+class _Framer:
+    """Cuts arbitrary pieces into complete frames, keeping the remainder for the next call."""
+
+    def __init__(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+
+    def frames(self, samples: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self._pending, np.asarray(samples, np.float32).reshape(-1)])
+        n = x.size // FRAME
+        self._pending = x[n * FRAME :].copy()
+        return x[: n * FRAME].reshape(n, FRAME)
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+
+
+class SileroVAD:
+    """Silero VAD v5/v6 through onnxruntime, streaming (state carried between calls).
+
+    The ``*_sequence.onnx`` model scores a block of frames in one call (one ``session.run`` per
+    :meth:`__call__`); the classic model is run frame by frame.
+    """
+
+    name = "silero"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        import onnxruntime as ort
+
+        p = Path(path) if path is not None else silero_onnx_path()
+        if p is None:
+            raise DependencyError("silero-vad is not installed; install it with: pip install --no-deps silero-vad")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        try:
+            self._sess: Any = ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"silero model={p} cannot be loaded: {e}") from e
+        inputs = {i.name for i in self._sess.get_inputs()}
+        self._sequence = {"input", "h", "c"} <= inputs
+        if not self._sequence and not {"input", "state", "sr"} <= inputs:
+            raise ModelError(f"silero model={p} has inputs {sorted(inputs)}; expected input/h/c or input/state/sr")
+        self.path = p
+        self._framer = _Framer()
+        self.reset()
+
+    def reset(self) -> None:
+        self._framer.reset()
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._state = np.zeros((2, 1, 128), np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Speech probability of every frame completed by ``samples``."""
+        frames = self._framer.frames(samples)
+        if len(frames) == 0:
+            return np.zeros(0, np.float32)
+        ctx = np.empty((len(frames), CONTEXT), np.float32)
+        ctx[0] = self._context
+        ctx[1:] = frames[:-1, -CONTEXT:]
+        block = np.concatenate([ctx, frames], axis=1)
+        self._context = frames[-1, -CONTEXT:].copy()
+        if self._sequence:
+            probs, self._h, self._c = self._sess.run(["speech_probs", "hn", "cn"],
+                                                     {"input": block, "h": self._h, "c": self._c})
+            return np.asarray(probs, np.float32).reshape(-1)
+        out = np.empty(len(frames), np.float32)
+        sr = np.array(SAMPLE_RATE, np.int64)
+        for i, row in enumerate(block):
+            p, self._state = self._sess.run(None, {"input": row[None], "state": self._state, "sr": sr})
+            out[i] = float(np.asarray(p).reshape(-1)[0])
+        return out
+
+
+class EnergyVAD:
+    """Fallback: a logistic curve on frame level (dBFS) above an adaptive noise floor.
+
+    Not a speech detector — any loud sound counts as "voice". Used only when Silero is missing.
+    """
+
+    name = "energy"
+
+    def __init__(self, threshold_db: float = 12.0, floor_db: float = -60.0) -> None:
+        self.threshold_db = threshold_db
+        self.initial_floor_db = floor_db
+        self._framer = _Framer()
+        self.reset()
+
+    def reset(self) -> None:
+        self._framer.reset()
+        self._floor = self.initial_floor_db
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        frames = self._framer.frames(samples)
+        if len(frames) == 0:
+            return np.zeros(0, np.float32)
+        db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+        out = np.empty(len(frames), np.float32)
+        for i, d in enumerate(db):
+            # the floor follows quiet frames quickly and loud frames slowly
+            rate = 0.2 if d < self._floor else 0.002
+            self._floor += rate * (d - self._floor)
+            out[i] = 1.0 / (1.0 + np.exp(-(d - self._floor - self.threshold_db) / 2.0))
+        return out
+
+
+def make_vad(kind: str = "auto") -> FrameVAD:
+    """``"silero"`` (error when missing), ``"energy"``, or ``"auto"`` (Silero when installed)."""
+    if kind == "energy":
+        return EnergyVAD()
+    if kind == "silero" or (kind == "auto" and silero_onnx_path() is not None):
+        return SileroVAD()
+    if kind == "auto":
+        return EnergyVAD()
+    from vocalis.errors import ConfigError
+
+    raise ConfigError(f"vad={kind!r} must be one of ('auto', 'silero', 'energy')")

