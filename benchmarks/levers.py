@@ -163,6 +163,9 @@ def main() -> None:
     selection = leave_fold_out_selection(rows)
     print(f"leave-fold-out selection: WA {selection['wa']:.4f} UA {selection['ua']:.4f} picks {selection['picks']}")
 
+    command = "python benchmarks/levers.py " + " ".join(sys.argv[1:])
+    save("levers", {"corpus": "ravdess", "folds": 6, "head": "logreg", "cs": args.cs, "partial": True,
+                    "rows": rows, "leave_fold_out_selection": selection}, command)  # checkpoint
     ref_rows = []
     base = get_recipe("whisper-logreg")
     data = featurize(corpus, base)
@@ -181,7 +184,7 @@ def main() -> None:
     payload = {"corpus": "ravdess", "folds": 6, "head": "logreg", "cs": args.cs, "n_hidden_states": n_hidden,
                "rows": rows, "reference": ref_rows, "leave_fold_out_selection": selection,
                "ms_per_3s_clip_1_thread": cost, "total_s": round(time.perf_counter() - t0, 1)}
-    path = save("levers", payload, "python benchmarks/levers.py " + " ".join(sys.argv[1:]))
+    path = save("levers", payload, command)
 
     print("\n| configuration | dim | C | WA | UA |\n|---|---|---|---|---|")
     for r in ref_rows:

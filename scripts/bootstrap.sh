@@ -17,5 +17,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   [ -n "$extras" ] && spec=".[${extras}]"
   # torch is pinned to the CPU build (2.13.0) in pyproject; pip finds it in the configured wheel dir/index.
   .venv/bin/python -m pip install -q -e "$spec" >&2
+  # Silero VAD's ONNX model for streaming; its package metadata asks for an unpinned torch, so no deps.
+  .venv/bin/python -m pip install -q --no-deps "silero-vad==6.2.3" >&2
   echo "$want" > "$stamp"
 fi

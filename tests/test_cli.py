@@ -126,3 +126,24 @@ def test_one_bad_file_does_not_stop_the_others(trained: tuple[Path, Path], tmp_p
     assert r.returncode == 1
     assert "b.wav" in r.stderr and "Traceback" not in r.stderr
     assert json.loads(r.stdout)["file"] == str(good)
+
+
+def test_monitor_file_json_lines_have_type_and_t(tmp_path: Path) -> None:
+    from tests.conftest import noise
+
+    p = tmp_path / "calm.wav"
+    sf.write(p, np.concatenate([harmonic(150, 2.0, amp=0.1), noise(2.0, amp=0.01)]), SR)
+    r = _run("monitor", "--file", str(p), "--speed", "0", "--json", "--no-emotion")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert lines and all({"type", "t"} <= set(d) for d in lines)
+    windows = [d for d in lines if d["type"] == "window"]
+    assert [d["t"] for d in windows] == sorted(d["t"] for d in windows)
+    assert windows[0]["t"] == pytest.approx(2.0)
+    assert not any(d["type"] == "alert" for d in lines)
+
+
+def test_monitor_needs_exactly_one_source() -> None:
+    r = _run("monitor")
+    assert r.returncode == 2 and "exactly one of --file F or --mic" in r.stderr
+    assert "Traceback" not in r.stderr

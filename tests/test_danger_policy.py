@@ -32,8 +32,8 @@ def types(events: list[Event]) -> list[str]:
 
 
 def cfg(**kw: object) -> PolicyConfig:
-    base: dict[str, object] = {"n_on": 1, "m_windows": 1, "min_duration_s": 0.0, "release_s": 0.0,
-                               "countdown_s": 0.0, "cooldown_s": 0.0}
+    base: dict[str, object] = {"on_threshold": 0.6, "off_threshold": 0.35, "n_on": 1, "m_windows": 1,
+                               "min_duration_s": 0.0, "release_s": 0.0, "countdown_s": 0.0, "cooldown_s": 0.0}
     base.update(kw)
     return PolicyConfig(**base)  # type: ignore[arg-type]
 

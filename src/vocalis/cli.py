@@ -263,6 +263,45 @@ def info(model: ModelOpt = None, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
+def monitor(
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Play this audio file as a live stream.")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="Listen to the microphone (extra 'mic').")] = False,
+    speed: Annotated[float, typer.Option(help="With --file: 1 = real time, 0 = as fast as possible.")] = 1.0,
+    duration: Annotated[float | None, typer.Option(help="With --mic: stop after this many seconds.")] = None,
+    model: ModelOpt = None,
+    scream_model: Annotated[Path | None, typer.Option(help="Scream detector bundle (default: bundled).")] = None,
+    countdown: Annotated[float | None, typer.Option(help="Seconds between confirmed danger and the alert.")] = None,
+    no_emotion: Annotated[bool, typer.Option("--no-emotion", help="Skip the emotion model (cheapest).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Watch a stream for danger: one line per window and per event (danger.started, countdown, alert, ...).
+
+    Every JSON line has "type" and "t" (seconds of stream time). This command never sends
+    alerts; the service does.
+    """
+    from vocalis.danger.monitor import monitor_file, monitor_mic
+
+    if bool(file) == bool(mic):
+        raise typer.BadParameter("give exactly one of --file F or --mic")
+    policy = {"countdown_s": countdown} if countdown is not None else None
+    emotion: Any = False if no_emotion else (str(model) if model else None)
+    scream = str(scream_model) if scream_model else None
+    if file:
+        lines = monitor_file(file, speed=speed, emotion_model=emotion, scream_model=scream, policy_config=policy)
+    else:
+        lines = monitor_mic(duration_s=duration, emotion_model=emotion, scream_model=scream, policy_config=policy)
+    for d in lines:
+        if json_out:
+            _dump(d)
+        elif d["type"] == "window":
+            typer.echo(f"{d['t']:7.2f}s  risk {d.get('risk', 0):.2f}  scream {d.get('scream', 0):.2f}  "
+                       f"voice {d.get('voice', 0):.2f}  {', '.join(d.get('keywords') or [])}")
+        else:
+            extra = {k: v for k, v in d.items() if k not in ("type", "t")}
+            typer.echo(f"{d['t']:7.2f}s  ** {d['type']} {json.dumps(extra)}")
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,

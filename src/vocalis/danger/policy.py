@@ -6,9 +6,9 @@ Risk of a window (noisy-OR of three cues, each weighted into [0, 1])::
 
 ``distress`` is the summed emotion probability of :attr:`PolicyConfig.distress_labels`
 (default ``fear``); ``heard`` is 1 when the window has a keyword hit. With the defaults a
-scream alone can raise the alarm (the scream detector's operating point is P >= 0.3), while a
-calm "help" (0.25) or a fearful voice alone (at most 0.2) cannot; a call for help *and* fear or
-a scream-like voice can.
+scream alone can raise the alarm (the scream detector's operating point is P >= 0.2; its
+Platt-scaled probabilities are conservative), while a calm "help" (0.15) or a fearful voice
+alone (at most 0.15) cannot; a call for help *and* fear or a scream-like voice can.
 
 Episode logic:
 
@@ -61,8 +61,8 @@ class WindowScores(Protocol):
 class PolicyConfig:
     """Thresholds and timings of :class:`DangerPolicy` (seconds of stream time)."""
 
-    on_threshold: float = 0.3
-    off_threshold: float = 0.15
+    on_threshold: float = 0.2
+    off_threshold: float = 0.1
     n_on: int = 2
     m_windows: int = 3
     min_duration_s: float = 0.5
@@ -70,8 +70,8 @@ class PolicyConfig:
     countdown_s: float = 10.0
     cooldown_s: float = 60.0
     w_scream: float = 1.0
-    w_distress: float = 0.2
-    w_keyword: float = 0.25
+    w_distress: float = 0.15
+    w_keyword: float = 0.15
     distress_labels: tuple[str, ...] = ("fear",)
 
     def __post_init__(self) -> None:

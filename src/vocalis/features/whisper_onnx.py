@@ -316,10 +316,10 @@ def _ensure_onnx(model_dir: Path, quantized: bool) -> Path:
     int8 = backbone_dir() / f"{key}.int8.onnx"
     if not int8.is_file():
         require("onnx", "train")
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         import shutil
         import tempfile
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # Only the weight MatMuls; attention products and the convolutions stay float. Per-channel
         # 7-bit weights (reduce_range) were both the closest to float32 (last-layer cosine 0.991

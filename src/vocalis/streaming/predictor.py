@@ -76,7 +76,7 @@ class StreamConfig:
     hop_s: float = 0.5
     emotion_every: int = 4
     asr: str = "auto"
-    asr_scream_trigger: float = 0.15
+    asr_scream_trigger: float = 0.1
     asr_distress_trigger: float | None = None
     distress_labels: tuple[str, ...] = ("fear",)
     asr_level_db: float | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vocalis.service.routes import alerts, api_keys, auth, contacts, health, history, predict, users
+from vocalis.service.routes import alerts, api_keys, auth, contacts, health, history, predict, stream, users
 
 ROUTERS: list[APIRouter] = [
     users.router,
@@ -15,6 +15,7 @@ ROUTERS: list[APIRouter] = [
     alerts.router,
     history.router,
     health.router,
+    stream.router,
 ]
 
 __all__ = ["ROUTERS"]

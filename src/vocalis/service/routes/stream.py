@@ -1,0 +1,714 @@
+"""``/v1/stream``: live monitoring over a WebSocket (protocol in :mod:`vocalis.service.ws`).
+
+Per session: one predictor (``StreamingPredictor`` by default; ``app.state.stream_predictor_factory``
+replaces it), one :class:`~vocalis.danger.policy.DangerPolicy`, one container decoder for
+webm/ogg. Inference runs in a worker thread, at most one call in flight per session; the policy
+and the alert life cycle run on the event loop under one lock, so ``Cancel`` and the countdown
+never race. Audio is processed in memory and never stored; averaged predictions go to the
+history when ``store_history`` is set.
+
+Alert life cycle: the policy's first ``countdown`` creates an alert in status ``countdown`` (no
+deliveries); ``Cancel`` cancels it; ``alert`` confirms it, which writes the outbox rows the relay
+delivers, and the session then reports ``alert.status`` as deliveries progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio.to_thread
+import numpy as np
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from vocalis.audio.constants import SAMPLE_RATE
+from vocalis.danger.policy import DangerPolicy, Event, PolicyConfig
+from vocalis.errors import VocalisError
+from vocalis.labels import valence_arousal
+from vocalis.service import alerts as svc
+from vocalis.service import ws
+from vocalis.service.deps import CurrentUser, authenticate
+from vocalis.service.errors import ConflictError
+from vocalis.storage import repositories as repo
+from vocalis.storage.tables import PredictionRecord
+from vocalis.streaming.predictor import StreamConfig
+
+log = logging.getLogger("vocalis.service.stream")
+router = APIRouter(tags=["stream"])
+
+FINAL_DELIVERY = ("sent", "failed", "cancelled")
+
+
+class WindowLike(Protocol):
+    """What the session reads from a predictor's window (``WindowResult`` provides it)."""
+
+    t_start: float
+    t_end: float
+    probabilities: dict[str, float]
+    voice: float
+    scream: float
+    keywords: list[str]
+
+
+class PredictorLike(Protocol):
+    """``push(samples, sample_rate) -> windows`` and ``flush() -> windows`` (``StreamingPredictor``)."""
+
+    def push(self, samples: np.ndarray, sample_rate: int = ...) -> Sequence[Any]: ...
+
+    def flush(self) -> Sequence[Any]: ...
+
+
+PredictorFactory = Callable[[StreamConfig], PredictorLike]
+
+_scream_cache: dict[str, Any] = {}
+
+
+def default_predictor(app: Any, config: StreamConfig) -> PredictorLike:
+    """The adapter to :mod:`vocalis.streaming`: a ``StreamingPredictor`` on the app's emotion model.
+
+    The scream bundle is loaded once per process. Blocking (loads models): call it in a thread.
+    """
+    from vocalis.bundle.runtime import load_bundle
+    from vocalis.danger import scream_model_path
+    from vocalis.streaming.predictor import StreamingPredictor
+
+    if "scream" not in _scream_cache:
+        _scream_cache["scream"] = load_bundle(scream_model_path())
+    emotion = app.state.model.get() if config.emotion_every else False
+    return StreamingPredictor(config, emotion_model=emotion, scream_model=_scream_cache["scream"])
+
+
+def _blas_limit() -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext
+    return lambda: threadpool_limits(1, user_api="blas")
+
+
+_limit = _blas_limit()
+
+
+def _locked(fn: Callable[..., Sequence[Any]], *args: Any) -> list[Any]:
+    with _limit():
+        return list(fn(*args))
+
+
+@dataclass
+class _PolicyWindow:
+    """A window as the policy sees it, on the session's monotonic policy clock."""
+
+    t_end: float
+    scream: float
+    probabilities: dict[str, float]
+    keywords: list[str]
+
+
+@dataclass
+class _History:
+    """Averages the emotion probabilities of the windows of ``every_s`` seconds of audio."""
+
+    every_s: float
+    sums: dict[str, float] = field(default_factory=dict)
+    n: int = 0
+    t0: float | None = None
+    t1: float = 0.0
+
+    def add(self, t_start: float, t_end: float, probs: dict[str, float]) -> dict[str, Any] | None:
+        if not probs:
+            return None
+        if self.t0 is None:
+            self.t0 = t_start
+        self.t1 = t_end
+        for k, v in probs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.n += 1
+        return self.take() if self.t1 - self.t0 >= self.every_s else None
+
+    def take(self) -> dict[str, Any] | None:
+        if not self.n or self.t0 is None:
+            return None
+        probs = {k: round(v / self.n, 6) for k, v in self.sums.items()}
+        out = {"probabilities": probs, "duration_s": round(self.t1 - self.t0, 3)}
+        self.sums, self.n, self.t0 = {}, 0, None
+        return out
+
+
+def _label(probs: dict[str, float]) -> str | None:
+    return max(probs, key=lambda k: probs[k]) if probs else None
+
+
+class _Closing(Exception):
+    """Raised inside the session to end it with ``close_code`` after sending ``error``."""
+
+    def __init__(self, close_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.close_code, self.code, self.message = close_code, code, message
+
+
+class StreamSession:
+    """One WebSocket session: reader (this coroutine), sender, inference worker, countdown ticker."""
+
+    def __init__(self, websocket: WebSocket, user: CurrentUser, settings: ws.StreamSettings,
+                 encoding: str, sample_rate: int) -> None:
+        self.ws, self.user, self.cfg = websocket, user, settings
+        self.app = websocket.app
+        self.encoding, self.rate = encoding, sample_rate
+        self.id = uuid.uuid4().hex
+        self.out = ws.SendQueue(settings.send_queue)
+        self.guard = ws.RealTimeGuard(settings.realtime_factor, settings.burst_s)
+        self.lock = asyncio.Lock()  # policy + alert life cycle
+        self._work: deque[np.ndarray | tuple[str, asyncio.Future[None]]] = deque()
+        self._work_ready = asyncio.Event()
+        self.backlog_samples = 0  # at the pushed rate
+        self.push_rate = sample_rate if encoding == "pcm16" else SAMPLE_RATE
+        self.audio_offset = 0.0  # seconds of audio before the last predictor flush
+        self.audio_in_predictor = 0  # samples pushed since the last flush
+        self.policy_offset = 0.0
+        self.last_window_mono = time.monotonic()
+        self.pending_alert: str | None = None
+        self.location: svc.Location | None = None
+        self.alert_ids: list[str] = []
+        self.history = _History(settings.history_every_s)
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.fatal: _Closing | None = None
+        self.decoder: ws.ContainerDecoder | None = None
+        self.predictor: PredictorLike | None = None
+        self.policy: DangerPolicy | None = None
+        self.stream_config: StreamConfig | None = None
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        c = self.cfg
+        try:
+            self.stream_config = StreamConfig(window_s=c.window_s, hop_s=c.hop_s, emotion_every=c.emotion_every,
+                                              asr=c.asr)
+            overrides = dict(c.policy)
+            if c.countdown_s is not None:
+                overrides["countdown_s"] = c.countdown_s
+            self.policy = DangerPolicy(PolicyConfig.from_dict(overrides))
+        except VocalisError as e:
+            raise _Closing(ws.CLOSE_INTERNAL, "config_error", str(e)) from e
+        factory: PredictorFactory | None = getattr(self.app.state, "stream_predictor_factory", None)
+        cfg = self.stream_config
+        try:
+            if factory is not None:
+                self.predictor = await anyio.to_thread.run_sync(factory, cfg)
+            else:
+                self.predictor = await anyio.to_thread.run_sync(default_predictor, self.app, cfg)
+        except VocalisError as e:
+            raise _Closing(ws.CLOSE_TRY_AGAIN, "model_unavailable", str(e)) from e
+        if self.encoding in ("webm", "ogg"):
+            loop = asyncio.get_running_loop()
+            self.decoder = ws.ContainerDecoder(
+                self.encoding,
+                on_audio=lambda x: loop.call_soon_threadsafe(self._decoded, x),
+                on_error=lambda e: loop.call_soon_threadsafe(
+                    self._fail, ws.CLOSE_BAD_PARAMS, "invalid_audio",
+                    f"{self.encoding} stream cannot be decoded: {e}"),
+            )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.out.put(msg)
+
+    def _fail(self, close_code: int, code: str, message: str) -> None:
+        """Ask the reader to end the session with an error (from a task or a callback)."""
+        if self.fatal is None:
+            self.fatal = _Closing(close_code, code, message)
+            self._wake_reader.set()
+
+    def _decoded(self, x: np.ndarray) -> None:
+        self._enqueue_audio(x)
+
+    def _enqueue_audio(self, x: np.ndarray) -> None:
+        if self.fatal is not None or not x.size:
+            return
+        if not self.guard.add(x.size / self.push_rate, now=time.monotonic()):
+            self._fail(ws.CLOSE_TOO_FAST, "too_fast",
+                       f"audio arrives faster than {self.cfg.realtime_factor:g}x real time "
+                       f"(after a {self.cfg.burst_s:g} s burst); send it as it is recorded")
+            return
+        self.backlog_samples += x.size
+        if self.backlog_samples > self.cfg.max_backlog_s * self.push_rate:
+            self._fail(ws.CLOSE_TRY_AGAIN, "overloaded",
+                       f"more than {self.cfg.max_backlog_s:g} s of audio wait for analysis; try again later")
+            return
+        self._work.append(x)
+        self._work_ready.set()
+
+    async def _command(self, name: str) -> None:
+        """Queue ``name`` behind the audio already received and wait until the worker did it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._work.append((name, fut))
+        self._work_ready.set()
+        await fut
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def sender(self) -> None:
+        while True:
+            msg = await self.out.get()
+            if msg is None:
+                return
+            try:
+                await self.ws.send_text(json.dumps(msg))
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.out.close()
+                return
+
+    async def worker(self) -> None:
+        assert self.predictor is not None
+        while True:
+            while not self._work:
+                self._work_ready.clear()
+                await self._work_ready.wait()
+            item = self._work.popleft()
+            if isinstance(item, tuple):
+                name, fut = item
+                try:
+                    if name == "finalize":
+                        await self._flush()
+                    if not fut.done():
+                        fut.set_result(None)
+                except Exception as e:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            parts = [item]
+            while self._work and isinstance(self._work[0], np.ndarray):
+                nxt = self._work.popleft()
+                assert isinstance(nxt, np.ndarray)
+                parts.append(nxt)
+            x = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            self.backlog_samples -= x.size
+            try:
+                windows = await anyio.to_thread.run_sync(_locked, self.predictor.push, x, self.push_rate)
+            except VocalisError as e:
+                self._fail(ws.CLOSE_BAD_PARAMS, "invalid_audio", str(e))
+                return
+            self.audio_in_predictor += x.size
+            await self._windows(windows)
+
+    async def _flush(self) -> None:
+        assert self.predictor is not None
+        windows = await anyio.to_thread.run_sync(_locked, self.predictor.flush)
+        await self._windows(windows)
+        self.audio_offset += self.audio_in_predictor / self.push_rate
+        self.audio_in_predictor = 0
+        await self._store_history(final=True)
+        self.send({"type": "finalized", "t": round(self.audio_offset, 3)})
+
+    async def ticker(self) -> None:
+        """Runs the countdown on the wall clock when no window arrives (the sound stopped)."""
+        assert self.policy is not None
+        while True:
+            await asyncio.sleep(0.25)
+            stalled = time.monotonic() - self.last_window_mono
+            if not self.policy.counting_down or stalled < 1.0:
+                continue
+            async with self.lock:
+                t = max(self.policy.clock, 0.0) + stalled
+                self.last_window_mono = time.monotonic()
+                self.policy_offset += stalled
+                await self._events(self.policy.tick(t))
+
+    # -- windows and events ---------------------------------------------------------------------
+
+    async def _windows(self, windows: Sequence[Any]) -> None:
+        assert self.policy is not None
+        for w in windows:
+            t_start = round(float(w.t_start) + self.audio_offset, 3)
+            t_end = round(float(w.t_end) + self.audio_offset, 3)
+            probs = {k: float(v) for k, v in dict(w.probabilities).items()}
+            async with self.lock:
+                t_pol = t_end + self.policy_offset
+                if t_pol < self.policy.clock:
+                    self.policy_offset += self.policy.clock - t_pol
+                    t_pol = self.policy.clock
+                events = self.policy.push(_PolicyWindow(t_pol, float(w.scream), probs, list(w.keywords)))
+                self.last_window_mono = time.monotonic()
+                msg: dict[str, Any] = {
+                    "type": "prediction", "t_start": t_start, "t_end": t_end,
+                    "probabilities": {k: round(v, 4) for k, v in probs.items()}, "label": _label(probs),
+                    "voice": round(float(w.voice), 4), "scream": round(float(w.scream), 4),
+                    "risk": round(self.policy.last_risk, 4), "keywords": list(w.keywords),
+                }
+                if probs:
+                    v, a = valence_arousal(probs)
+                    msg["valence"], msg["arousal"] = round(v, 4), round(a, 4)
+                self.send(msg)
+                await self._events(events)
+            if self.cfg.store_history:
+                rec = self.history.add(t_start, t_end, probs)
+                if rec is not None:
+                    await self._save_prediction(rec)
+
+    async def _events(self, events: Sequence[Event]) -> None:
+        """Act on policy events (the caller holds :attr:`lock`)."""
+        for ev in events:
+            d = ev.to_dict()
+            kind = d.pop("type")
+            if kind == "danger.started":
+                self.send({"type": "danger", "event": kind, **d})
+            elif kind == "danger.ended":
+                self.send({"type": "danger.ended", **d})
+            elif kind == "countdown":
+                if self.pending_alert is None:
+                    self.pending_alert = await self._db(self._create, "stream", ev, "countdown")
+                self.send({"type": "countdown", "alert_id": self.pending_alert, **d})
+            elif kind == "alert":
+                await self._raise_alert(ev)
+            elif kind == "cancelled":
+                alert_id, self.pending_alert = self.pending_alert, None
+                if alert_id is not None:
+                    with contextlib.suppress(ConflictError):
+                        await self._db(self._cancel, alert_id)
+                self.send({"type": "cancelled", "alert_id": alert_id, **d})
+
+    async def _raise_alert(self, ev: Event) -> None:
+        manual = ev.reason == "panic"
+        alert_id = self.pending_alert
+        self.pending_alert = None
+        if alert_id is not None and not manual:
+            n = await self._db(self._confirm, alert_id)
+        else:
+            if alert_id is not None:  # a panic during a countdown replaces it
+                with contextlib.suppress(ConflictError):
+                    await self._db(self._cancel, alert_id)
+            alert_id = await self._db(self._create, "manual" if manual else "stream", ev, "confirmed")
+            n = await self._db(self._count_deliveries, alert_id)
+        self.alert_ids.append(alert_id)
+        relay = getattr(self.app.state, "relay", None)
+        if relay is not None:
+            relay.wake()
+        metrics = getattr(self.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.alerts.labels("manual" if manual else "stream").inc()
+        d = ev.to_dict()
+        d.pop("type")
+        self.send({"type": "alert", "alert_id": alert_id, "deliveries": n, **d})
+        self.tasks.append(asyncio.create_task(self._watch(alert_id), name=f"stream-watch-{alert_id}"))
+
+    async def _watch(self, alert_id: str) -> None:
+        """Send ``alert.status`` whenever the deliveries of ``alert_id`` change, until all are final."""
+        last: Any = None
+        deadline = time.monotonic() + self.cfg.status_watch_s
+        while time.monotonic() < deadline:
+            status = await self._db(self._status, alert_id)
+            if status != last:
+                last = status
+                self.send({"type": "alert.status", **status})
+            if status["deliveries"] and all(d["status"] in FINAL_DELIVERY for d in status["deliveries"]):
+                return
+            if not status["deliveries"]:
+                return
+            await asyncio.sleep(self.cfg.status_poll_s)
+
+    # -- database (worker threads) ------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    def _create(self, source: str, ev: Event, status: str) -> str:
+        with self.app.state.session_factory() as s, s.begin():
+            reason = ev.reason or ("panic" if source == "manual" else "danger detected")
+            alert = svc.create_alert(s, self.user.id, source, ev.risk, f"live stream: {reason}",
+                                     self.location, status)
+            return str(alert.id)
+
+    def _confirm(self, alert_id: str) -> int:
+        with self.app.state.session_factory() as s, s.begin():
+            alert = svc.confirm_alert(s, self.user.id, alert_id)
+            return len(alert.deliveries)
+
+    def _cancel(self, alert_id: str) -> None:
+        with self.app.state.session_factory() as s, s.begin():
+            svc.cancel_alert(s, self.user.id, alert_id)
+
+    def _count_deliveries(self, alert_id: str) -> int:
+        with self.app.state.session_factory() as s:
+            return len(svc.get_alert(s, self.user.id, alert_id).deliveries)
+
+    def _status(self, alert_id: str) -> dict[str, Any]:
+        with self.app.state.session_factory() as s:
+            alert = svc.get_alert(s, self.user.id, alert_id)
+            names = {c.id: c.name for c in repo.list_contacts(s, self.user.id)}
+            return {
+                "alert_id": alert.id, "status": alert.status,
+                "deliveries": [
+                    {"contact_id": d.contact_id, "contact": names.get(d.contact_id or ""),
+                     "channel": d.channel, "status": d.status, "attempts": d.attempts,
+                     "error": d.last_error}
+                    for d in sorted(alert.deliveries, key=lambda d: (d.contact_id or "", d.channel))
+                ],
+            }
+
+    def _set_location(self, alert_ids: list[str], loc: svc.Location) -> None:
+        with self.app.state.session_factory() as s, s.begin():
+            for alert_id in alert_ids:
+                alert = repo.get_alert(s, self.user.id, alert_id)
+                if alert is not None:
+                    alert.latitude, alert.longitude, alert.accuracy_m = loc.latitude, loc.longitude, loc.accuracy_m
+
+    async def _save_prediction(self, rec: dict[str, Any]) -> None:
+        probs = rec["probabilities"]
+        v, a = valence_arousal(probs)
+
+        def save() -> None:
+            with self.app.state.session_factory() as s, s.begin():
+                repo.add_prediction(s, PredictionRecord(
+                    user_id=self.user.id, label=_label(probs) or "neutral", probabilities=probs,
+                    valence=v, arousal=a, source="stream", duration_s=rec["duration_s"]))
+
+        try:
+            await self._db(save)
+        except Exception:  # the history is best effort; the live session goes on
+            log.exception("could not store a stream prediction")
+
+    async def _store_history(self, final: bool = False) -> None:
+        if self.cfg.store_history and final:
+            rec = self.history.take()
+            if rec is not None:
+                await self._save_prediction(rec)
+
+    # -- control messages ---------------------------------------------------------------------
+
+    async def control(self, msg: dict[str, Any]) -> bool:
+        """Handle one control message; ``True`` when the session should end normally."""
+        assert self.policy is not None
+        kind = msg["type"]
+        if kind == "KeepAlive":
+            return False
+        if kind == "Finalize":
+            await self._command("finalize")
+            return False
+        if kind == "CloseStream":
+            if self.decoder is not None:
+                await anyio.to_thread.run_sync(self.decoder.close)
+                await asyncio.sleep(0)  # let the decoder's last callbacks run
+                if self.decoder.error is not None:
+                    raise _Closing(ws.CLOSE_BAD_PARAMS, "invalid_audio",
+                                   f"{self.encoding} stream cannot be decoded: {self.decoder.error}")
+            if self.fatal is not None:
+                raise self.fatal
+            await self._command("finalize")
+            return True
+        if kind in ("Cancel", "Panic"):
+            async with self.lock:
+                t = max(self.policy.clock, 0.0)
+                if kind == "Panic":
+                    events = self.policy.panic(t, reason="panic")
+                else:
+                    events = self.policy.cancel(t)
+                    if not any(e.type == "cancelled" for e in events):
+                        self.send(ws.error_message("no_countdown", "Cancel: no countdown is running"))
+                await self._events(events)
+            return False
+        if kind == "Location":
+            acc = msg.get("accuracy")
+            self.location = svc.Location(float(msg["lat"]), float(msg["lon"]),
+                                         None if acc is None else float(acc))
+            targets = [a for a in [self.pending_alert, *self.alert_ids[-1:]] if a]
+            if targets:
+                await self._db(self._set_location, targets, self.location)
+            return False
+        return False  # pragma: no cover
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    async def run(self) -> tuple[int, str | None]:
+        """Read until the client closes or a limit is hit; returns the close code and reason."""
+        self._wake_reader = asyncio.Event()
+        self.tasks += [asyncio.create_task(self.sender(), name=f"stream-send-{self.id}")]
+        try:
+            await self.setup()
+            assert self.stream_config is not None
+            self.send({"type": "session.created", "session_id": self.id, "sample_rate": self.rate,
+                       "encoding": self.encoding, "window_s": self.stream_config.window_s,
+                       "hop_s": self.stream_config.hop_s,
+                       "countdown_s": self.policy.config.countdown_s if self.policy else None})
+            self.tasks += [asyncio.create_task(self.worker(), name=f"stream-work-{self.id}"),
+                           asyncio.create_task(self.ticker(), name=f"stream-tick-{self.id}")]
+            return await self._read()
+        except _Closing as e:
+            return await self._close_with_error(e)
+
+    async def _read(self) -> tuple[int, str | None]:
+        c = self.cfg
+        started = time.monotonic()
+        while True:
+            if self.fatal is not None:
+                return await self._close_with_error(self.fatal)
+            now = time.monotonic()
+            left = c.max_session_s - (now - started)
+            if left <= 0:
+                return await self._close_with_error(_Closing(
+                    ws.CLOSE_TOO_LONG, "session_too_long", f"sessions last at most {c.max_session_s:g} s"))
+            recv = asyncio.ensure_future(self.ws.receive())
+            wake = asyncio.ensure_future(self._wake_reader.wait())
+            done, _ = await asyncio.wait({recv, wake}, timeout=min(c.idle_timeout_s, left),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            wake.cancel()
+            if recv not in done:
+                recv.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await recv
+                if self.fatal is not None:
+                    continue
+                if time.monotonic() - started >= c.max_session_s:
+                    continue
+                return await self._close_with_error(_Closing(
+                    ws.CLOSE_IDLE, "idle", f"no message for {c.idle_timeout_s:g} s (send KeepAlive)"))
+            message = recv.result()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code") or 1000), None
+            data = message.get("bytes")
+            text = message.get("text")
+            size = len(data) if data is not None else len((text or "").encode())
+            if size > c.max_frame_bytes:
+                return await self._close_with_error(_Closing(
+                    ws.CLOSE_TOO_BIG, "frame_too_large", f"frame of {size} bytes must be at most {c.max_frame_bytes}"))
+            if data is not None:
+                if self.decoder is not None:
+                    self.decoder.feed(data)
+                    continue
+                try:
+                    x = ws.pcm16_to_float(data)
+                except VocalisError as e:
+                    return await self._close_with_error(_Closing(ws.CLOSE_BAD_PARAMS, "invalid_audio", str(e)))
+                self._enqueue_audio(x)
+                continue
+            try:
+                msg = ws.parse_control(text or "")
+            except ValueError as e:
+                self.send(ws.error_message("bad_message", str(e)))
+                continue
+            if await self.control(msg):
+                await self._drain()
+                return ws.CLOSE_NORMAL, None
+
+    async def _drain(self, timeout: float = 3.0) -> None:
+        self.out.close()
+        sender = self.tasks[0]
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(sender), timeout)
+
+    async def _close_with_error(self, e: _Closing) -> tuple[int, str | None]:
+        self.out.put(ws.error_message(e.code, e.message))
+        await self._drain()
+        return e.close_code, e.code
+
+    async def shutdown(self) -> None:
+        """Stop the tasks, end the decoder, store the last history record."""
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.decoder is not None and not self.decoder.done:
+            await anyio.to_thread.run_sync(self.decoder.close, 2.0)
+        await self._store_history(final=True)
+
+
+def _stream_settings(app: Any) -> ws.StreamSettings:
+    s = getattr(app.state, "stream_settings", None)
+    if s is None:
+        s = app.state.stream_settings = ws.StreamSettings()
+    return s  # type: ignore[no-any-return]
+
+
+def _active(app: Any) -> set[str]:
+    s = getattr(app.state, "stream_sessions", None)
+    if s is None:
+        s = app.state.stream_sessions = set()
+    return s  # type: ignore[no-any-return]
+
+
+def _params(websocket: WebSocket) -> tuple[str, int] | tuple[None, str]:
+    q = websocket.query_params
+    encoding = (q.get("encoding") or "pcm16").lower()
+    if encoding not in ws.ENCODINGS:
+        return None, f"encoding={encoding!r} must be one of {', '.join(ws.ENCODINGS)}"
+    raw = q.get("sample_rate")
+    if encoding == "pcm16":
+        lo, hi = ws.PCM_RATE_RANGE
+        try:
+            rate = int(raw) if raw is not None else SAMPLE_RATE
+        except ValueError:
+            return None, f"sample_rate={raw!r} must be an integer number of Hz between {lo} and {hi}"
+        if not lo <= rate <= hi:
+            return None, f"sample_rate={rate} must be between {lo} and {hi} Hz for pcm16"
+        return encoding, rate
+    return encoding, SAMPLE_RATE  # webm/ogg carry their own rate; decoded to 16 kHz
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket) -> None:
+    """Live monitoring: ``?token=<token or API key>&encoding=pcm16|webm|ogg&sample_rate=16000``."""
+    app = websocket.app
+    settings = _stream_settings(app)
+    credential = websocket.query_params.get("token") or ""
+    if not credential:
+        await websocket.close(code=ws.CLOSE_POLICY, reason="missing ?token=")
+        return
+
+    def auth() -> CurrentUser:
+        with app.state.session_factory() as s:
+            return authenticate(s, app.state.settings, credential)
+
+    try:
+        user = await anyio.to_thread.run_sync(auth)
+    except VocalisError as e:
+        await websocket.close(code=ws.CLOSE_POLICY, reason=str(e)[:120])
+        return
+    active = _active(app)
+    if len(active) >= settings.max_sessions:
+        body = {"error": {"code": "overloaded",
+                          "message": f"{settings.max_sessions} live sessions are running; try again later"}}
+        try:
+            await websocket.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "5"}))
+        except RuntimeError:  # the server lacks the denial-response extension
+            await websocket.close(code=ws.CLOSE_TRY_AGAIN, reason="overloaded")
+        return
+    token = uuid.uuid4().hex
+    active.add(token)
+    try:
+        await websocket.accept()
+        encoding, rate_or_msg = _params(websocket)
+        if encoding is None:
+            await websocket.send_text(json.dumps(ws.error_message("bad_params", str(rate_or_msg))))
+            await websocket.close(code=ws.CLOSE_BAD_PARAMS)
+            return
+        assert isinstance(rate_or_msg, int)
+        session = StreamSession(websocket, user, settings, encoding, rate_or_msg)
+        code: int = ws.CLOSE_INTERNAL
+        reason: str | None = "internal_error"
+        try:
+            code, reason = await session.run()
+        except WebSocketDisconnect as e:
+            code, reason = e.code, None
+        except Exception:
+            log.exception("stream session %s failed", session.id)
+            with contextlib.suppress(Exception):
+                await websocket.send_text(json.dumps(ws.error_message("internal_error", "internal server error")))
+        finally:
+            await session.shutdown()
+        if websocket.application_state == WebSocketState.CONNECTED and \
+                websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=code, reason=reason or "")
+    finally:
+        active.discard(token)

@@ -1,0 +1,443 @@
+"""``/v1/stream``: auth, limits, PCM16 and webm/ogg input, and the alert life cycle over a WebSocket.
+
+Most tests inject a deterministic predictor (``app.state.stream_predictor_factory``): one window
+per 0.5 s of audio whose scream score is high when the audio is loud. One test runs the real
+``StreamingPredictor`` end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from tests.service.conftest import Account, register
+from vocalis.service import ws
+from vocalis.storage.tables import Alert, Delivery, PredictionRecord
+
+SR = 16_000
+HOP = 0.5
+
+
+@dataclass
+class FakeWindow:
+    t_start: float
+    t_end: float
+    probabilities: dict[str, float]
+    voice: float
+    scream: float
+    keywords: list[str] = field(default_factory=list)
+
+
+class FakePredictor:
+    """A window per 0.5 s of audio (at the pushed rate); scream = 0.95 when the hop is loud."""
+
+    def __init__(self) -> None:
+        self.pushed = 0
+        self.calls = 0
+        self._buf = np.zeros(0, np.float32)
+        self._rate = SR
+        self._n = 0
+
+    def push(self, samples: np.ndarray, sample_rate: int = SR) -> list[FakeWindow]:
+        self.calls += 1
+        self._rate = sample_rate
+        self.pushed += samples.size
+        self._buf = np.concatenate([self._buf, samples.astype(np.float32)])
+        hop = int(HOP * sample_rate)
+        out = []
+        while self._buf.size >= hop:
+            out.append(self._window(self._buf[:hop]))
+            self._buf = self._buf[hop:]
+        return out
+
+    def _window(self, x: np.ndarray) -> FakeWindow:
+        self._n += 1
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
+        loud = rms > 0.1
+        probs = {"fear": 0.7, "neutral": 0.3} if loud else {"fear": 0.05, "neutral": 0.95}
+        return FakeWindow((self._n - 1) * HOP, self._n * HOP, probs, 1.0, 0.95 if loud else 0.01)
+
+    def flush(self) -> list[FakeWindow]:
+        out = [self._window(self._buf)] if self._buf.size else []
+        self._buf = np.zeros(0, np.float32)
+        self._n = 0
+        return out
+
+
+def pcm(seconds: float, amplitude: float, sr: int = SR) -> bytes:
+    t = np.arange(int(seconds * sr)) / sr
+    x = amplitude * np.sin(2 * np.pi * 330 * t)
+    return (x * 32767).astype("<i2").tobytes()
+
+
+def opus_container(x: np.ndarray, sr: int = 48_000, fmt: str = "webm") -> bytes:
+    """Encode mono float audio as Opus in webm/ogg with PyAV (what MediaRecorder produces)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as c:
+        s = c.add_stream("libopus", rate=sr)
+        s.layout = "mono"  # type: ignore[union-attr]
+        pts = 0
+        for i in range(0, x.size, 960):
+            blk = x[i : i + 960].astype(np.float32)
+            fr = av.AudioFrame.from_ndarray(blk[None], format="flt", layout="mono")
+            fr.sample_rate, fr.pts = sr, pts
+            pts += blk.size
+            for p in s.encode(fr):  # type: ignore[union-attr]
+                c.mux(p)
+        for p in s.encode(None):  # type: ignore[union-attr]
+            c.mux(p)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def setup(make_client: Callable[..., TestClient]) -> Callable[..., tuple[TestClient, Account, list[FakePredictor]]]:
+    def _setup(fake: bool = True, **stream: Any) -> tuple[TestClient, Account, list[FakePredictor]]:
+        client = make_client()
+        acct = register(client)
+        opts: dict[str, Any] = {"burst_s": 6.0, "idle_timeout_s": 5.0, "status_poll_s": 0.05, "status_watch_s": 2.0}
+        opts.update(stream)
+        client.app.state.stream_settings = ws.StreamSettings(**opts)  # type: ignore[attr-defined]
+        made: list[FakePredictor] = []
+        if fake:
+            def factory(config: Any) -> FakePredictor:
+                made.append(FakePredictor())
+                return made[-1]
+
+            client.app.state.stream_predictor_factory = factory  # type: ignore[attr-defined]
+        return client, acct, made
+
+    return _setup
+
+
+def recv_until(sock: Any, kind: str, limit: int = 200) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Receive messages until one of type ``kind``; returns it and everything before it."""
+    seen: list[dict[str, Any]] = []
+    for _ in range(limit):
+        msg = sock.receive_json()
+        if msg["type"] == kind:
+            return msg, seen
+        seen.append(msg)
+    raise AssertionError(f"no {kind!r} message in {limit}: {[m['type'] for m in seen]}")
+
+
+def expect_close(sock: Any, code: int, error: str | None = None) -> list[dict[str, Any]]:
+    """Receive until the server closes with ``code``; the last text message must be ``error``."""
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(WebSocketDisconnect) as info:
+        for _ in range(500):
+            seen.append(sock.receive_json())
+    assert info.value.code == code, (info.value.code, seen[-3:])
+    if error is not None:
+        assert seen and seen[-1]["type"] == "error" and seen[-1]["code"] == error, seen[-3:]
+    return seen
+
+
+def url(acct: Account, **q: Any) -> str:
+    params = {"token": acct.api_key, **q}
+    return "/v1/stream?" + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def _rows(client: TestClient, table: type) -> list[Any]:
+    with client.app.state.session_factory() as s:  # type: ignore[attr-defined]
+        return list(s.scalars(select(table)).all())
+
+
+def _contact(client: TestClient, acct: Account) -> dict[str, Any]:
+    r = client.post("/v1/contacts", headers=acct.headers,
+                    json={"name": "Mum", "phone": "+33612345678", "channels": ["sms", "call"]})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+# -- auth and parameters --------------------------------------------------------------------------
+
+
+def test_auth_failure_closes_1008_before_accept(setup: Callable[..., Any]) -> None:
+    client, _acct, made = setup()
+    for q in ("", "?token=vk_notakey", "?token=garbage.token"):
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/v1/stream" + q):
+            pass
+        assert info.value.code == 1008
+    assert made == []  # nothing was built for an unauthenticated client
+
+
+def test_session_created_with_token_and_api_key(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    tok = client.post("/v1/auth/token", json={"api_key": acct.api_key}).json()["access_token"]
+    for cred in (acct.api_key, tok):
+        with client.websocket_connect(f"/v1/stream?token={cred}&sample_rate=16000") as sock:
+            msg = sock.receive_json()
+            assert msg["type"] == "session.created"
+            assert msg["sample_rate"] == 16000 and msg["window_s"] == 2.0 and msg["hop_s"] == 0.5
+            assert len(msg["session_id"]) == 32
+            sock.send_json({"type": "CloseStream"})
+            recv_until(sock, "finalized")
+
+
+@pytest.mark.parametrize("query", [{"sample_rate": 4000}, {"sample_rate": 96000}, {"sample_rate": "abc"},
+                                   {"encoding": "mp3"}])
+def test_bad_parameters_send_error_then_close_4000(setup: Callable[..., Any], query: dict[str, Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect(url(acct, **query)) as sock:
+        msg = sock.receive_json()
+        assert msg["type"] == "error" and msg["code"] == "bad_params"
+        assert "must be" in msg["message"]
+        with pytest.raises(WebSocketDisconnect) as info:
+            sock.receive_json()
+        assert info.value.code == 4000
+
+
+# -- audio in, predictions out --------------------------------------------------------------------
+
+
+def test_pcm16_frames_produce_predictions(setup: Callable[..., Any]) -> None:
+    client, acct, made = setup()
+    with client.websocket_connect(url(acct, sample_rate=8000)) as sock:
+        recv_until(sock, "session.created")
+        frame = pcm(0.25, 0.02, sr=8000)
+        for _ in range(8):  # 2 s in 250 ms frames
+            sock.send_bytes(frame)
+        preds = [recv_until(sock, "prediction")[0] for _ in range(4)]
+        assert [p["t_end"] for p in preds] == [0.5, 1.0, 1.5, 2.0]
+        p = preds[0]
+        assert set(p) >= {"t_start", "t_end", "probabilities", "label", "voice", "scream", "risk", "keywords"}
+        assert p["label"] == "neutral" and p["scream"] < 0.1 and p["risk"] < 0.15
+        assert -1 <= p["valence"] <= 1
+        sock.send_json({"type": "KeepAlive"})
+        sock.send_json({"type": "CloseStream"})
+        recv_until(sock, "finalized")
+    assert made[0].pushed == 16000  # at the declared 8 kHz
+    assert not [m for m in _rows(client, Alert)]
+
+
+def test_finalize_flushes_and_time_continues(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(0.75, 0.02))
+        sock.send_json({"type": "Finalize"})
+        fin, before = recv_until(sock, "finalized")
+        ends = [m["t_end"] for m in before if m["type"] == "prediction"]
+        assert ends == [0.5, 1.0] and fin["t"] == 0.75  # the partial last window is flushed
+        sock.send_bytes(pcm(0.5, 0.02))
+        nxt, _ = recv_until(sock, "prediction")
+        assert nxt["t_start"] == 0.75 and nxt["t_end"] == 1.25
+    # the averaged prediction went to the history
+    rows = _rows(client, PredictionRecord)
+    assert rows and rows[0].source == "stream" and rows[0].label == "neutral"
+
+
+@pytest.mark.parametrize("fmt", ["webm", "ogg"])
+def test_container_chunks_are_decoded_by_one_decoder(setup: Callable[..., Any], fmt: str) -> None:
+    client, acct, made = setup()
+    t = np.arange(3 * 48_000) / 48_000
+    data = opus_container(0.3 * np.sin(2 * np.pi * 440 * t), fmt=fmt)
+    with client.websocket_connect(url(acct, encoding=fmt)) as sock:
+        assert recv_until(sock, "session.created")[0]["encoding"] == fmt
+        step = max(1, len(data) // 12)  # MediaRecorder-like chunks: only the first has the header
+        for i in range(0, len(data), step):
+            sock.send_bytes(data[i : i + step])
+        sock.send_json({"type": "CloseStream"})
+        fin, before = recv_until(sock, "finalized")
+    preds = [m for m in before if m["type"] == "prediction"]
+    assert [p["t_end"] for p in preds][:6] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    assert preds[0]["scream"] > 0.9  # loud tone -> the fake's "scream"
+    assert abs(made[0].pushed - 3 * SR) < 0.05 * SR  # decoded to 16 kHz, nothing lost
+    assert fin["t"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_undecodable_container_is_an_error(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect(url(acct, encoding="webm")) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(b"this is not a webm file" * 100)
+        sock.send_json({"type": "CloseStream"})
+        expect_close(sock, 4000, "invalid_audio")
+
+
+def test_real_predictor_end_to_end(setup: Callable[..., Any]) -> None:
+    """The real StreamingPredictor (scream detector + default emotion model) behind the socket."""
+    client, acct, _ = setup(fake=False, asr="off")
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        for _ in range(10):
+            sock.send_bytes(pcm(0.25, 0.1))
+        preds = [recv_until(sock, "prediction")[0] for _ in range(2)]
+    assert preds[0]["t_end"] == 2.0 and preds[1]["t_end"] == 2.5
+    p = preds[0]
+    assert p["probabilities"] and abs(sum(p["probabilities"].values()) - 1) < 0.01
+    assert p["label"] in p["probabilities"] and 0 <= p["scream"] <= 1 and 0 <= p["risk"] <= 1
+
+
+# -- limits ---------------------------------------------------------------------------------------
+
+
+def test_frame_over_limit_closes_1009(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(b"\0" * (1024 * 1024 + 2))
+        expect_close(sock, 1009, "frame_too_large")
+
+
+def test_faster_than_real_time_closes_4029(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(burst_s=1.0)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        for _ in range(20):  # 10 s of audio at once
+            sock.send_bytes(pcm(0.5, 0.02))
+        expect_close(sock, 4029, "too_fast")
+
+
+def test_real_time_audio_is_accepted(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(burst_s=0.3)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        for _ in range(6):
+            sock.send_bytes(pcm(0.1, 0.02))
+            time.sleep(0.1)
+        recv_until(sock, "prediction")
+        sock.send_json({"type": "CloseStream"})
+        recv_until(sock, "finalized")
+
+
+def test_idle_closes_4031(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(idle_timeout_s=0.3)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        t0 = time.monotonic()
+        expect_close(sock, 4031, "idle")
+        assert time.monotonic() - t0 < 3
+
+
+def test_session_length_cap_closes_4033(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(max_session_s=0.8, idle_timeout_s=5.0)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        t0 = time.monotonic()
+        sock.send_json({"type": "KeepAlive"})
+        sock.send_bytes(pcm(0.5, 0.01))
+        seen = expect_close(sock, 4033, "session_too_long")
+        assert time.monotonic() - t0 < 3 and any(m["type"] == "prediction" for m in seen)
+
+
+def test_concurrency_cap_refuses_with_503(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(max_sessions=1)
+    with client.websocket_connect(url(acct)) as first:
+        recv_until(first, "session.created")
+        with pytest.raises(WebSocketDenialResponse) as info, client.websocket_connect(url(acct)):
+            pass
+        assert info.value.status_code == 503
+        assert info.value.json()["error"]["code"] == "overloaded"
+    with client.websocket_connect(url(acct)) as again:  # the slot is free again
+        recv_until(again, "session.created")
+
+
+def test_bad_control_message_is_an_error_not_a_close(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_text("not json")
+        assert recv_until(sock, "error")[0]["code"] == "bad_message"
+        sock.send_json({"type": "Dance"})
+        assert "must be one of" in recv_until(sock, "error")[0]["message"]
+        sock.send_json({"type": "Location", "lat": 500, "lon": 0})
+        assert recv_until(sock, "error")[0]["code"] == "bad_message"
+        sock.send_json({"type": "Cancel"})
+        assert recv_until(sock, "error")[0]["code"] == "no_countdown"
+
+
+# -- the alert life cycle -------------------------------------------------------------------------
+
+
+def test_danger_sequence_creates_alert_with_deliveries(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(countdown_s=1.0)
+    mum = _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_json({"type": "Location", "lat": 48.85, "lon": 2.35, "accuracy": 20})
+        sock.send_bytes(pcm(3.0, 0.5))
+        danger, before = recv_until(sock, "danger")
+        assert danger["event"] == "danger.started" and danger["risk"] >= 0.3
+        assert any(m["type"] == "prediction" and m["risk"] > 0.9 for m in before)
+        countdown, _ = recv_until(sock, "countdown")
+        assert countdown["remaining"] == 1.0 and countdown["alert_id"]
+        alert, _ = recv_until(sock, "alert")
+        assert alert["alert_id"] == countdown["alert_id"] and alert["deliveries"] == 2
+        status, _ = recv_until(sock, "alert.status")
+        assert status["alert_id"] == alert["alert_id"] and status["status"] == "confirmed"
+        assert sorted((d["channel"], d["contact"]) for d in status["deliveries"]) == [("call", "Mum"), ("sms", "Mum")]
+    rows = _rows(client, Alert)
+    assert len(rows) == 1 and rows[0].status == "confirmed" and rows[0].source == "stream"
+    assert (rows[0].latitude, rows[0].longitude, rows[0].accuracy_m) == (48.85, 2.35, 20.0)
+    deliveries = _rows(client, Delivery)
+    assert sorted(d.channel for d in deliveries) == ["call", "sms"]
+    assert {d.contact_id for d in deliveries} == {mum["id"]}
+
+
+def test_cancel_during_countdown_prevents_the_alert(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(countdown_s=30.0)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(2.0, 0.5))
+        countdown, _ = recv_until(sock, "countdown")
+        alert_id = countdown["alert_id"]
+        assert _rows(client, Alert)[0].status == "countdown" and not _rows(client, Delivery)
+        sock.send_json({"type": "Cancel"})
+        cancelled, _ = recv_until(sock, "cancelled")
+        assert cancelled["alert_id"] == alert_id
+        sock.send_bytes(pcm(2.0, 0.5))  # still screaming: cooldown, no new countdown
+        sock.send_json({"type": "CloseStream"})
+        _, rest = recv_until(sock, "finalized")
+        assert not [m for m in rest if m["type"] in ("countdown", "alert")]
+    rows = _rows(client, Alert)
+    assert [(a.id, a.status) for a in rows] == [(alert_id, "cancelled")]
+    assert _rows(client, Delivery) == []
+
+
+def test_countdown_runs_on_when_the_audio_stops(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(countdown_s=1.0, idle_timeout_s=5.0)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(1.0, 0.5))  # danger starts at t=1.0; then silence on the wire
+        recv_until(sock, "countdown")
+        alert, _ = recv_until(sock, "alert")
+    assert alert["alert_id"] and _rows(client, Alert)[0].status == "confirmed"
+
+
+def test_panic_raises_a_confirmed_alert_at_once(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_json({"type": "Panic"})
+        alert, _ = recv_until(sock, "alert")
+        assert alert["deliveries"] == 2 and alert["reason"] == "panic"
+    rows = _rows(client, Alert)
+    assert len(rows) == 1 and rows[0].source == "manual" and rows[0].status == "confirmed"
+
+
+def test_slow_client_queue_is_bounded_and_keeps_events() -> None:
+    q = ws.SendQueue(4)
+    for i in range(100):
+        q.put({"type": "prediction", "i": i})
+        if i == 50:
+            q.put({"type": "countdown", "remaining": 5})
+    items = q.items()
+    assert len(items) == 5 and q.dropped == 96
+    assert [m["type"] for m in items].count("countdown") == 1
+    assert [m["i"] for m in items if m["type"] == "prediction"] == [96, 97, 98, 99]
