@@ -189,8 +189,8 @@ class RealTimeGuard:
     """Says when audio arrives faster than ``factor`` x real time after a ``burst_s`` allowance.
 
     >>> g = RealTimeGuard(1.5, 1.0)
-    >>> g.add(1.0, now=0.0), g.add(0.4, now=0.0), g.add(0.2, now=0.0)
-    (True, True, False)
+    >>> g.add(0.5, now=0.0), g.add(0.5, now=0.0), g.add(0.2, now=0.0), g.add(1.0, now=1.0)
+    (True, True, False, True)
     """
 
     def __init__(self, factor: float, burst_s: float) -> None:

@@ -220,7 +220,7 @@ async function analyse(blob) {
   try {
     const [pred, audio] = await Promise.all([
       api('/v1/predict', { method: 'POST', body: fd }),
-      blob.arrayBuffer().then((buf) => new AudioContext().decodeAudioData(buf)).catch(() => null),
+      blob.arrayBuffer().then((buf) => new OfflineAudioContext(1, 1, 16000).decodeAudioData(buf)).catch(() => null),
     ]);
     $('#analyse-result').hidden = false;
     if (audio) {
