@@ -253,6 +253,79 @@ def scream_dataset(data_root: str | Path, *, test_fraction: float = TEST_FRACTIO
     return clips
 
 
+# -- channel augmentation -------------------------------------------------------------------
+
+TELEPHONE_BAND = (300.0, 3400.0)
+
+
+def lowpass(x: np.ndarray, cutoff_hz: float, order: int = 8, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Causal Butterworth low-pass (what a browser / phone / Bluetooth path does to the top band)."""
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(order, cutoff_hz, btype="lowpass", fs=sr, output="sos")
+    return np.asarray(sosfilt(sos, x), dtype=np.float32)
+
+
+def highpass(x: np.ndarray, cutoff_hz: float, order: int = 2, sr: int = SAMPLE_RATE) -> np.ndarray:
+    from scipy.signal import butter, sosfilt
+
+    sos = butter(order, cutoff_hz, btype="highpass", fs=sr, output="sos")
+    return np.asarray(sosfilt(sos, x), dtype=np.float32)
+
+
+def telephone(x: np.ndarray, *, mu_law: bool = False, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Narrow-band telephone channel: 8 kHz, 300-3400 Hz band-pass (optionally 8-bit mu-law), back to ``sr``."""
+    from scipy.signal import butter, sosfilt
+
+    from vocalis.audio.io import resample
+
+    y = resample(np.asarray(x, np.float32), sr, 8000)
+    sos = butter(4, TELEPHONE_BAND, btype="bandpass", fs=8000, output="sos")
+    y = np.asarray(sosfilt(sos, y), dtype=np.float32)
+    if mu_law:
+        mu = 255.0
+        c = np.sign(y) * np.log1p(mu * np.minimum(np.abs(y), 1.0)) / np.log1p(mu)
+        c = np.round(c * 127.0) / 127.0
+        y = (np.sign(c) * np.expm1(np.abs(c) * np.log1p(mu)) / mu).astype(np.float32)
+    out = resample(y, 8000, sr)
+    return np.ascontiguousarray(np.pad(out, (0, max(0, x.size - out.size)))[: x.size], dtype=np.float32)
+
+
+def tilt(x: np.ndarray, db_per_octave: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Spectral tilt around 1 kHz (a microphone's / loudspeaker's colour), applied in the FFT domain."""
+    n = x.size
+    f = np.maximum(np.fft.rfftfreq(n, 1 / sr), 62.5)
+    g = 10 ** (db_per_octave * np.log2(f / 1000.0) / 20)
+    return np.asarray(np.fft.irfft(np.fft.rfft(x) * g, n), dtype=np.float32)
+
+
+def channel_augment(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A random capture channel: band limit, high-pass, EQ tilt and gain (training data only).
+
+    * band limit: 25 % an 8 kHz telephone channel (300-3400 Hz, half of them 8-bit mu-law),
+      60 % a Butterworth low-pass (order 4-10) at 3.4-7.8 kHz, 15 % full band;
+    * 50 %: a high-pass at 50-300 Hz (small phone microphones, wind filters);
+    * 70 %: a spectral tilt of -4 to +4 dB per octave around 1 kHz;
+    * gain -12 to +6 dB (clipped to [-1, 1]).
+    """
+    x = np.asarray(x, np.float32)
+    if x.size < 64:
+        return x
+    u = rng.random()
+    if u < 0.25:
+        y = telephone(x, mu_law=bool(rng.random() < 0.5), sr=sr)
+    elif u < 0.85:
+        y = lowpass(x, float(rng.uniform(3400.0, 7800.0)), int(rng.integers(4, 11)), sr)
+    else:
+        y = x
+    if rng.random() < 0.5:
+        y = highpass(y, float(rng.uniform(50.0, 300.0)), int(rng.integers(1, 5)), sr)
+    if rng.random() < 0.7:
+        y = tilt(y, float(rng.uniform(-4.0, 4.0)), sr)
+    y = y * np.float32(10 ** (rng.uniform(-12.0, 6.0) / 20))
+    return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
+
+
 def crops(x: np.ndarray, window_s: float = WINDOW_S, step_s: float = 1.0) -> list[np.ndarray]:
     """2 s crops every ``step_s`` (the last one aligned to the end); short audio is zero-padded."""
     w = int(window_s * SAMPLE_RATE)
