@@ -6,9 +6,11 @@ no clip, speaker or recording session scored here was seen in training. The ship
 ``data/scream.vocalis`` is the same recipe refitted on all data.
 
 1. **Clip-level danger F1** on the held-out ``screams`` clips (danger 1 vs 0):
-   (a) offline — the bundle on the whole clip, P(scream) >= 0.5;
-   (b) streaming — the clip streamed through StreamingPredictor + DangerPolicy (defaults,
-       emotion every 4th hop); danger = a ``danger.started`` event. Keyword hits come from one
+   (a) offline — the bundle on the whole clip, P(scream) >= the operating point;
+   (b) streaming — the clip streamed through StreamingPredictor + DangerPolicy (defaults except
+       ``on_threshold`` = the detector's ``metrics.operating_point``, chosen on a validation part
+       of the *training* side, never on this test side; emotion every 4th hop); danger = a
+       ``danger.started`` event. Keyword hits come from one
        tiny.en transcript per clip (computed once; ``--no-asr`` disables).
 2. **Keyword spotting** precision / recall on the same held-out clips (keyword help/bacho vs
    background), tiny.en transcript + the tolerant matcher.
@@ -19,7 +21,10 @@ no clip, speaker or recording session scored here was seen in training. The ship
 4. **Time to alert**: each held-out scream clip is inserted between held-out non-danger audio
    (6 s before, 4 s after); latency = ``danger.started`` time - clip start (the confirmation
    countdown comes on top and is excluded).
-5. **Per-window cost** (median, p90, mean in ms; one thread each) of every component from the
+5. **Band-limited conditions** (``--channels``): clip F1 (streaming + policy, no ASR) and false
+   alerts per hour again with all audio low-passed at 7 kHz (8th-order Butterworth; Chromium's
+   fake microphone, many phones and headsets) and through an 8 kHz telephone channel (300-3400 Hz).
+6. **Per-window cost** (median, p90, mean in ms; one thread each) of every component from the
    ``timings_ms`` of the long stream.
 
 Run: ``.venv/bin/python benchmarks/danger.py`` (about 15-30 min on 2 cores).
@@ -47,8 +52,14 @@ from _common import DATA, RESULTS, corpus_or_exit, save  # noqa: E402
 from vocalis.audio.constants import SAMPLE_RATE  # noqa: E402
 from vocalis.bundle.runtime import Bundle, load_bundle  # noqa: E402
 from vocalis.danger.keywords import KeywordMatcher, load_asr, transcribe  # noqa: E402
-from vocalis.danger.policy import DangerPolicy  # noqa: E402
-from vocalis.danger.train import Clip, scream_dataset, synthetic_negative, train_scream_detector  # noqa: E402
+from vocalis.danger.policy import DangerPolicy, PolicyConfig  # noqa: E402
+from vocalis.danger.train import (  # noqa: E402
+    Clip,
+    apply_channel,
+    scream_dataset,
+    synthetic_negative,
+    train_scream_detector,
+)
 from vocalis.streaming.predictor import StreamConfig, StreamingPredictor, WindowResult  # noqa: E402
 
 
@@ -92,8 +103,8 @@ def stream(pred: StreamingPredictor, pol: DangerPolicy, x: np.ndarray, chunk: in
     return windows, events
 
 
-def clip_level(test: list[Clip], scream: Bundle, emotion: Bundle | None, transcripts: dict[str, str]
-               ) -> dict[str, Any]:
+def clip_level(test: list[Clip], scream: Bundle, emotion: Bundle | None, transcripts: dict[str, str],
+               policy: PolicyConfig) -> dict[str, Any]:
     matcher = KeywordMatcher()
     y = [c.label for c in test]
     offline, streaming, streaming_scream_only = [], [], []
@@ -103,11 +114,11 @@ def clip_level(test: list[Clip], scream: Bundle, emotion: Bundle | None, transcr
     bare = StreamingPredictor(StreamConfig(asr="off"), emotion_model=False, scream_model=scream, keyword_spotter=False)
     for c in test:
         x = c.audio()
-        offline.append(int(scream.predict(x).probabilities["scream"] >= 0.5))
+        offline.append(int(scream.predict(x).probabilities["scream"] >= policy.on_threshold))
         text = transcripts.get(str(c.path), "")
         spotter.hits, spotter.text = matcher.match(text), text
         for p, out in ((pred, streaming), (bare, streaming_scream_only)):
-            pol = DangerPolicy()
+            pol = DangerPolicy(policy)
             _, ev = stream(p, pol, x)
             out.append(int(any(e.type == "danger.started" for e in ev)))
     per_subset: dict[str, dict[str, int]] = {}
@@ -117,6 +128,24 @@ def clip_level(test: list[Clip], scream: Bundle, emotion: Bundle | None, transcr
         d["flagged"] += s
     return {"offline_whole_clip": _f1(y, offline), "streaming_policy": _f1(y, streaming),
             "streaming_policy_scream_only": _f1(y, streaming_scream_only), "streaming_by_subset": per_subset}
+
+
+def band_limited_clips(test: list[Clip], scream: Bundle, emotion: Bundle | None, channel: str,
+                       policy: PolicyConfig) -> dict[str, Any]:
+    """Streaming + policy clip-level F1 with every held-out clip through ``channel`` (no ASR)."""
+    y, flagged = [], []
+    per_subset: dict[str, dict[str, int]] = {}
+    pred = StreamingPredictor(StreamConfig(asr="off"), emotion_model=emotion if emotion is not None else False,
+                              scream_model=scream, keyword_spotter=False)
+    for c in test:
+        _, ev = stream(pred, DangerPolicy(policy), apply_channel(c.audio(), channel))
+        f = int(any(e.type == "danger.started" for e in ev))
+        y.append(c.label)
+        flagged.append(f)
+        d = per_subset.setdefault(c.subset, {"n": 0, "flagged": 0})
+        d["n"] += 1
+        d["flagged"] += f
+    return {"streaming_policy_no_asr": _f1(y, flagged), "streaming_by_subset": per_subset}
 
 
 def keyword_eval(test: list[Clip], transcripts: dict[str, str]) -> dict[str, Any]:
@@ -170,6 +199,8 @@ def main() -> None:
     ap.add_argument("--max-speech-clips", type=int, default=0, help="0 = all held-out speech")
     ap.add_argument("--no-emotion", action="store_true")
     ap.add_argument("--no-asr", action="store_true")
+    ap.add_argument("--channels", nargs="*", default=["lowpass_7k", "telephone"],
+                    help="band-limited conditions: clip F1 and false alerts again with the audio through each")
     ap.add_argument("--transcripts", type=Path, default=RESULTS / "danger-transcripts.json",
                     help="cache of tiny.en transcripts of the held-out screams clips")
     args = ap.parse_args()
@@ -181,6 +212,9 @@ def main() -> None:
         train_scream_detector(args.data, RESULTS / "scream-all.tmp.vocalis", holdout_out=args.holdout_model)
         (RESULTS / "scream-all.tmp.vocalis").unlink(missing_ok=True)
     scream = load_bundle(args.holdout_model)
+    # the operating point chosen on the validation part of the training side (train.choose_threshold)
+    on = float(scream.manifest.metrics.get("operating_point", PolicyConfig().on_threshold))
+    policy = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
     emotion = None if args.no_emotion else load_bundle()
     clips = scream_dataset(args.data)
     test = [c for c in clips if c.split == "test" and c.source == "screams"]
@@ -202,7 +236,7 @@ def main() -> None:
             args.transcripts.parent.mkdir(parents=True, exist_ok=True)
             args.transcripts.write_text(json.dumps({"text": transcripts, "ms": asr_ms}, indent=1))
     print("clip level ...", file=sys.stderr)
-    clip = clip_level(test, scream, emotion, transcripts)
+    clip = clip_level(test, scream, emotion, transcripts, policy)
     kw = keyword_eval(test, transcripts) if transcripts else {}
 
     # false alerts per hour
@@ -217,7 +251,7 @@ def main() -> None:
     pred = StreamingPredictor(StreamConfig(asr="off" if args.no_asr else "auto"),
                               emotion_model=emotion if emotion is not None else False, scream_model=scream,
                               keyword_spotter=False if args.no_asr else None)
-    pol = DangerPolicy()
+    pol = DangerPolicy(policy)
     t0 = time.time()
     windows, events = stream(pred, pol, x)
     fa_wall = time.time() - t0
@@ -255,7 +289,7 @@ def main() -> None:
         y = np.concatenate([before, c.audio(), after])
         p = StreamingPredictor(StreamConfig(asr="off"), emotion_model=emotion if emotion is not None else False,
                                scream_model=scream, keyword_spotter=False)
-        _, ev = stream(p, DangerPolicy(), y)
+        _, ev = stream(p, DangerPolicy(policy), y)
         st = [e.t for e in ev if e.type == "danger.started" and e.t > 6.0]
         if st:
             lat.append(st[0] - 6.0)
@@ -264,18 +298,38 @@ def main() -> None:
     latency = {**summarize(lat), "missed": missed, "detected_fraction": round(len(lat) / max(1, len(lat) + missed), 4),
                "countdown_s_excluded": DangerPolicy().config.countdown_s}
 
+    # band-limited conditions: the same clips and the same long stream through each channel
+    band: dict[str, Any] = {}
+    for ch in args.channels:
+        print(f"band-limited: {ch} ...", file=sys.stderr)
+        bc = band_limited_clips(test, scream, emotion, ch, policy)
+        xb = apply_channel(x, ch)
+        pb = StreamingPredictor(StreamConfig(asr="off"), emotion_model=emotion if emotion is not None else False,
+                                scream_model=scream, keyword_spotter=False)
+        _, evb = stream(pb, DangerPolicy(policy), xb)
+        n_alerts = sum(e.type == "alert" for e in evb)
+        n_eps = sum(e.type == "danger.started" for e in evb)
+        band[ch] = {**bc, "false_alerts": {"hours": round(hours, 3), "alerts": n_alerts,
+                                           "alerts_per_hour": round(n_alerts / hours, 3), "danger_episodes": n_eps,
+                                           "episodes_per_hour": round(n_eps / hours, 3)}}
+
     payload = {
         "scream_model": {"path": str(args.holdout_model), "recipe": scream.manifest.recipe.get("name"),
                          "held_out": scream.manifest.metrics.get("held_out", {})},
         "emotion_model": None if emotion is None else emotion.manifest.name,
-        "stream_config": StreamConfig().__dict__, "policy_config": {k: v for k, v in DangerPolicy().config.__dict__.items()},
+        "operating_point": {"on_threshold": on, "chosen_on": "validation part of the training side "
+                            "(vocalis.danger.train.choose_threshold); the held-out test side was not used"},
+        "stream_config": StreamConfig().__dict__, "policy_config": dict(policy.__dict__),
         "clip_level": clip, "keywords": {**kw, "asr_ms_per_clip": summarize(asr_ms)},
-        "false_alerts": false_alerts, "latency_s": latency, "per_window_cost_ms": cost,
+        "false_alerts": false_alerts, "latency_s": latency, "per_window_cost_ms": cost, "band_limited": band,
         "targets": {
             "clip_f1>=0.95": clip["streaming_policy"]["f1"] >= 0.95,
             "false_alerts_per_hour<=0.5": false_alerts["alerts_per_hour"] <= 0.5 and hours >= 2.0,
             "median_latency<=3s": bool(lat) and latency["median"] <= 3.0,
             "danger_path_median<=5ms": cost["danger_path_vad_plus_scream"].get("median", 1e9) <= 5.0,
+            **{f"{ch}: clip_f1>=0.95 (no ASR)": b["streaming_policy_no_asr"]["f1"] >= 0.95 for ch, b in band.items()},
+            **{f"{ch}: false_alerts_per_hour<=0.5": b["false_alerts"]["alerts_per_hour"] <= 0.5 and hours >= 2.0
+               for ch, b in band.items()},
         },
         "total_wall_s": round(time.time() - t_all, 1),
     }
@@ -292,7 +346,10 @@ def main() -> None:
           f"| danger path per window (VAD + scream), median | {cost['danger_path_vad_plus_scream'].get('median')} ms | <= 5 ms |\n"
           + "".join(f"| {k} per window: median / p90 / mean (runs per window) | {v.get('median')} / {v.get('p90')} / "
                     f"{v.get('mean')} ms ({v.get('runs_per_window')}) | - |\n"
-                    for k, v in cost.items() if k != "danger_path_vad_plus_scream"))
+                    for k, v in cost.items() if k != "danger_path_vad_plus_scream")
+          + "".join(f"| {ch}: clip F1, streaming + policy (no ASR) | {b['streaming_policy_no_asr']['f1']} | >= 0.95 |\n"
+                    f"| {ch}: false alerts per hour ({hours:.2f} h) | {b['false_alerts']['alerts_per_hour']} | <= 0.5 |\n"
+                    for ch, b in band.items()))
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -69,6 +69,33 @@ def inference(out: list[str]) -> None:
                f"{r['per_3s_clip_ms_median']} ms | {r['bundle_bytes'] / 1024:.0f} KiB |\n")
 
 
+def levers(out: list[str]) -> None:
+    r = _load("levers")
+    out.append("## Accuracy levers: which Whisper encoder layers carry emotion (RAVDESS)\n")
+    if r is None:
+        out.append("_not run yet_: `python benchmarks/levers.py`\n")
+        return
+    out.append(_meta(r) + "\n")
+    out.append("Speaker-independent 6 folds (actors 1-4, 5-8, …), logistic regression, mean over folds. "
+               "Hidden states of the Whisper tiny.en encoder run by onnxruntime (graph built from the "
+               "CTranslate2 weights; last layer matches CTranslate2 to cosine 1.0000). Layer 0 = after the "
+               "positional embedding, 4 = after the last block and the final layer norm.\n")
+    out.append("| configuration | dim | C | WA | UA |")
+    out.append("|---|---:|---:|---:|---:|")
+    for row in r["rows"]:
+        q = " (int8)" if row.get("quantized") else ""
+        out.append(f"| {row['config']}{q} | {row['dim']} | {row['C']} | {row['wa']:.3f} | {row['ua']:.3f} |")
+    sel = r.get("leave_fold_out_selection")
+    if isinstance(sel, dict) and "wa" in sel:
+        out.append(f"\nLayer set chosen on the other 5 folds and scored on the held-out fold: WA {sel['wa']:.3f}"
+                   + (f", UA {sel['ua']:.3f}" if "ua" in sel else "") + " (not fully nested: see the script).")
+    ms = r.get("ms_per_3s_clip_1_thread")
+    if isinstance(ms, dict):
+        out.append("\nCost per 3 s clip on one thread (log-mel included; machine loaded, compare rows only): "
+                   + ", ".join(f"{k} {v} ms" for k, v in ms.items()) + ".")
+    out.append("")
+
+
 def danger(out: list[str]) -> None:
     r = _load("danger")
     out.append("## Danger detection on live audio (scream detector + DangerPolicy, streamed)\n")
@@ -111,6 +138,7 @@ def main() -> None:
            "states its split; speaker-independent is the default. Re-run a benchmark script, then this.\n"]
     feature_cost(out)
     accuracy(out)
+    levers(out)
     inference(out)
     danger(out)
     extra = REPO / "benchmarks" / "notes.md"

@@ -131,7 +131,8 @@ def test_shipped_scream_detector_is_robust_to_band_limiting(channel: str) -> Non
     """Browsers, phones and headsets cut the top band (Chromium's fake mic: 7-8 kHz; telephone: 3.4 kHz).
 
     The detector used to call quiet background noise a scream once that band was gone (P ~0.6-1.0).
-    Every clip is scored as the streaming predictor sees it: the highest P(scream) of its 2 s windows.
+    Non-danger clips are scored per 2 s window (what the streaming predictor scores) and as whole
+    clips; a scream clip counts as found when one of its 2 s windows reaches the policy's threshold.
     """
     from vocalis.audio.io import load_audio
     from vocalis.bundle.runtime import load_bundle
@@ -143,18 +144,21 @@ def test_shipped_scream_detector_is_robust_to_band_limiting(channel: str) -> Non
     b = load_bundle(scream_model_path())
     rows = [line.split(",") for line in (screams / "manifest.csv").read_text().splitlines()[1:]]
 
-    def p_max(path: str) -> float:
+    def scores(path: str) -> tuple[np.ndarray, float]:
         x = load_audio(screams / path)
         y = lowpass(x, 7000.0, 8) if channel == "lowpass_7k" else telephone(x)
         feats = np.stack([b.features(c) for c in crops(y, step_s=0.5)])
-        return float(b.predict_proba_features(feats)[:, b.labels.index("scream")].max())
+        windows = b.predict_proba_features(feats)[:, b.labels.index("scream")]
+        return windows, b.predict(y).probabilities["scream"]
 
     def pick(sub: str, n: int) -> list[str]:
         paths = [r[0] for r in rows if r[3] == sub]
         return paths[:: max(1, len(paths) // n)][:n]
 
-    calm = [p_max(f) for f in pick("quiet_background", 8) + pick("calm_call", 8)]
-    loud = [p_max(f) for f in pick("scream_call", 10)]
-    on = PolicyConfig().on_threshold
-    assert np.mean(np.array(calm) < 0.3) >= 0.9, calm
-    assert np.mean(np.array(loud) >= on) >= 0.8, loud
+    calm = [scores(f) for f in pick("quiet_background", 8) + pick("calm_call", 8)]
+    windows = np.concatenate([w for w, _ in calm])
+    whole = np.array([p for _, p in calm])
+    loud = np.array([scores(f)[0].max() for f in pick("scream_call", 10)])
+    assert np.mean(windows < 0.3) >= 0.9, windows
+    assert np.mean(whole < 0.3) >= 0.9, whole
+    assert np.mean(loud >= PolicyConfig().on_threshold) >= 0.8, loud

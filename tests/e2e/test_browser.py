@@ -147,13 +147,6 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
     assert time.monotonic() - t0 < 60
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known model bug: the scream detector (data/scream.vocalis) scores band-limited audio as a scream; "
-           "Chromium's fake microphone path removes the 7-8 kHz band and quiet_background clips then score "
-           "P(scream) ~0.6-1.0 (0.0 unfiltered). Remove this marker once the detector is trained with low-pass "
-           "augmentation.",
-)
 def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> None:
     t0 = time.monotonic()
     clip = corpus_wav("quiet_background", 6, tmp_path / "quiet.wav")

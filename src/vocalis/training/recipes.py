@@ -58,7 +58,7 @@ class Recipe:
 
         def swap(cfg: dict[str, Any]) -> tuple[dict[str, Any], bool]:
             cfg = dict(cfg)
-            if cfg.get("type") == "whisper":
+            if cfg.get("type") in ("whisper", "whisper_layers"):
                 cfg["model"] = model
                 return cfg, True
             if cfg.get("type") == "concat":
@@ -97,10 +97,15 @@ def export_onnx(recipe: Recipe, est: Any, n_features: int | None) -> bytes:
 
 
 _W = {"type": "whisper", "model": "tiny.en", "pooling": "mean_std", "compute_type": "int8", "threads": 1}
+_WL = {"type": "whisper_layers", "model": "tiny.en", "layers": [], "pooling": "mean_std", "combine": "concat",
+       "quantized": True, "threads": 1}
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
+        Recipe("whisper-layers-logreg", _WL, "logreg", {"C": 0.01},
+               description="Whisper tiny.en encoder, all 5 hidden states (mean+std each, int8 ONNX Runtime), "
+                           "logistic regression"),
         Recipe("whisper-logreg", _W, "logreg", {"C": 0.05},
                description="Whisper tiny.en encoder (mean+std pooled), logistic regression"),
         Recipe("fusion-logreg", {"type": "concat", "parts": [_W, {"type": "classic"}, {"type": "prosody"}]},
@@ -130,7 +135,7 @@ RECIPES: dict[str, Recipe] = {
     ]
 }
 
-DEFAULT_RECIPE = "whisper-logreg"
+DEFAULT_RECIPE = "whisper-layers-logreg"
 
 
 def get_recipe(name: str | None = None) -> Recipe:
