@@ -96,6 +96,78 @@ def levers(out: list[str]) -> None:
     out.append("")
 
 
+def robustness(out: list[str]) -> None:
+    r = _load("robustness")
+    out.append("## Robustness: noise, telephone channel, cross-corpus, calibration\n")
+    if r is None:
+        out.append("_not run yet_: `python benchmarks/robustness.py`\n")
+        return
+    out.append(_meta(r) + "\n")
+    out.append("Noise/channel: RAVDESS, speaker-independent 6 folds (actors 1-4, 5-8, …, 21-24); the head is "
+               "trained on the clean training folds and tested on the held-out fold with white or pink noise "
+               "added at the given SNR (relative to the whole clip's power, seeded per clip) or passed through a "
+               "telephone channel (8 kHz, 300-3400 Hz band-pass, back to 16 kHz). WA/UA are means over folds, "
+               "8 classes (chance 0.125). Cross-corpus: train on all of one corpus, test on all of the other "
+               "(no shared speakers); `shared` trains and tests on the 7 labels both corpora have (no calm), "
+               "`restrict` trains on the source's full label set and drops model classes the test corpus lacks "
+               "before the argmax (`vocalis evaluate --restrict-labels`). Valence: positive ("
+               + ", ".join(r.get("positive", [])) + ") vs negative (" + ", ".join(r.get("negative", []))
+               + "), neutral clips excluded, decided by the larger summed class probability; majority = the "
+               "share of the larger valence class. Calibration: ECE (15 bins) of the pooled out-of-fold "
+               "probabilities of the speaker-independent 6-fold CV, before and after one temperature fitted on "
+               "those same probabilities (so the after-value is optimistic).\n")
+    for res in r["results"]:
+        out.append(f"### `{res['recipe']}`\n")
+        nc = res.get("noise_channel")
+        if nc:
+            out.append(f"*Split:* {nc['split']}.\n")
+            out.append("| test condition | WA | UA | ΔWA vs clean |")
+            out.append("|---|---:|---:|---:|")
+            clean = nc["rows"][0]["wa"]
+            for row in nc["rows"]:
+                out.append(f"| {row['condition']} | {row['wa']:.3f} | {row['ua']:.3f} | {row['wa'] - clean:+.3f} |")
+            out.append("")
+        cc = res.get("cross_corpus")
+        if cc:
+            out.append("*Split:* cross-corpus, train on all of one corpus, test on all of the other.\n")
+            out.append("| train -> test | protocol | labels | n test | WA | UA | valence acc | valence balanced acc "
+                       "| valence majority |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            for c in cc:
+                v = c["valence"]
+                nl = len(c.get("labels") or c.get("scored_labels") or [])
+                out.append(f"| {c['train']} -> {c['test']} | {c['protocol']} | {nl} | {c['n_test']} | {c['wa']:.3f} | "
+                           f"{c['ua']:.3f} | {v['acc']:.3f} | {v['balanced_acc']:.3f} | {v['majority_baseline']:.3f} |")
+            out.append("")
+        cal = res.get("calibration")
+        if cal:
+            out.append(f"*Calibration* ({cal['split']}): ECE {cal['ece']:.3f} -> {cal['ece_calibrated']:.3f} after "
+                       f"temperature scaling (T = {cal['temperature']:.2f}); CV WA {cal['wa']:.3f}.\n")
+
+
+def personalisation(out: list[str]) -> None:
+    r = _load("personalisation")
+    out.append("## Wellbeing: personalisation to a user's own voice (RAVDESS actors as users)\n")
+    if r is None:
+        out.append("_not run yet_: `python benchmarks/personalisation.py`\n")
+        return
+    out.append(_meta(r) + "\n")
+    out.append("Each actor in turn is the user: the global model never saw that actor (leave-one-actor-out); "
+               "the user enrols k clips per class (seeded, 3 seeds), and is tested on their remaining clips. "
+               "UA8 = 8-class unweighted average recall; valence = positive vs negative (neutral excluded). "
+               "Personalisation = speaker normalisation of the embedding + a ridge head, blended with the global "
+               "model by w = n/(n+2). Settings were tuned on 8 actors; the last columns show the other 16.\n")
+    out.append("| k per class | w | UA8 global | UA8 personal | gain | valence global | valence personal | "
+               "UA8 global / personal (16 untuned actors) |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in r["rows"]:
+        out.append(f"| {row['k']} | {row['weight']:.2f} | {row['ua8_global']:.3f} | **{row['ua8_personal']:.3f}** | "
+                   f"+{100 * (row['ua8_personal'] - row['ua8_global']):.1f} | {row['valence_global']:.3f} | "
+                   f"{row['valence_personal']:.3f} | {row['ua8_global_untuned_actors']:.3f} / "
+                   f"{row['ua8_personal_untuned_actors']:.3f} |")
+    out.append("")
+
+
 def danger(out: list[str]) -> None:
     r = _load("danger")
     out.append("## Danger detection on live audio (scream detector + DangerPolicy, streamed)\n")
@@ -145,8 +217,10 @@ def main() -> None:
     feature_cost(out)
     accuracy(out)
     levers(out)
+    robustness(out)
     inference(out)
     danger(out)
+    personalisation(out)
     extra = REPO / "benchmarks" / "notes.md"
     if extra.is_file():
         out.append(extra.read_text())

@@ -346,6 +346,15 @@ def datasets_download(
     typer.echo(str(path))
 
 
+def _mount_wellbeing() -> None:
+    from vocalis import wellbeing_cli
+
+    wellbeing_cli.register(app)
+
+
+_mount_wellbeing()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

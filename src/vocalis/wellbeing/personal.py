@@ -1,0 +1,251 @@
+"""Per-user adaptation of the global emotion model from a handful of enrolled clips.
+
+Given the user's enrolled backbone embeddings ``x`` (e.g. 3840-d) and their mood labels:
+
+1. **Speaker normalisation.** ``mean_`` is the user's mean embedding; ``scale_`` a per-dimension
+   scale: the global model's feature scale when known (``reference_scale``, read from the
+   bundle's scaler), else the user's own standard deviation shrunk toward its median (a few
+   clips cannot estimate 3840 variances). ``z = (x - mean_) / scale_``.
+   For the global model the same idea shifts the user's embeddings onto the population mean:
+   :meth:`PersonalModel.adapt` returns ``x - mean_ + reference_mean``.
+2. **A small head** on ``z``: a ridge-regression classifier (one-vs-rest ±1 targets, solved in
+   closed form in the dual, numpy only) whose scores go through a softmax with a fixed
+   inverse temperature ``beta``.
+3. **Blending** with the global model: ``p = (1 - w) p_global + w p_user`` with
+   ``w = m / (m + k0)``, ``m`` the mean number of enrolled clips per enrolled class, so the
+   user's head earns trust as samples grow. Classes the user never enrolled keep their global
+   probability; the head only redistributes the mass of the enrolled classes.
+
+Everything learned is a plain array, saved with ``np.savez(..., allow_pickle=False)`` plus a
+JSON sidecar; nothing is ever pickled. Fitting and prediction need numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vocalis.errors import ConfigError, DataError, ModelError
+
+FORMAT = "vocalis-personal-model"
+VERSION = 1
+
+
+def _softmax(s: np.ndarray) -> np.ndarray:
+    s = s - s.max(axis=-1, keepdims=True)
+    e = np.exp(s)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
+class PersonalModel:
+    """Per-user speaker normalisation + ridge head, blended with the global model.
+
+    Parameters are stored unchanged; :meth:`fit` learns ``mean_``, ``scale_``, ``coef_``,
+    ``intercept_``, ``classes_`` and ``n_``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(0, 1, (3, 16)), rng.normal(2, 1, (3, 16))]
+    >>> pm = PersonalModel(["happy", "sad"]).fit(X, ["happy"] * 3 + ["sad"] * 3)
+    >>> p = pm.predict_proba(X[:1], np.array([[0.5, 0.5]]))
+    >>> p.shape, bool(p[0, 0] > 0.5), round(float(p.sum()), 6)
+    ((1, 2), True, 1.0)
+    """
+
+    def __init__(self, labels: Sequence[str], *, k0: float = 2.0, alpha: float = 0.1, beta: float = 3.0,
+                 shrink: float = 8.0) -> None:
+        self.labels = list(labels)
+        self.k0 = k0
+        self.alpha = alpha
+        self.beta = beta
+        self.shrink = shrink
+        if len(set(self.labels)) != len(self.labels) or not self.labels:
+            raise ConfigError(f"labels={self.labels} must be a non-empty list of distinct labels")
+        for name in ("k0", "alpha", "beta"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
+        if shrink < 0:
+            raise ConfigError(f"shrink={shrink} must be >= 0")
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: Sequence[str], *, reference_mean: np.ndarray | None = None,
+            reference_scale: np.ndarray | None = None) -> PersonalModel:
+        """Fit on enrolled embeddings ``X`` ``(n, D)`` with labels ``y`` (each one of :attr:`labels`).
+
+        ``reference_mean``/``reference_scale``: the global model's feature mean/std (optional).
+        With a single enrolled class the head is empty and predictions equal the global model.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        y = [str(v) for v in y]
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise DataError(f"X.shape={X.shape} must be (n >= 1, D)")
+        if len(y) != X.shape[0]:
+            raise DataError(f"len(y)={len(y)} must equal the number of embeddings {X.shape[0]}")
+        if not np.all(np.isfinite(X)):
+            raise DataError("enrolled embeddings must be finite")
+        unknown = sorted(set(y) - set(self.labels))
+        if unknown:
+            raise DataError(f"labels {unknown} are not among the model's labels {self.labels}")
+        n, d = X.shape
+        self.mean_ = X.mean(axis=0)
+        if reference_scale is not None:
+            scale = np.asarray(reference_scale, dtype=np.float64).ravel()
+            if scale.shape != (d,):
+                raise DataError(f"reference_scale has shape {scale.shape}; expected ({d},)")
+        else:
+            var = X.var(axis=0)
+            lam = n / (n + self.shrink) if n > 1 else 0.0
+            pooled = float(np.median(var)) if n > 1 else 1.0
+            scale = np.sqrt(lam * var + (1 - lam) * max(pooled, 1e-12))
+        self.scale_ = np.where(scale > 1e-8, scale, 1.0)
+        self.reference_mean_ = (np.asarray(reference_mean, dtype=np.float64).ravel()
+                                if reference_mean is not None else np.zeros(0))
+        if self.reference_mean_.size not in (0, d):
+            raise DataError(f"reference_mean has {self.reference_mean_.size} values; expected {d}")
+        classes = [lab for lab in self.labels if lab in set(y)]
+        self.classes_ = classes
+        self.n_ = n
+        self.counts_ = {lab: y.count(lab) for lab in classes}
+        if len(classes) < 2:
+            self.coef_ = np.zeros((len(classes), d))
+            self.intercept_ = np.zeros(len(classes))
+            return self
+        Z = (X - self.mean_) / self.scale_
+        idx = np.array([classes.index(v) for v in y])
+        Y = -np.ones((n, len(classes)))
+        Y[np.arange(n), idx] = 1.0
+        # dual ridge: W = Z^T (Z Z^T / d + alpha I)^-1 Y / d  (n x n system; n is tiny)
+        gram = Z @ Z.T / d + self.alpha * np.eye(n)
+        dual = np.linalg.solve(gram, Y)
+        self.coef_ = Z.T @ dual / d
+        self.intercept_ = np.zeros(len(classes))
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mean_"):
+            raise ModelError("PersonalModel is not fitted; call fit() or load() first")
+
+    # -- inference -----------------------------------------------------------------------------
+    @property
+    def weight(self) -> float:
+        """Blend weight ``w = m / (m + k0)``, ``m`` = mean enrolled clips per class (0 if no head)."""
+        self._check_fitted()
+        if len(self.classes_) < 2:
+            return 0.0
+        m = self.n_ / len(self.classes_)
+        return float(m / (m + self.k0))
+
+    def adapt(self, X: np.ndarray) -> np.ndarray:
+        """Speaker-normalised embeddings for the *global* model: ``x - mean_ + reference_mean``.
+
+        Without a reference mean the input is returned unchanged.
+        """
+        self._check_fitted()
+        x = np.asarray(X, dtype=np.float64)
+        if self.reference_mean_.size == 0:
+            return x.astype(np.float32)
+        return (x - self.mean_ + self.reference_mean_).astype(np.float32)
+
+    def user_proba(self, X: np.ndarray) -> np.ndarray:
+        """The head's probabilities over :attr:`classes_` (``(N, C)``)."""
+        self._check_fitted()
+        x = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if x.shape[1] != self.mean_.shape[0]:
+            raise DataError(f"embedding has {x.shape[1]} values; this personal model expects {self.mean_.shape[0]}")
+        z = (x - self.mean_) / self.scale_
+        return _softmax(self.beta * (z @ self.coef_ + self.intercept_))
+
+    def predict_proba(self, X: np.ndarray, global_proba: np.ndarray) -> np.ndarray:
+        """Blend ``(N, K)`` global probabilities (columns = :attr:`labels`) with the user head."""
+        self._check_fitted()
+        pg = np.atleast_2d(np.asarray(global_proba, dtype=np.float64))
+        if pg.shape[1] != len(self.labels):
+            raise DataError(f"global_proba has {pg.shape[1]} columns; expected {len(self.labels)} ({self.labels})")
+        w = self.weight
+        if w == 0.0:
+            return pg / pg.sum(axis=1, keepdims=True)
+        cols = [self.labels.index(c) for c in self.classes_]
+        mass = pg[:, cols].sum(axis=1, keepdims=True)
+        pu = pg.copy()
+        pu[:, cols] = self.user_proba(X) * mass
+        p = (1 - w) * pg + w * pu
+        return np.asarray(p / p.sum(axis=1, keepdims=True))
+
+    # -- persistence ---------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {"labels": self.labels, "k0": self.k0, "alpha": self.alpha, "beta": self.beta, "shrink": self.shrink}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every learned parameter as a plain numeric array."""
+        self._check_fitted()
+        return {"mean": self.mean_, "scale": self.scale_, "coef": self.coef_, "intercept": self.intercept_,
+                "reference_mean": self.reference_mean_}
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<path>.npz`` (arrays, ``allow_pickle=False``) and ``<path>.json`` (config, classes, counts)."""
+        self._check_fitted()
+        base = Path(path)
+        if base.suffix in (".npz", ".json"):
+            base = base.with_suffix("")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        npz, meta = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
+        tmp = base.with_name(base.name + ".tmp.npz")
+        with open(tmp, "wb") as f:
+            np.savez(f, allow_pickle=False, **self.to_arrays())
+        tmp.replace(npz)
+        doc = {"format": FORMAT, "version": VERSION, "config": self.get_config(), "classes": self.classes_,
+               "counts": self.counts_, "n": self.n_, "weight": self.weight}
+        meta.write_text(json.dumps(doc, indent=2, sort_keys=True))
+        return npz, meta
+
+    @classmethod
+    def load(cls, path: str | Path) -> PersonalModel:
+        """Load a model written by :meth:`save` (refuses pickled arrays)."""
+        base = Path(path)
+        if base.suffix in (".npz", ".json"):
+            base = base.with_suffix("")
+        npz, meta = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
+        try:
+            doc = json.loads(meta.read_text())
+            with np.load(npz, allow_pickle=False) as z:
+                arrays = {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+        except FileNotFoundError as e:
+            raise ModelError(f"personal model={base} not found ({e.filename})") from e
+        except (OSError, ValueError, json.JSONDecodeError) as e:
+            raise ModelError(f"personal model={base} is unreadable: {e}") from e
+        if doc.get("format") != FORMAT or int(doc.get("version", 0)) > VERSION:
+            raise ModelError(f"personal model={base}: format {doc.get('format')!r} v{doc.get('version')} is not supported")
+        missing = {"mean", "scale", "coef", "intercept", "reference_mean"} - set(arrays)
+        if missing:
+            raise ModelError(f"personal model={base}: arrays {sorted(missing)} are missing")
+        pm = cls(**doc["config"])
+        pm.mean_, pm.scale_, pm.coef_ = arrays["mean"], arrays["scale"], arrays["coef"]
+        pm.intercept_, pm.reference_mean_ = arrays["intercept"], arrays["reference_mean"]
+        pm.classes_ = [str(c) for c in doc["classes"]]
+        pm.counts_ = {str(k): int(v) for k, v in doc["counts"].items()}
+        pm.n_ = int(doc["n"])
+        return pm
+
+
+def bundle_reference(onnx_bytes: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """The global model's feature ``(mean, std)`` read from the ``Scaler`` node of its ONNX graph.
+
+    scikit-learn pipelines exported by Vocalis start with a StandardScaler, which skl2onnx writes
+    as ``ai.onnx.ml.Scaler(offset=mean, scale=1/std)``. Returns ``None`` for other graphs.
+    """
+    import onnx
+
+    try:
+        model = onnx.load_from_string(onnx_bytes)
+    except Exception:  # any parse failure just means "no reference"
+        return None
+    for node in model.graph.node:
+        if node.op_type == "Scaler":
+            attrs = {a.name: list(a.floats) for a in node.attribute}
+            offset, scale = np.asarray(attrs.get("offset", [])), np.asarray(attrs.get("scale", []))
+            if offset.size and offset.size == scale.size and np.all(scale != 0):
+                return offset.astype(np.float64), (1.0 / scale).astype(np.float64)
+    return None

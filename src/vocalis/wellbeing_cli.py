@@ -1,0 +1,256 @@
+"""Wellbeing commands: ``enroll``, ``mood``, ``history``, ``reset`` (a Typer sub-app).
+
+Mount them at the top level of the main CLI with :func:`register` (``vocalis enroll ...``), or
+as a group with ``app.add_typer(wellbeing_cli.app, name="wellbeing")``.
+
+Data live in a local SQLite file (``--db``, default ``$VOCALIS_DATA_DIR/wellbeing.db`` or
+``~/.local/share/vocalis/wellbeing.db``); personal models next to it under ``models/``.
+Each command turns a :class:`~vocalis.errors.VocalisError` into ``error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+
+from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
+from vocalis.errors import ConfigError, DataError, ModelError, VocalisError
+
+app = typer.Typer(
+    help="Wellbeing tracker: personal enrolment, mood check-ins, history and trends. Not a medical device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="User id (letters, digits, '_', '.', '-').")]
+DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file (default: $VOCALIS_DATA_DIR/wellbeing.db "
+                                                         "or ~/.local/share/vocalis/wellbeing.db).")]
+ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Model bundle (default: the bundled model).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _clean_errors(fn: F) -> F:
+    """Print a VocalisError as ``error: ...`` and exit 2 (the main CLI's convention)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VocalisError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _dump(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _vector_bundle(model: Path | None) -> Any:
+    from vocalis.bundle import load_bundle
+
+    bundle = load_bundle(model)
+    if bundle.manifest.input_kind != "vector":
+        raise ModelError(f"model={bundle.source} takes frame features; personalisation needs a vector-feature bundle")
+    return bundle
+
+
+def _embed(bundle: Any, path: Path, max_duration: float | None) -> np.ndarray:
+    from vocalis.audio.io import load_audio
+
+    x = load_audio(path, SAMPLE_RATE, max_duration=max_duration)
+    return np.asarray(bundle.features(x, SAMPLE_RATE), dtype=np.float32)
+
+
+def _parse_at(at: str | None) -> dt.datetime:
+    if at is None:
+        return dt.datetime.now(dt.timezone.utc)
+    try:
+        t = dt.datetime.fromisoformat(at)
+    except ValueError as e:
+        raise ConfigError(f"at={at!r} must be an ISO date/time such as 2025-01-31T08:00") from e
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+@app.command()
+@_clean_errors
+def enroll(
+    files: Annotated[list[Path], typer.Argument(help="Clips of the user in this mood.")],
+    user: UserOpt,
+    label: Annotated[str, typer.Option("--label", "-l", help="The mood of these clips (one of the model's labels).")],
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    json_out: JsonOpt = False,
+    max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
+) -> None:
+    """Enrol labelled clips of a user and refit their personal model (speaker normalisation + small head)."""
+    from vocalis.labels import normalise_label
+    from vocalis.wellbeing.personal import PersonalModel, bundle_reference
+    from vocalis.wellbeing.store import WellbeingStore, check_user
+
+    check_user(user)
+    bundle = _vector_bundle(model)
+    lab = normalise_label(label)
+    if lab not in bundle.labels:
+        raise ConfigError(f"label={label!r} must be one of the model's labels {bundle.labels}")
+    embeddings = [_embed(bundle, f, max_duration) for f in files]  # all decode before any is stored
+    with WellbeingStore(db) as store:
+        for f, e in zip(files, embeddings):
+            store.add_enrolment(user, lab, e, source=str(f))
+        X, y = store.enrolments(user)
+        if X.shape[1] != embeddings[0].shape[0]:
+            raise DataError(f"user={user!r} enrolled with a different model ({X.shape[1]}-d embeddings); "
+                            "run 'reset' first")
+        ref = bundle_reference(bundle._onnx)
+        pm = PersonalModel(bundle.labels).fit(X, y, reference_mean=ref[0] if ref else None,
+                                              reference_scale=ref[1] if ref else None)
+        base = store.model_path(user)
+        pm.save(base)
+        store.set_model(user, base, pm.n_)
+        counts = store.enrolment_counts(user)
+    out = {"user": user, "label": lab, "added": len(files), "counts": counts, "weight": round(pm.weight, 4),
+           "model": str(base) + ".npz"}
+    if json_out:
+        _dump(out)
+    else:
+        per = ", ".join(f"{k} {v}" for k, v in counts.items())
+        typer.echo(f"enrolled {len(files)} clip(s) as {lab} for {user}; samples: {per}; "
+                   f"personal weight {pm.weight:.2f}")
+        if len(counts) < 2:
+            typer.echo("note: enrol at least two moods before the personal head is used")
+
+
+@app.command()
+@_clean_errors
+def mood(
+    file: Annotated[Path, typer.Argument(help="A check-in clip (wav, flac, ogg/opus, mp3, webm, ...).")],
+    user: UserOpt,
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    at: Annotated[str | None, typer.Option("--at", help="Time of the check-in (ISO; default now).")] = None,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not store this check-in.")] = False,
+    json_out: JsonOpt = False,
+    max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
+) -> None:
+    """Check in: valence, arousal and mood with calibrated confidence (personalised once enrolled)."""
+    from vocalis.wellbeing.insight import recommend
+    from vocalis.wellbeing.personal import PersonalModel
+    from vocalis.wellbeing.store import CheckIn, WellbeingStore, check_user
+
+    check_user(user)
+    ts = _parse_at(at)
+    bundle = _vector_bundle(model)
+    emb = _embed(bundle, file, max_duration)
+    with WellbeingStore(db) as store:
+        mpath = store.get_model_path(user)
+        personalised, weight = False, 0.0
+        if mpath is not None:
+            pm = PersonalModel.load(mpath)
+            if pm.labels != bundle.labels:
+                raise ModelError(f"user={user!r}'s personal model has labels {pm.labels}, the model {bundle.labels}; "
+                                 "run 'reset' and enrol again")
+            pg = bundle.predict_proba_features(pm.adapt(emb[None]))
+            proba = pm.predict_proba(emb[None], pg)[0]
+            personalised, weight = pm.weight > 0, pm.weight
+        else:
+            proba = bundle.predict_proba_features(emb[None])[0]
+        pred = bundle.prediction_from_proba(proba)
+        c = CheckIn(user, ts, pred.label, pred.valence, pred.arousal, round(float(np.max(proba)), 6),
+                    personalised, round(weight, 4), pred.probabilities, str(file))
+        if not no_save:
+            c = store.add_checkin(c)
+        advice = recommend(store.checkins(user), today=ts.date())
+    if json_out:
+        _dump({**c.to_dict(), "advice": advice.to_dict()})
+        return
+    top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    alts = ", ".join(f"{k} {v:.2f}" for k, v in top)
+    tag = f"personalised, w={weight:.2f}" if personalised else "global model"
+    typer.echo(f"{file}: {pred.label} (confidence {c.confidence:.2f}; {alts})  valence {pred.valence:+.2f} "
+               f"arousal {pred.arousal:+.2f}  [{tag}]")
+    if advice.triggered:
+        typer.echo(f"\n{advice.reason}. Some things that may help:")
+        for t in advice.tips:
+            typer.echo(f"  - {t.text} ({t.source})")
+        typer.echo(f"\n{advice.disclaimer}")
+    else:
+        typer.echo("(Vocalis is not a medical device; 'history' shows your trend and where to find help.)")
+
+
+@app.command()
+@_clean_errors
+def history(
+    user: UserOpt,
+    db: DbOpt = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Only the last N days.")] = 30,
+    period: Annotated[str, typer.Option("--period", help="Aggregate by 'day' or 'week'.")] = "day",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a trend PNG here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A user's check-ins aggregated by day or week, an optional trend plot, and tips after sustained low mood."""
+    from vocalis.wellbeing.insight import aggregate, plot_trend, recommend
+    from vocalis.wellbeing.store import WellbeingStore, check_user
+
+    check_user(user)
+    now = dt.datetime.now(dt.timezone.utc)
+    with WellbeingStore(db) as store:
+        cs = store.checkins(user, since=now - dt.timedelta(days=days))
+    rows = aggregate(cs, period)
+    advice = recommend(cs, today=now.date())
+    if plot is not None:
+        plot_trend(cs, plot, title=f"Mood trend of {user} (last {days} days)")
+    if json_out:
+        _dump({"user": user, "period": period, "n": len(cs), "rows": [r.to_dict() for r in rows],
+               "plot": str(plot) if plot else None, "advice": advice.to_dict()})
+        return
+    if not rows:
+        typer.echo(f"no check-ins for {user} in the last {days} days")
+    for r in rows:
+        typer.echo(f"{r.start.isoformat()}  n={r.n:<3} valence {r.valence:+.2f}  arousal {r.arousal:+.2f}  "
+                   f"mostly {r.top_label}")
+    if plot is not None:
+        typer.echo(f"plot: {plot}")
+    if advice.triggered:
+        typer.echo(f"\n{advice.reason}. Some things that may help:")
+        for t in advice.tips:
+            typer.echo(f"  - {t.text} ({t.source})")
+    typer.echo(f"\n{advice.disclaimer}")
+
+
+@app.command()
+@_clean_errors
+def reset(
+    user: UserOpt,
+    db: DbOpt = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Also delete all check-ins and the user.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Forget a user's enrolled clips and personal model (``--delete``: everything about the user)."""
+    from vocalis.wellbeing.store import WellbeingStore, check_user
+
+    check_user(user)
+    with WellbeingStore(db) as store:
+        out: dict[str, Any] = ({"user": user, **store.delete_user(user), "deleted": True} if delete else
+                               {"user": user, "enrolments": store.reset_personalisation(user), "deleted": False})
+    if json_out:
+        _dump(out)
+    elif delete:
+        typer.echo(f"deleted {user}: {out['enrolments']} enrolled clip(s), {out['checkins']} check-in(s)")
+    else:
+        typer.echo(f"reset {user}: removed {out['enrolments']} enrolled clip(s) and the personal model")
+
+
+def register(parent: typer.Typer) -> None:
+    """Add ``enroll``, ``mood``, ``history`` and ``reset`` as top-level commands of ``parent``."""
+    parent.registered_commands.extend(app.registered_commands)
