@@ -21,7 +21,7 @@ import numpy as np
 import typer
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
-from vocalis.errors import ConfigError, DataError, ModelError, VocalisError
+from vocalis.errors import ConfigError, VocalisError
 
 app = typer.Typer(
     help="Wellbeing tracker: personal enrolment, mood check-ins, history and trends. Not a medical device.",
@@ -59,11 +59,9 @@ def _dump(obj: Any) -> None:
 
 def _vector_bundle(model: Path | None) -> Any:
     from vocalis.bundle import load_bundle
+    from vocalis.wellbeing.service import check_vector_bundle
 
-    bundle = load_bundle(model)
-    if bundle.manifest.input_kind != "vector":
-        raise ModelError(f"model={bundle.source} takes frame features; personalisation needs a vector-feature bundle")
-    return bundle
+    return check_vector_bundle(load_bundle(model))
 
 
 def _embed(bundle: Any, path: Path, max_duration: float | None) -> np.ndarray:
@@ -95,38 +93,25 @@ def enroll(
     max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
 ) -> None:
     """Enrol labelled clips of a user and refit their personal model (speaker normalisation + small head)."""
-    from vocalis.labels import normalise_label
-    from vocalis.wellbeing.personal import PersonalModel, bundle_reference
+    from vocalis.wellbeing import service as wb
     from vocalis.wellbeing.store import WellbeingStore, check_user
 
     check_user(user)
     bundle = _vector_bundle(model)
-    lab = normalise_label(label)
-    if lab not in bundle.labels:
-        raise ConfigError(f"label={label!r} must be one of the model's labels {bundle.labels}")
+    wb.check_label(bundle, label)
     embeddings = [_embed(bundle, f, max_duration) for f in files]  # all decode before any is stored
     with WellbeingStore(db) as store:
-        for f, e in zip(files, embeddings):
-            store.add_enrolment(user, lab, e, source=str(f))
-        X, y = store.enrolments(user)
-        if X.shape[1] != embeddings[0].shape[0]:
-            raise DataError(f"user={user!r} enrolled with a different model ({X.shape[1]}-d embeddings); "
-                            "run 'reset' first")
-        ref = bundle_reference(bundle._onnx)
-        pm = PersonalModel(bundle.labels).fit(X, y, reference_mean=ref[0] if ref else None,
-                                              reference_scale=ref[1] if ref else None)
+        result = wb.enrol(store, bundle, user, label, embeddings, [str(f) for f in files])
         base = store.model_path(user)
-        pm.save(base)
-        store.set_model(user, base, pm.n_)
-        counts = store.enrolment_counts(user)
-    out = {"user": user, "label": lab, "added": len(files), "counts": counts, "weight": round(pm.weight, 4),
+    lab, counts = result.label, result.counts
+    out = {"user": user, "label": lab, "added": len(files), "counts": counts, "weight": round(result.weight, 4),
            "model": str(base) + ".npz"}
     if json_out:
         _dump(out)
     else:
         per = ", ".join(f"{k} {v}" for k, v in counts.items())
         typer.echo(f"enrolled {len(files)} clip(s) as {lab} for {user}; samples: {per}; "
-                   f"personal weight {pm.weight:.2f}")
+                   f"personal weight {result.weight:.2f}")
         if len(counts) < 2:
             typer.echo("note: enrol at least two moods before the personal head is used")
 
@@ -144,41 +129,24 @@ def mood(
     max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
 ) -> None:
     """Check in: valence, arousal and mood with calibrated confidence (personalised once enrolled)."""
-    from vocalis.wellbeing.insight import recommend
-    from vocalis.wellbeing.personal import PersonalModel
-    from vocalis.wellbeing.store import CheckIn, WellbeingStore, check_user
+    from vocalis.wellbeing import service as wb
+    from vocalis.wellbeing.store import WellbeingStore, check_user
 
     check_user(user)
     ts = _parse_at(at)
     bundle = _vector_bundle(model)
     emb = _embed(bundle, file, max_duration)
     with WellbeingStore(db) as store:
-        mpath = store.get_model_path(user)
-        personalised, weight = False, 0.0
-        if mpath is not None:
-            pm = PersonalModel.load(mpath)
-            if pm.labels != bundle.labels:
-                raise ModelError(f"user={user!r}'s personal model has labels {pm.labels}, the model {bundle.labels}; "
-                                 "run 'reset' and enrol again")
-            pg = bundle.predict_proba_features(pm.adapt(emb[None]))
-            proba = pm.predict_proba(emb[None], pg)[0]
-            personalised, weight = pm.weight > 0, pm.weight
-        else:
-            proba = bundle.predict_proba_features(emb[None])[0]
-        pred = bundle.prediction_from_proba(proba)
-        c = CheckIn(user, ts, pred.label, pred.valence, pred.arousal, round(float(np.max(proba)), 6),
-                    personalised, round(weight, 4), pred.probabilities, str(file))
-        if not no_save:
-            c = store.add_checkin(c)
-        advice = recommend(store.checkins(user), today=ts.date())
+        c, advice = wb.check_in(store, bundle, user, emb, ts=ts, source=str(file), save=not no_save)
+    personalised, weight = c.personalised, c.weight
     if json_out:
         _dump({**c.to_dict(), "advice": advice.to_dict()})
         return
-    top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    top = sorted(c.probabilities.items(), key=lambda kv: -kv[1])[:3]
     alts = ", ".join(f"{k} {v:.2f}" for k, v in top)
     tag = f"personalised, w={weight:.2f}" if personalised else "global model"
-    typer.echo(f"{file}: {pred.label} (confidence {c.confidence:.2f}; {alts})  valence {pred.valence:+.2f} "
-               f"arousal {pred.arousal:+.2f}  [{tag}]")
+    typer.echo(f"{file}: {c.label} (confidence {c.confidence:.2f}; {alts})  valence {c.valence:+.2f} "
+               f"arousal {c.arousal:+.2f}  [{tag}]")
     if advice.triggered:
         typer.echo(f"\n{advice.reason}. Some things that may help:")
         for t in advice.tips:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vocalis.service.routes import alerts, api_keys, auth, contacts, health, history, predict, stream, users
+from vocalis.service.routes import (
+    alerts,
+    api_keys,
+    auth,
+    contacts,
+    health,
+    history,
+    predict,
+    stream,
+    users,
+    wellbeing,
+)
 
 ROUTERS: list[APIRouter] = [
     users.router,
@@ -16,6 +27,7 @@ ROUTERS: list[APIRouter] = [
     history.router,
     health.router,
     stream.router,
+    wellbeing.router,
 ]
 
 __all__ = ["ROUTERS"]

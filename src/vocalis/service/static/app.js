@@ -1,7 +1,7 @@
 // Vocalis web UI: plain ES module, no build step. Talks to the REST API (/v1/...) and /v1/stream.
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-const PAGES = ['analyse', 'monitor', 'contacts', 'history'];
+const PAGES = ['analyse', 'monitor', 'contacts', 'history', 'wellbeing'];
 const EMOTION_ORDER = ['neutral', 'calm', 'happy', 'surprise', 'sad', 'angry', 'fear', 'disgust'];
 
 // ---------------------------------------------------------------- auth + API
@@ -49,6 +49,7 @@ function route() {
   if (a11yReady) $('#main').focus();
   if (page === 'contacts') loadContacts();
   if (page === 'history') loadHistory();
+  if (page === 'wellbeing') loadWellbeing();
   document.title = `Vocalis – ${page[0].toUpperCase()}${page.slice(1)}`;
 }
 let a11yReady = false;
@@ -499,6 +500,123 @@ async function loadHistory() {
     }
   } catch (err) { toast(err.message); }
 }
+
+// ---------------------------------------------------------------- wellbeing
+const wb = { rec: null, trendUrl: null };
+
+// Record a clip with MediaRecorder; the button toggles start/stop; `done(blob)` gets the recording.
+async function toggleRecord(btn, timeEl, idleText, busyText, done) {
+  if (wb.rec && wb.rec.state === 'recording') { wb.rec.stop(); return; }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const chunks = []; const t0 = Date.now();
+    const r = new MediaRecorder(stream); wb.rec = r;
+    r.ondataavailable = (e) => e.data.size && chunks.push(e.data);
+    const timer = setInterval(() => { timeEl.textContent = `${((Date.now() - t0) / 1000).toFixed(1)} s`; }, 200);
+    r.onstop = () => {
+      clearInterval(timer); stream.getTracks().forEach((t) => t.stop());
+      btn.textContent = idleText; wb.rec = null;
+      done(new Blob(chunks, { type: r.mimeType || 'audio/webm' }));
+    };
+    r.start(250);
+    btn.textContent = busyText;
+  } catch (err) { toast(`Microphone unavailable: ${err.message}`); }
+}
+
+function audioForm(blob) {
+  const fd = new FormData(); fd.append('file', blob, blob.name || 'clip.webm'); return fd;
+}
+
+async function wbCheckin(blob) {
+  $('#wb-rec-time').textContent = 'analysing…';
+  try {
+    const c = await api('/v1/wellbeing/checkins', { method: 'POST', body: audioForm(blob) });
+    $('#wb-result').hidden = false;
+    $('#wb-label').textContent = c.label;
+    $('#wb-conf').textContent = `(confidence ${(c.confidence * 100).toFixed(0)}%)`;
+    $('#wb-valence').textContent = c.valence.toFixed(2); $('#wb-arousal').textContent = c.arousal.toFixed(2);
+    $('#wb-personal').textContent = c.personalised ? `personalised (weight ${c.weight.toFixed(2)})` : 'general model';
+    $('#wb-personal').classList.toggle('on', c.personalised);
+    $('#wb-rec-time').textContent = 'saved';
+    loadWellbeing();
+  } catch (err) { $('#wb-rec-time').textContent = ''; toast(`Check-in failed: ${err.message}`); }
+}
+
+async function wbEnrol(blob) {
+  const f = $('#wb-enrol-form'); formError(f);
+  const label = $('#wb-enrol-label').value;
+  $('#wb-enrol-time').textContent = 'saving…';
+  try {
+    const r = await api(`/v1/wellbeing/enrol?label=${encodeURIComponent(label)}`, { method: 'POST', body: audioForm(blob) });
+    $('#wb-enrol-time').textContent = '';
+    toast(`Saved a ${r.label} sample.${r.note ? ' ' + r.note[0].toUpperCase() + r.note.slice(1) + '.' : ''}`);
+    showCounts(r.counts, r.personalised, r.weight);
+  } catch (err) { $('#wb-enrol-time').textContent = ''; formError(f, err.message); }
+}
+
+function showCounts(counts, personalised, weight) {
+  const parts = Object.entries(counts || {}).map(([k, v]) => `${k} ${v}`);
+  $('#wb-counts').textContent = parts.length
+    ? `Your samples: ${parts.join(', ')}${personalised ? ` (personalised, weight ${weight.toFixed(2)})` : ''}.`
+    : 'No samples yet.';
+}
+
+async function loadTrend(days) {
+  const r = await fetch(`/v1/wellbeing/trend.png?days=${days}`, { headers: { Authorization: `Bearer ${auth.token}` } });
+  if (!r.ok) { $('#wb-trend').hidden = true; return; }
+  if (wb.trendUrl) URL.revokeObjectURL(wb.trendUrl);
+  wb.trendUrl = URL.createObjectURL(await r.blob());
+  $('#wb-trend').src = wb.trendUrl; $('#wb-trend').hidden = false;
+}
+
+async function loadWellbeing() {
+  const days = $('#wb-days').value, period = $('#wb-period').value;
+  try {
+    const [prof, hist] = await Promise.all([
+      api('/v1/wellbeing/profile'),
+      api(`/v1/wellbeing/history?period=${period}&days=${days}`),
+    ]);
+    $('#wb-disclaimer').textContent = hist.disclaimer || prof.disclaimer;
+    const sel = $('#wb-enrol-label');
+    if (!sel.options.length) {
+      for (const l of prof.labels) { const o = document.createElement('option'); o.value = l; o.textContent = l; sel.append(o); }
+    }
+    showCounts(prof.counts, prof.personalised, prof.weight);
+    const tb = $('#wb-table tbody'); tb.innerHTML = '';
+    if (!hist.rows.length) tb.innerHTML = '<tr><td colspan="5" class="muted">No check-ins in this period yet.</td></tr>';
+    for (const p of hist.rows.slice().reverse()) {
+      const tr = document.createElement('tr');
+      for (const v of [p.start, p.n, p.valence.toFixed(2), p.arousal.toFixed(2), p.top_label]) {
+        const td = document.createElement('td'); td.textContent = String(v); tr.append(td);
+      }
+      tb.append(tr);
+    }
+    const adv = hist.advice;
+    $('#wb-reason').textContent = adv.triggered ? `${adv.reason}. Some things that may help:` : `No suggestions right now: ${adv.reason}.`;
+    const ul = $('#wb-tips'); ul.innerHTML = '';
+    for (const t of adv.tips) {
+      const li = document.createElement('li'); li.textContent = t.text + ' ';
+      const src = document.createElement('span'); src.className = 'src'; src.textContent = `(${t.source})`;
+      li.append(src); ul.append(li);
+    }
+    await loadTrend(days);
+  } catch (err) { toast(err.message); }
+}
+
+$('#wb-rec').addEventListener('click', () => toggleRecord($('#wb-rec'), $('#wb-rec-time'), '● Record check-in', '■ Stop and check in', wbCheckin));
+$('#wb-upload').addEventListener('change', (e) => { if (e.target.files[0]) wbCheckin(e.target.files[0]); e.target.value = ''; });
+$('#wb-enrol-rec').addEventListener('click', () => toggleRecord($('#wb-enrol-rec'), $('#wb-enrol-time'), '● Record sample', '■ Stop and save sample', wbEnrol));
+$('#wb-enrol-upload').addEventListener('change', (e) => { if (e.target.files[0]) wbEnrol(e.target.files[0]); e.target.value = ''; });
+$('#wb-days').addEventListener('change', loadWellbeing);
+$('#wb-period').addEventListener('change', loadWellbeing);
+$('#wb-reset').addEventListener('click', async () => {
+  if (!confirm('Forget your voice samples and personal model? Your check-ins stay.')) return;
+  try { const r = await api('/v1/wellbeing', { method: 'DELETE' }); toast(`Removed ${r.enrolments} sample(s).`); loadWellbeing(); } catch (err) { toast(err.message); }
+});
+$('#wb-delete').addEventListener('click', async () => {
+  if (!confirm('Delete all your wellbeing data (samples, personal model and every check-in)? This cannot be undone.')) return;
+  try { const r = await api('/v1/wellbeing?all=true', { method: 'DELETE' }); toast(`Deleted ${r.enrolments} sample(s) and ${r.checkins} check-in(s).`); loadWellbeing(); } catch (err) { toast(err.message); }
+});
 
 // ---------------------------------------------------------------- start
 route();
