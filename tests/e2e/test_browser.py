@@ -170,3 +170,42 @@ def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> 
     with live_server.app.state.session_factory() as s:
         assert list(s.scalars(select(Alert).where(Alert.user_id == acct["id"])).all()) == []
     assert time.monotonic() - t0 < 60
+
+
+def test_wellbeing_tab_enrols_checks_in_and_shows_the_trend(live_server: LiveServer, tmp_path: Path,
+                                                            shots: Path | None) -> None:
+    """The Wellbeing page: enrol two moods (personalisation switches on), check in, see trend and disclaimer."""
+    import numpy as np
+    import soundfile as sf
+
+    acct = _account(live_server, "wb@example.org", "+15550001111")
+    clips = []
+    for i, f0 in enumerate((200.0, 400.0)):
+        t = np.arange(16_000) / 16_000
+        p = tmp_path / f"wb{i}.wav"
+        sf.write(p, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), 16_000)
+        clips.append(str(p))
+    quiet = corpus_wav("quiet_background", 1, tmp_path / "quiet.wav")
+    with _browser(quiet) as page:
+        _login(page, live_server, acct["email"])
+        page.click("nav a[data-page=wellbeing]")
+        page.wait_for_selector("#page-wellbeing:not([hidden])")
+        page.wait_for_function("document.querySelector('#wb-enrol-label').options.length > 0")
+        page.select_option("#wb-enrol-label", "happy")
+        page.set_input_files("#wb-enrol-upload", clips[0])
+        page.wait_for_function("document.querySelector('#wb-counts').textContent.includes('happy 1')")
+        page.select_option("#wb-enrol-label", "sad")
+        page.set_input_files("#wb-enrol-upload", clips[1])
+        page.wait_for_function("document.querySelector('#wb-counts').textContent.includes('personalised')")
+        page.set_input_files("#wb-upload", clips[0])
+        page.wait_for_selector("#wb-result:not([hidden])")
+        assert page.text_content("#wb-label")
+        page.wait_for_selector("#wb-trend:not([hidden])")
+        page.wait_for_function("document.querySelector('#wb-trend').naturalWidth > 0")
+        assert "not a medical device" in (page.text_content("#wb-disclaimer") or "").lower()
+        if shots:
+            page.screenshot(path=str(shots / "wellbeing.png"), full_page=True)
+        assert page.errors == []  # type: ignore[attr-defined]
+    with httpx.Client(base_url=live_server.url, timeout=10) as c:
+        h = c.get("/v1/wellbeing/history", headers=acct["headers"]).json()
+    assert h["n"] == 1
