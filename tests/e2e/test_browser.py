@@ -197,11 +197,17 @@ def test_wellbeing_tab_enrols_checks_in_and_shows_the_trend(live_server: LiveSer
         page.select_option("#wb-enrol-label", "sad")
         page.set_input_files("#wb-enrol-upload", clips[1])
         page.wait_for_function("document.querySelector('#wb-counts').textContent.includes('personalised')")
+        page.wait_for_load_state("networkidle")
+        before = page.get_attribute("#wb-trend", "src") or ""
         page.set_input_files("#wb-upload", clips[0])
         page.wait_for_selector("#wb-result:not([hidden])")
         assert page.text_content("#wb-label")
         page.wait_for_selector("#wb-trend:not([hidden])")
-        page.wait_for_function("document.querySelector('#wb-trend').naturalWidth > 0")
+        # the trend is re-fetched after the check-in: wait for the new image, not the old one
+        page.wait_for_function("([old]) => { const im = document.querySelector('#wb-trend');"
+                               " return im.src && im.src !== old && im.complete && im.naturalWidth > 0; }",
+                               arg=[before])
+        page.wait_for_load_state("networkidle")
         assert "not a medical device" in (page.text_content("#wb-disclaimer") or "").lower()
         if shots:
             page.screenshot(path=str(shots / "wellbeing.png"), full_page=True)

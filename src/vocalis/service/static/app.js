@@ -562,10 +562,13 @@ function showCounts(counts, personalised, weight) {
 }
 
 async function loadTrend(days) {
+  const seq = (wb.trendSeq = (wb.trendSeq || 0) + 1);  // only the latest request may paint
   const r = await fetch(`/v1/wellbeing/trend.png?days=${days}`, { headers: { Authorization: `Bearer ${auth.token}` } });
-  if (!r.ok) { $('#wb-trend').hidden = true; return; }
+  const blob = r.ok ? await r.blob() : null;
+  if (seq !== wb.trendSeq) return;  // a newer reload (e.g. after a check-in) superseded this one
+  if (!blob) { $('#wb-trend').hidden = true; return; }
   if (wb.trendUrl) URL.revokeObjectURL(wb.trendUrl);
-  wb.trendUrl = URL.createObjectURL(await r.blob());
+  wb.trendUrl = URL.createObjectURL(blob);
   $('#wb-trend').src = wb.trendUrl; $('#wb-trend').hidden = false;
 }
 
