@@ -51,8 +51,10 @@ def commit() -> str:
 
 def save(name: str, payload: dict[str, Any], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load1 = os.getloadavg()[0]
+    load = f", load average {load1:.1f} (other jobs running: timings inflated)" if load1 > 1.5 else ""
     payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "machine": machine(), "commit": commit(), "command": command, **payload}
+               "machine": machine() + load, "commit": commit(), "command": command, **payload}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
