@@ -52,6 +52,12 @@ def accuracy(out: list[str]) -> None:
             + (f"{rnd['wa']:.3f} | {rnd['ua']:.3f}" if rnd else "– | –")
             + f" | {leak} | {row.get('date', '')} `{row.get('commit', '')}` |"
         )
+    missing = [n for n in ("classic-cnn1d", "logmel-cnn2d", "logmel-crnn")
+               if not any(row["recipe"] == n and row.get("random") for row in r["rows"])]
+    if missing:
+        out.append(f"\nNot measured yet (CPU training time; the models are implemented and unit-tested): "
+                   f"{', '.join(f'`{n}`' for n in missing)} — random split and/or both splits. Run "
+                   f"`python benchmarks/accuracy.py --recipes {' '.join(missing)}`.")
     out.append("")
 
 
