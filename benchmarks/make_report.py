@@ -122,33 +122,9 @@ def robustness(out: list[str]) -> None:
                "share of the larger valence class. Calibration: ECE (15 bins) of the pooled out-of-fold "
                "probabilities of the speaker-independent 6-fold CV, before and after one temperature fitted on "
                "those same probabilities (so the after-value is optimistic).\n")
-    for res in r["results"]:
-        out.append(f"### `{res['recipe']}`\n")
-        nc = res.get("noise_channel")
-        if nc:
-            out.append(f"*Split:* {nc['split']}.\n")
-            out.append("| test condition | WA | UA | ΔWA vs clean |")
-            out.append("|---|---:|---:|---:|")
-            clean = nc["rows"][0]["wa"]
-            for row in nc["rows"]:
-                out.append(f"| {row['condition']} | {row['wa']:.3f} | {row['ua']:.3f} | {row['wa'] - clean:+.3f} |")
-            out.append("")
-        cc = res.get("cross_corpus")
-        if cc:
-            out.append("*Split:* cross-corpus, train on all of one corpus, test on all of the other.\n")
-            out.append("| train -> test | protocol | labels | n test | WA | UA | valence acc | valence balanced acc "
-                       "| valence majority |")
-            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-            for c in cc:
-                v = c["valence"]
-                nl = len(c.get("labels") or c.get("scored_labels") or [])
-                out.append(f"| {c['train']} -> {c['test']} | {c['protocol']} | {nl} | {c['n_test']} | {c['wa']:.3f} | "
-                           f"{c['ua']:.3f} | {v['acc']:.3f} | {v['balanced_acc']:.3f} | {v['majority_baseline']:.3f} |")
-            out.append("")
-        cal = res.get("calibration")
-        if cal:
-            out.append(f"*Calibration* ({cal['split']}): ECE {cal['ece']:.3f} -> {cal['ece_calibrated']:.3f} after "
-                       f"temperature scaling (T = {cal['temperature']:.2f}); CV WA {cal['wa']:.3f}.\n")
+    from robustness import markdown as robustness_tables  # one renderer for the script and the report
+
+    out.append(robustness_tables(r["results"]) + "\n")
 
 
 def personalisation(out: list[str]) -> None:
