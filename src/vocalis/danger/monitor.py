@@ -78,6 +78,19 @@ def _run(predictor: StreamingPredictor, policy: DangerPolicy, results: list[Wind
             yield e.to_dict()
 
 
+def _check_chunk(chunk_s: float) -> None:
+    if not (isinstance(chunk_s, (int, float)) and 0.01 <= chunk_s <= 10.0):
+        raise ConfigError(f"chunk_s={chunk_s!r} must be between 0.01 and 10 seconds")
+
+
+def _pipeline(stream_config: StreamConfig | None, emotion_model: Any, scream_model: Any, keyword_spotter: Any,
+              policy_config: PolicyConfig | Mapping[str, Any] | None) -> tuple[StreamingPredictor, DangerPolicy]:
+    """The predictor and policy every monitor entry point runs (same models, same rules)."""
+    predictor = StreamingPredictor(stream_config, emotion_model=emotion_model, scream_model=scream_model,
+                                   keyword_spotter=keyword_spotter)
+    return predictor, DangerPolicy(_policy_config(policy_config))
+
+
 def monitor_file(
     path: str | Path,
     *,
@@ -98,12 +111,9 @@ def monitor_file(
     """
     if not (isinstance(speed, (int, float)) and 0.0 <= speed < float("inf")):
         raise ConfigError(f"speed={speed!r} must be >= 0 (0 = as fast as possible, 1 = real time)")
-    if not (isinstance(chunk_s, (int, float)) and 0.01 <= chunk_s <= 10.0):
-        raise ConfigError(f"chunk_s={chunk_s!r} must be between 0.01 and 10 seconds")
+    _check_chunk(chunk_s)
     x = load_audio(path, SAMPLE_RATE, max_duration=MAX_FILE_S)
-    predictor = StreamingPredictor(stream_config, emotion_model=emotion_model, scream_model=scream_model,
-                                   keyword_spotter=keyword_spotter)
-    policy = DangerPolicy(_policy_config(policy_config))
+    predictor, policy = _pipeline(stream_config, emotion_model, scream_model, keyword_spotter, policy_config)
     step = max(1, round(chunk_s * SAMPLE_RATE))
     limit = _blas_single_thread()
     start = time.monotonic()
@@ -146,11 +156,8 @@ def monitor_mic(
         sd: Any = require("sounddevice", "mic")
     except OSError as e:  # sounddevice installed, PortAudio library missing
         raise DependencyError(f"sounddevice cannot load the PortAudio library ({e}); install PortAudio") from e
-    if not (isinstance(chunk_s, (int, float)) and 0.01 <= chunk_s <= 10.0):
-        raise ConfigError(f"chunk_s={chunk_s!r} must be between 0.01 and 10 seconds")
-    predictor = StreamingPredictor(stream_config, emotion_model=emotion_model, scream_model=scream_model,
-                                   keyword_spotter=keyword_spotter)
-    policy = DangerPolicy(_policy_config(policy_config))
+    _check_chunk(chunk_s)
+    predictor, policy = _pipeline(stream_config, emotion_model, scream_model, keyword_spotter, policy_config)
     block = max(1, round(chunk_s * sample_rate))
     limit = _blas_single_thread()
     heard = 0
