@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 stamp=".venv/.vocalis-installed-${extras:-core}"
-want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+# reinstall when the dependencies or this script's install steps change
+want="$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[vocalis] installing into .venv (extras: ${extras:-none}) ..." >&2
   .venv/bin/python -m pip install -q --upgrade pip >&2

@@ -2,8 +2,8 @@
 
 The cache key is the extractor config (sha256 of its JSON) plus each file's absolute path,
 size and mtime, so a changed config or file is never served stale features.
-Set ``VOCALIS_CACHE_DIR`` to move the cache (default ``~/.cache/vocalis``), or pass
-``cache_dir=None``... to disable it pass ``use_cache=False``.
+Set ``VOCALIS_CACHE_DIR`` to move the cache (default ``~/.cache/vocalis``); pass
+``use_cache=False`` to bypass it.
 """
 
 from __future__ import annotations
