@@ -7,6 +7,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 scripts/bootstrap.sh dev
 scripts/browser.sh   # Debian chromium for the end-to-end browser tests (installed if missing and root)
+scripts/speech.sh    # Debian espeak-ng: synthetic speech with known words for the triage tests
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
 if [[ -z "${VOCALIS_TEST_POSTGRES_URL:-}" ]] && pg_env="$(scripts/postgres.sh)"; then

@@ -352,7 +352,14 @@ def _mount_wellbeing() -> None:
     wellbeing_cli.register(app)
 
 
+def _mount_triage() -> None:
+    from vocalis import triage_cli
+
+    triage_cli.register(app)
+
+
 _mount_wellbeing()
+_mount_triage()
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -259,3 +259,37 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     model: ModelHealth
+
+
+class CallReasonOut(BaseModel):
+    text: str
+    contribution: float
+    kind: str
+
+
+class CallSignalOut(BaseModel):
+    name: str
+    evidence: str
+    penalty: float
+
+
+class CallOut(BaseModel):
+    """A triaged call in the queue; ``report`` is the full analysis (see ``vocalis triage``)."""
+
+    id: str
+    created_at: datetime
+    filename: str | None
+    status: Literal["waiting", "handled"]
+    priority: float = Field(description="0-100; higher is more urgent.")
+    level: str = Field(description="P1 (>= 70) .. P4.")
+    duration_s: float
+    reasons: list[CallReasonOut]
+    signals: list[CallSignalOut]
+    transcript: str
+    report: dict[str, Any] | None = Field(default=None, description="Full report (GET /v1/calls/{id}, POST).")
+
+
+class CallUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["waiting", "handled"]

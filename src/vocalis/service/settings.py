@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/vocalis.db.")
     evidence_dir: Path | None = Field(default=None, description="Evidence uploads; default <data_dir>/evidence.")
     retention_days: int = Field(default=90, ge=1, description="History and evidence older than this are purged.")
+    wellbeing_retention_days: int | None = Field(
+        default=None, ge=1, description="Wellbeing check-ins older than this are purged; default: retention_days."
+    )
     migrate_on_startup: bool = True
 
     # model and uploads
@@ -36,6 +39,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * MIB, ge=1)
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_evidence_bytes: int = Field(default=200 * MIB, ge=1)
+
+    # call triage (POST /v1/calls)
+    triage_model_path: Path | None = Field(
+        default=None, description="Caller-state bundle; None = the service's emotion model mapped to caller states.")
+    triage_asr_model: str = Field(default="tiny.en", description="Whisper model for transcripts ('' = none).")
+    triage_language: str | None = Field(default="en", description="Spoken language; None = detect (multilingual model).")
+    triage_lexicon_path: Path | None = Field(default=None, description="Gravity lexicon JSON; None = built-in.")
 
     # auth
     secret_key: str | None = Field(
@@ -85,6 +95,16 @@ class Settings(BaseSettings):
         """Where evidence files are stored (always set after validation)."""
         assert self.evidence_dir is not None
         return self.evidence_dir
+
+    @property
+    def wellbeing_db_path(self) -> Path:
+        """The wellbeing SQLite file (personal models go next to it under ``models/``)."""
+        return self.data_dir / "wellbeing" / "wellbeing.db"
+
+    @property
+    def wellbeing_retention(self) -> int:
+        """Days wellbeing check-ins are kept (``wellbeing_retention_days``, else ``retention_days``)."""
+        return self.wellbeing_retention_days or self.retention_days
 
     def resolved_secret_key(self) -> str:
         """The token signing key: the configured one, else one created once under ``data_dir``."""

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from vocalis.storage.tables import (
     Alert,
     ApiKey,
+    CallRecord,
     Contact,
     Delivery,
     Evidence,
@@ -203,3 +204,40 @@ def purge_before(session: Session, cutoff: datetime) -> tuple[int, list[str]]:
     session.execute(delete(Evidence).where(Evidence.created_at < cutoff))
     n = session.execute(delete(PredictionRecord).where(PredictionRecord.created_at < cutoff))
     return int(getattr(n, "rowcount", 0) or 0), paths
+
+
+# calls (triage) -------------------------------------------------------------------------------
+
+
+def add_call(session: Session, record: CallRecord) -> CallRecord:
+    session.add(record)
+    session.flush()
+    return record
+
+
+def get_call(session: Session, user_id: str, call_id: str) -> CallRecord | None:
+    return session.scalars(
+        select(CallRecord).where(CallRecord.user_id == user_id, CallRecord.id == call_id)
+    ).first()
+
+
+def list_calls(
+    session: Session, user_id: str, *, status: str | None = "waiting", limit: int = 50, offset: int = 0
+) -> tuple[Sequence[CallRecord], int]:
+    """The queue: highest priority first, then first come first served (``status=None``: all calls)."""
+    where = [CallRecord.user_id == user_id]
+    if status is not None:
+        where.append(CallRecord.status == status)
+    total = session.scalar(select(func.count()).select_from(CallRecord).where(*where)) or 0
+    rows = session.scalars(
+        select(CallRecord).where(*where)
+        .order_by(CallRecord.priority.desc(), CallRecord.created_at, CallRecord.id)
+        .limit(limit).offset(offset)
+    ).all()
+    return rows, int(total)
+
+
+def purge_calls_before(session: Session, cutoff: datetime) -> int:
+    """Delete call reports (they hold transcripts) created before ``cutoff``."""
+    n = session.execute(delete(CallRecord).where(CallRecord.created_at < cutoff))
+    return int(getattr(n, "rowcount", 0) or 0)

@@ -179,4 +179,24 @@ class PredictionRecord(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
 
 
+CALL_STATUSES = ("waiting", "handled")
+
+
+class CallRecord(Base):
+    """One triaged emergency call: its priority and full report (the audio itself is not kept)."""
+
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_user_status_priority", "user_id", "status", "priority"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    filename: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    priority: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(4))
+    duration_s: Mapped[float] = mapped_column(Float)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 metadata = Base.metadata

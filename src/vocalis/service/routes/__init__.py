@@ -8,6 +8,7 @@ from vocalis.service.routes import (
     alerts,
     api_keys,
     auth,
+    calls,
     contacts,
     health,
     history,
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     health.router,
     stream.router,
     wellbeing.router,
+    calls.router,
 ]
 
 __all__ = ["ROUTERS"]
