@@ -24,6 +24,12 @@ from vocalis.errors import AudioError
 MAX_CHANNELS = 64
 """More channels than this is treated as a corrupt header."""
 
+MAX_FRAMES_PER_SECOND = 1000
+"""Decoded frames (packets) allowed per second of ``max_duration``: more means a file of empty packets."""
+
+_BLOCK = 65_536
+_SNIFF_BYTES = 65_536
+
 Source = str | Path | bytes | BinaryIO
 
 
@@ -53,6 +59,103 @@ def _check_duration(seconds: float, max_duration: float | None, name: str) -> No
         raise AudioError(
             f"{name}: duration={seconds:.1f}s must be at most max_duration={max_duration:g}s"
         )
+
+
+def _head_and_size(source: Source) -> tuple[bytes, int | None]:
+    """The first bytes of ``source`` and its total size (``None`` when unknown); the position is kept."""
+    if isinstance(source, bytes):
+        return source[:_SNIFF_BYTES], len(source)
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            return f.read(_SNIFF_BYTES), Path(source).stat().st_size
+    try:
+        pos = source.tell()
+        head = source.read(_SNIFF_BYTES)
+        end = source.seek(0, io.SEEK_END)
+        source.seek(pos)
+    except (OSError, ValueError, AttributeError):
+        return b"", None
+    return bytes(head), end - pos
+
+
+def check_wav_header(head: bytes, size: int | None, name: str = "audio") -> None:
+    """Reject a RIFF/WAVE header whose rate or channel count is absurd, or whose data chunk is cut short.
+
+    Other formats pass unchecked (their decoders check them). A ``data`` size of 0 or 0xFFFFFFFF
+    (a streamed WAV whose header was never patched) is accepted.
+
+    >>> import struct
+    >>> fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 0, 16000, 32000, 2, 16)
+    >>> check_wav_header(b"RIFF" + bytes(4) + b"WAVE" + fmt, None)
+    Traceback (most recent call last):
+    ...
+    vocalis.errors.AudioError: audio: channels=0 must be between 1 and 64
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    off = 12
+    while off + 8 <= len(head):
+        cid, n = head[off : off + 4], int.from_bytes(head[off + 4 : off + 8], "little")
+        body = off + 8
+        if cid == b"fmt " and body + 8 <= len(head):
+            channels = int.from_bytes(head[body + 2 : body + 4], "little")
+            rate = int.from_bytes(head[body + 4 : body + 8], "little")
+            _check_channels(channels, name)
+            _check_rate(rate, name)
+        elif cid == b"data":
+            if size is not None and n not in (0, 0xFFFFFFFF) and body + n > size:
+                raise AudioError(
+                    f"{name}: WAV is truncated: its header declares {n} bytes of audio data but the file "
+                    f"holds {max(size - body, 0)}; the whole file must be uploaded"
+                )
+            return
+        off = body + n + (n & 1)
+    if size is not None and size <= len(head):
+        raise AudioError(f"{name}: WAV is truncated: the file ends before its data chunk ({size} bytes)")
+
+
+class _MonoResampler:
+    """Collects float32 mono blocks, checks they are finite, and resamples them as a stream (soxr).
+
+    Memory stays proportional to the *output* (mono, target rate), whatever the input's
+    channel count or sample rate.
+    """
+
+    def __init__(self, rate: int, target: int, name: str) -> None:
+        import soxr
+
+        self.name = name
+        self.in_samples = 0
+        self.non_finite = 0
+        self._stream = None if rate == target else soxr.ResampleStream(
+            rate, target, 1, dtype="float32", quality="HQ")
+        self._out: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray, last: bool = False) -> None:
+        x = to_mono(block)
+        self.in_samples += x.size
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.non_finite += int(x.size - np.count_nonzero(finite))
+            x = np.where(finite, x, np.float32(0))
+        if self._stream is not None:
+            x = self._stream.resample_chunk(x, last=last)
+        if x.size:
+            self._out.append(np.ascontiguousarray(x, dtype=np.float32))
+
+    def finish(self) -> np.ndarray:
+        if self._stream is not None:
+            self.add(np.zeros(0, np.float32), last=True)
+        if self.non_finite:
+            raise AudioError(
+                f"{self.name}: audio has {self.non_finite} non-finite samples (NaN/Inf); all must be finite")
+        return np.concatenate(self._out) if self._out else np.zeros(0, np.float32)
+
+
+def _av_reason(e: Exception) -> str:
+    """A short reason for a PyAV/FFmpeg error (its ``strerror`` without the errno and file name)."""
+    reason = getattr(e, "strerror", None)
+    return str(reason) if reason else f"{type(e).__name__}: {e}"
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -105,8 +208,10 @@ def validate(
     return x
 
 
-def _read_soundfile(source: Source, max_duration: float | None, name: str) -> tuple[np.ndarray, int] | None:
-    """Read with libsndfile; ``None`` when it does not know the format."""
+def _read_soundfile(
+    source: Source, max_duration: float | None, name: str, target: int
+) -> tuple[np.ndarray, int] | None:
+    """Read with libsndfile, block by block; ``None`` when it does not know the format."""
     import soundfile as sf
 
     fobj: str | BinaryIO = str(source) if isinstance(source, (str, Path)) else (
@@ -118,8 +223,10 @@ def _read_soundfile(source: Source, max_duration: float | None, name: str) -> tu
             _check_channels(f.channels, name)
             if f.frames > 0:
                 _check_duration(f.frames / f.samplerate, max_duration, name)
-            data = f.read(dtype="float32", always_2d=True)
-            return data, int(f.samplerate)
+            out = _MonoResampler(int(f.samplerate), target, name)
+            for block in f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True):
+                out.add(block)
+            return out.finish(), int(f.samplerate)
     except AudioError:
         raise
     except Exception:  # libsndfile: unknown format or corrupt -> let PyAV try
@@ -128,15 +235,14 @@ def _read_soundfile(source: Source, max_duration: float | None, name: str) -> tu
         return None
 
 
-def _read_av(source: Source, max_duration: float | None, name: str) -> tuple[np.ndarray, int]:
+def _read_av(source: Source, max_duration: float | None, name: str, target: int) -> tuple[np.ndarray, int]:
+    """Demux and decode with PyAV; stops as soon as ``max_duration`` seconds were decoded."""
     import av
 
     fobj: str | BinaryIO = str(source) if isinstance(source, (str, Path)) else (
         io.BytesIO(source) if isinstance(source, bytes) else source
     )
-    chunks: list[np.ndarray] = []
-    total = 0
-    rate = 0
+    max_frames = None if max_duration is None else int(MAX_FRAMES_PER_SECOND * max_duration) + 1000
     try:
         with av.open(fobj, mode="r", metadata_errors="ignore") as container:
             streams = container.streams.audio
@@ -147,24 +253,27 @@ def _read_av(source: Source, max_duration: float | None, name: str) -> tuple[np.
             _check_rate(rate, name)
             _check_channels(int(stream.codec_context.channels or 1), name)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    arr = out.to_ndarray().reshape(-1)
-                    chunks.append(arr)
-                    total += arr.size
-                if max_duration is not None and total / rate > max_duration:
+            out = _MonoResampler(rate, target, name)
+            for n_frames, frame in enumerate(container.decode(stream), start=1):
+                for block in resampler.resample(frame):
+                    out.add(block.to_ndarray().reshape(-1))
+                if max_duration is not None and out.in_samples / rate > max_duration:
                     raise AudioError(
                         f"{name}: duration>{max_duration:g}s: decoded audio must be at most "
                         f"max_duration={max_duration:g}s"
                     )
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                if max_frames is not None and n_frames > max_frames:
+                    raise AudioError(
+                        f"{name}: more than {max_frames} audio frames for at most {max_duration:g}s of audio; "
+                        f"the stream must not be made of empty packets"
+                    )
+            for block in resampler.resample(None):
+                out.add(block.to_ndarray().reshape(-1))
+            return out.finish(), rate
     except AudioError:
         raise
     except Exception as e:
-        raise AudioError(f"{name}: cannot decode audio ({type(e).__name__}: {e})") from e
-    data = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return data.astype(np.float32, copy=False), rate
+        raise AudioError(f"{name}: cannot decode audio ({_av_reason(e)})") from e
 
 
 def load_audio(
@@ -175,8 +284,10 @@ def load_audio(
 ) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file) to float32 mono at ``sample_rate``.
 
-    WAV/FLAC/OGG/MP3 go through libsndfile; WebM/Opus, M4A and the rest through PyAV.
-    Decoding stops as soon as ``max_duration`` seconds are exceeded.
+    WAV/FLAC/OGG/MP3 go through libsndfile; WebM/Opus, M4A and the rest through PyAV. Both are
+    read block by block, mixed down and resampled as they go, so memory follows the output, and
+    decoding stops as soon as ``max_duration`` seconds are exceeded. Every rule broken is an
+    :class:`~vocalis.errors.AudioError` naming the source.
 
     >>> import numpy as np, io, soundfile as sf
     >>> buf = io.BytesIO(); sf.write(buf, np.zeros(8000, np.float32), 8000, format="WAV")
@@ -184,6 +295,7 @@ def load_audio(
     (16000,)
     """
     name = _name(source)
+    _check_rate(int(sample_rate), "load_audio")
     if isinstance(source, (str, Path)):
         p = Path(source)
         if not p.is_file():
@@ -192,12 +304,25 @@ def load_audio(
             raise AudioError(f"{name}: file is empty (0 bytes)")
     elif isinstance(source, bytes) and len(source) == 0:
         raise AudioError(f"{name}: audio is empty (0 bytes)")
-    got = _read_soundfile(source, max_duration, name)
+    try:
+        head, size = _head_and_size(source)
+    except OSError as e:
+        raise AudioError(f"{name}: cannot read ({e.strerror or e})") from e
+    if size == 0:
+        raise AudioError(f"{name}: audio is empty (0 bytes)")
+    check_wav_header(head, size, name)
+    got = _read_soundfile(source, max_duration, name, sample_rate)
     if got is None:
-        got = _read_av(source, max_duration, name)
-    data, rate = got
-    x = validate(data, rate, name=name, max_duration=max_duration)
-    return resample(x, rate, sample_rate)
+        got = _read_av(source, max_duration, name, sample_rate)
+    data, _rate = got
+    # the rules on the decoded signal (rate and length at the source rate; finiteness was checked per block)
+    if data.size == 0:
+        raise AudioError(f"{name}: audio is empty (0 samples)")
+    seconds = data.size / sample_rate
+    if seconds < MIN_DURATION_S:
+        raise AudioError(f"{name}: duration={seconds:.3f}s must be at least {MIN_DURATION_S}s")
+    _check_duration(seconds, max_duration, name)
+    return data
 
 
 def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE, **kwargs: float | None) -> np.ndarray:
