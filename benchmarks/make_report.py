@@ -127,27 +127,47 @@ def robustness(out: list[str]) -> None:
     out.append(robustness_tables(r["results"]) + "\n")
 
 
-def personalisation(out: list[str]) -> None:
-    r = _load("personalisation")
-    out.append("## Wellbeing: personalisation to a user's own voice (RAVDESS actors as users)\n")
+def _num(row: dict[str, Any], key: str) -> str:
+    v = row.get(key)
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
+
+
+def personalisation_lines(r: dict[str, Any] | None) -> list[str]:
+    """The personalisation section; results written before the ECE columns existed show "–" there."""
+    out = ["## Wellbeing: personalisation to a user's own voice (RAVDESS actors as users)\n"]
     if r is None:
-        out.append("_not run yet_: `python benchmarks/personalisation.py`\n")
-        return
+        return [*out, "_not run yet_: `python benchmarks/personalisation.py`\n"]
     out.append(_meta(r) + "\n")
     out.append("Each actor in turn is the user: the global model never saw that actor (leave-one-actor-out); "
                "the user enrols k clips per class (seeded, 3 seeds), and is tested on their remaining clips. "
                "UA8 = 8-class unweighted average recall; valence = positive vs negative (neutral excluded). "
                "Personalisation = speaker normalisation of the embedding + a ridge head, blended with the global "
-               "model by w = n/(n+2). Settings were tuned on 8 actors; the last columns show the other 16.\n")
+               "model by w = n/(n+2). Settings were tuned on 8 actors; the UA8 column in parentheses shows the "
+               "other 16. ECE (15 bins, top-class confidence, test clips pooled over actors and seeds): the global "
+               "model with its temperature fitted on the other actors' held-out predictions; the personal blend "
+               "with its own temperature fitted on leave-one-out predictions of the enrolled clips (kept at 1, "
+               "i.e. the global calibration, when fewer than 8 enrolled clips share a mood with another; at "
+               "k = 1 no clip does).\n")
+    rows = r["rows"]
+    has_ece = any("ece_personal" in row for row in rows)
     out.append("| k per class | w | UA8 global | UA8 personal | gain | valence global | valence personal | "
-               "UA8 global / personal (16 untuned actors) |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---|")
-    for row in r["rows"]:
+               "UA8 global / personal (16 untuned actors) | ECE global | ECE personal (blend → calibrated) |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    for row in rows:
+        ece_p = (f"{_num(row, 'ece_blend')} → **{_num(row, 'ece_personal')}**" if "ece_personal" in row else "–")
         out.append(f"| {row['k']} | {row['weight']:.2f} | {row['ua8_global']:.3f} | **{row['ua8_personal']:.3f}** | "
-                   f"+{100 * (row['ua8_personal'] - row['ua8_global']):.1f} | {row['valence_global']:.3f} | "
+                   f"{100 * (row['ua8_personal'] - row['ua8_global']):+.1f} | {row['valence_global']:.3f} | "
                    f"{row['valence_personal']:.3f} | {row['ua8_global_untuned_actors']:.3f} / "
-                   f"{row['ua8_personal_untuned_actors']:.3f} |")
+                   f"{row['ua8_personal_untuned_actors']:.3f} | {_num(row, 'ece_global')} | {ece_p} |")
+    if not has_ece:
+        out.append("\nECE: not in this results file (written before calibrated personalisation); re-run "
+                   "`python benchmarks/personalisation.py`, then `python benchmarks/make_report.py`.")
     out.append("")
+    return out
+
+
+def personalisation(out: list[str]) -> None:
+    out.extend(personalisation_lines(_load("personalisation")))
 
 
 def danger(out: list[str]) -> None:

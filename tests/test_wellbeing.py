@@ -24,7 +24,7 @@ from vocalis.wellbeing import (
     plot_trend,
     recommend,
 )
-from vocalis.wellbeing.personal import bundle_reference
+from vocalis.wellbeing.personal import LOO_MAX, apply_temperature, bundle_reference, fit_temperature
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 
@@ -147,6 +147,110 @@ def test_personal_model_errors(tmp_path: Path, rng: np.random.Generator) -> None
     pm = PersonalModel(LABELS).fit(rng.normal(0, 1, (4, 4)), ["happy", "sad"] * 2)
     with pytest.raises(DataError, match="expects 4"):
         pm.predict_proba(np.zeros((1, 5)), np.full((1, 4), 0.25))
+
+
+# -- calibration of the blend ------------------------------------------------------------------------
+def _nll(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
+
+
+def test_fit_temperature_direction_and_prior() -> None:
+    y = np.array([0, 1, 1, 0] * 10)
+    over = np.array([[0.99, 0.01], [0.99, 0.01], [0.01, 0.99], [0.99, 0.01]] * 10)  # 75 % right at 0.99
+    assert fit_temperature(over, y) > 1.5
+    under = np.array([[0.55, 0.45], [0.45, 0.55]] * 20)  # always right at 0.55
+    assert fit_temperature(under, np.array([0, 1] * 20)) < 0.7
+    # two predictions barely move T (log-normal prior centred on 1); many move it further
+    assert abs(np.log(fit_temperature(over[:2], y[:2]))) < abs(np.log(fit_temperature(over, y)))
+    p = np.array([[0.7, 0.2, 0.1]])
+    assert np.allclose(apply_temperature(p, 1.0), p)
+    assert apply_temperature(p, 2.0)[0, 0] < 0.7 < apply_temperature(p, 0.5)[0, 0]
+    with pytest.raises(DataError, match="rows"):
+        fit_temperature(over, y[:3])
+
+
+def test_blend_temperature_from_held_out_enrolment_improves_calibration() -> None:
+    """An overconfident head (beta=30): the temperature fitted on leave-one-out predictions of the
+    enrolled clips lowers NLL and ECE on the user's unseen clips; without it the blend stays overconfident."""
+    from vocalis.training.metrics import expected_calibration_error
+
+    before, after, ece_before, ece_after, temps = [], [], [], [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        means = _population(rng, sep=0.5)
+        shift = 1.5 * (means[2] - means.mean(0)) + rng.normal(0, 1.0, means.shape[1])
+        xe, ye = _speaker(rng, means, 10, shift, 1.6, noise_sd=2.0)
+        xt, yt = _speaker(rng, means, 50, shift, 1.6, noise_sd=2.0)
+
+        def g(x: np.ndarray, means: np.ndarray = means) -> np.ndarray:
+            return _global_proba(x, means)
+
+        labels = [LABELS[i] for i in ye]
+        raw = PersonalModel(LABELS, beta=30.0).fit(xe, labels)
+        cal = PersonalModel(LABELS, beta=30.0).fit(xe, labels, global_proba=g)
+        assert raw.temperature_ == 1.0 and raw.calibration_["method"] == "global"
+        assert cal.calibration_["method"] == "leave-one-out" and cal.calibration_["n"] == len(ye)
+        assert cal.calibration_["nll_after"] <= cal.calibration_["nll_before"]
+        p_raw, p_cal = raw.predict_proba(xt, g(xt)), cal.predict_proba(xt, g(xt))
+        assert np.array_equal(p_raw.argmax(1), p_cal.argmax(1))  # a temperature never changes the mood
+        assert np.allclose(p_cal.sum(1), 1)
+        before.append(_nll(p_raw, yt))
+        after.append(_nll(p_cal, yt))
+        ece_before.append(expected_calibration_error(p_raw, yt))
+        ece_after.append(expected_calibration_error(p_cal, yt))
+        temps.append(cal.temperature_)
+    assert np.median(temps) > 1.3, temps
+    assert np.mean(after) < np.mean(before) - 0.1, (before, after)
+    assert np.mean(ece_after) < np.mean(ece_before) - 0.05, (ece_before, ece_after)
+
+
+def test_few_enrolled_clips_keep_the_global_calibration(rng: np.random.Generator) -> None:
+    means = _population(rng)
+    shift = np.zeros(means.shape[1])
+    calls: list[int] = []
+
+    def g(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        return _global_proba(x, means)
+
+    # one clip per mood: leaving one out removes its mood from the head, so nothing can be scored
+    x1, y1 = _speaker(rng, means, 1, shift, 1.0)
+    pm = PersonalModel(LABELS).fit(x1, [LABELS[i] for i in y1], global_proba=g)
+    assert pm.temperature_ == 1.0 and pm.calibration_ == {"method": "global", "n": 0} and not calls
+    # 2 per mood but min_calibration=12 > 8 held-out predictions: still T = 1
+    x2, y2 = _speaker(rng, means, 2, shift, 1.0)
+    pm2 = PersonalModel(LABELS, min_calibration=12).fit(x2, [LABELS[i] for i in y2], global_proba=g)
+    assert pm2.temperature_ == 1.0 and pm2.calibration_["n"] == 8
+    plain = PersonalModel(LABELS, min_calibration=12).fit(x2, [LABELS[i] for i in y2])
+    assert np.allclose(pm2.predict_proba(x2, g(x2)), plain.predict_proba(x2, g(x2)))
+    # above LOO_MAX enrolled clips the held-out predictions come from 10 folds
+    x3, y3 = _speaker(rng, means, LOO_MAX // len(LABELS) + 2, shift, 1.0)
+    pm3 = PersonalModel(LABELS).fit(x3, [LABELS[i] for i in y3], global_proba=g)
+    assert pm3.calibration_["method"] == "10-fold" and pm3.calibration_["n"] == len(y3)
+    with pytest.raises(ConfigError, match="min_calibration"):
+        PersonalModel(LABELS, min_calibration=1)
+
+
+def test_calibration_and_fingerprints_survive_save_load(tmp_path: Path, rng: np.random.Generator) -> None:
+    means = _population(rng)
+    x, y = _speaker(rng, means, 3, np.zeros(means.shape[1]), 1.0)
+    pm = PersonalModel(LABELS, beta=20.0).fit(x, [LABELS[i] for i in y], global_proba=lambda z: _global_proba(z, means),
+                                              global_sha256="a" * 64, features_sha256="b" * 64)
+    assert pm.temperature_ != 1.0
+    pm.save(tmp_path / "m")
+    back = PersonalModel.load(tmp_path / "m")
+    assert back.temperature_ == pm.temperature_ and back.calibration_ == pm.calibration_
+    assert back.global_sha256_ == "a" * 64 and back.features_sha256_ == "b" * 64
+    pg = _global_proba(x, means)
+    assert np.array_equal(back.predict_proba(x, pg), pm.predict_proba(x, pg))
+    # a version-1 file (before calibration and fingerprints) loads as an uncalibrated blend of an unknown model
+    doc = json.loads((tmp_path / "m.json").read_text())
+    for key in ("temperature", "calibration", "global_sha256", "features_sha256"):
+        doc.pop(key)
+    doc["version"] = 1
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    old = PersonalModel.load(tmp_path / "m")
+    assert old.temperature_ == 1.0 and old.global_sha256_ == ""
 
 
 def test_bundle_reference_reads_the_default_scaler() -> None:
@@ -365,3 +469,22 @@ def test_cli_commands_have_help_and_register() -> None:
     register(parent)
     res = r.invoke(parent, ["mood", "--help"])
     assert res.exit_code == 0 and "Check in" in res.output
+
+
+# -- benchmark report ---------------------------------------------------------------------------------
+def test_report_renders_personalisation_ece_and_old_results_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    make_report = importlib.import_module("make_report")
+    meta = {"machine": "m", "date": "d", "commit": "c", "command": "python benchmarks/personalisation.py"}
+    row = {"k": 5, "weight": 0.714, "ua8_global": 0.75, "ua8_personal": 0.9, "valence_global": 0.8,
+           "valence_personal": 0.9, "ua8_global_untuned_actors": 0.7, "ua8_personal_untuned_actors": 0.85}
+    old = "\n".join(make_report.personalisation_lines({**meta, "rows": [row]}))
+    assert "| ECE global |" in old and "| 0.700 / 0.850 | – | – |" in old
+    assert "re-run `python benchmarks/personalisation.py`" in old
+    new = "\n".join(make_report.personalisation_lines(
+        {**meta, "rows": [{**row, "ece_global": 0.061, "ece_blend": 0.139, "ece_personal": 0.07}]}))
+    assert "| 0.061 | 0.139 → **0.070** |" in new and "re-run" not in new
+    assert "_not run yet_" in "\n".join(make_report.personalisation_lines(None))
