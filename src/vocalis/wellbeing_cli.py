@@ -5,6 +5,8 @@ as a group with ``app.add_typer(wellbeing_cli.app, name="wellbeing")``.
 
 Data live in a local SQLite file (``--db``, default ``$VOCALIS_DATA_DIR/wellbeing.db`` or
 ``~/.local/share/vocalis/wellbeing.db``); personal models next to it under ``models/``.
+``--retention-days N`` (or ``$VOCALIS_WELLBEING_RETENTION_DAYS``) makes ``mood`` and ``history``
+delete check-ins older than N days from that file first; ``reset --delete`` erases a user.
 Each command turns a :class:`~vocalis.errors.VocalisError` into ``error: ...`` and exit code 2.
 """
 
@@ -37,6 +39,11 @@ DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file (default: 
                                                          "or ~/.local/share/vocalis/wellbeing.db).")]
 ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Model bundle (default: the bundled model).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+TzOpt = Annotated[str | None, typer.Option(
+    "--tz", help="IANA time zone for calendar days and weeks, e.g. Europe/Berlin (default: this computer's).")]
+RetentionOpt = Annotated[int | None, typer.Option(
+    "--retention-days", min=1, envvar="VOCALIS_WELLBEING_RETENTION_DAYS",
+    help="First delete every check-in older than this many days from the database (default: keep all).")]
 
 
 def _clean_errors(fn: F) -> F:
@@ -71,14 +78,27 @@ def _embed(bundle: Any, path: Path, max_duration: float | None) -> np.ndarray:
     return np.asarray(bundle.features(x, SAMPLE_RATE), dtype=np.float32)
 
 
-def _parse_at(at: str | None) -> dt.datetime:
+def _tz(name: str | None) -> dt.tzinfo:
+    from vocalis.wellbeing.insight import local_tz, parse_tz
+
+    return local_tz() if name is None else parse_tz(name)
+
+
+def _purge(store: Any, retention_days: int | None) -> int:
+    from vocalis.wellbeing.retention import purge_checkins
+
+    return purge_checkins(store, retention_days) if retention_days is not None else 0
+
+
+def _parse_at(at: str | None, tz: dt.tzinfo) -> dt.datetime:
+    """``--at`` as an aware time; without an offset it is a wall-clock time in ``tz``."""
     if at is None:
         return dt.datetime.now(dt.timezone.utc)
     try:
         t = dt.datetime.fromisoformat(at)
     except ValueError as e:
         raise ConfigError(f"at={at!r} must be an ISO date/time such as 2025-01-31T08:00") from e
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=tz)
 
 
 @app.command()
@@ -123,8 +143,11 @@ def mood(
     user: UserOpt,
     db: DbOpt = None,
     model: ModelOpt = None,
-    at: Annotated[str | None, typer.Option("--at", help="Time of the check-in (ISO; default now).")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Time of the check-in (ISO; default now; without an offset: in --tz).")] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not store this check-in.")] = False,
+    tz: TzOpt = None,
+    retention_days: RetentionOpt = None,
     json_out: JsonOpt = False,
     max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
 ) -> None:
@@ -133,11 +156,13 @@ def mood(
     from vocalis.wellbeing.store import WellbeingStore, check_user
 
     check_user(user)
-    ts = _parse_at(at)
+    zone = _tz(tz)
+    ts = _parse_at(at, zone)
     bundle = _vector_bundle(model)
     emb = _embed(bundle, file, max_duration)
     with WellbeingStore(db) as store:
-        c, advice = wb.check_in(store, bundle, user, emb, ts=ts, source=str(file), save=not no_save)
+        _purge(store, retention_days)
+        c, advice = wb.check_in(store, bundle, user, emb, ts=ts, source=str(file), save=not no_save, tz=zone)
     personalised, weight = c.personalised, c.weight
     if json_out:
         _dump({**c.to_dict(), "advice": advice.to_dict()})
@@ -163,27 +188,33 @@ def history(
     db: DbOpt = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Only the last N days.")] = 30,
     period: Annotated[str, typer.Option("--period", help="Aggregate by 'day' or 'week'.")] = "day",
+    tz: TzOpt = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a trend PNG here.")] = None,
+    retention_days: RetentionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """A user's check-ins aggregated by day or week, an optional trend plot, and tips after sustained low mood."""
-    from vocalis.wellbeing.insight import aggregate, plot_trend, recommend
+    from vocalis.wellbeing import service as wb
+    from vocalis.wellbeing.insight import plot_trend, tz_name
     from vocalis.wellbeing.store import WellbeingStore, check_user
 
     check_user(user)
-    now = dt.datetime.now(dt.timezone.utc)
+    zone = _tz(tz)
     with WellbeingStore(db) as store:
-        cs = store.checkins(user, since=now - dt.timedelta(days=days))
-    rows = aggregate(cs, period)
-    advice = recommend(cs, today=now.date())
+        purged = _purge(store, retention_days)
+        cs, rows, advice = wb.history(store, user, days=days, period=period, tz=zone)
     if plot is not None:
-        plot_trend(cs, plot, title=f"Mood trend of {user} (last {days} days)")
+        plot_trend(cs, plot, tz=zone, title=f"Mood trend of {user} (last {days} days, {tz_name(zone)})")
     if json_out:
-        _dump({"user": user, "period": period, "n": len(cs), "rows": [r.to_dict() for r in rows],
-               "plot": str(plot) if plot else None, "advice": advice.to_dict()})
+        _dump({"user": user, "period": period, "tz": tz_name(zone), "n": len(cs), "rows": [r.to_dict() for r in rows],
+               "plot": str(plot) if plot else None, "purged": purged, "advice": advice.to_dict()})
         return
+    if purged:
+        typer.echo(f"deleted {purged} check-in(s) older than {retention_days} days")
     if not rows:
         typer.echo(f"no check-ins for {user} in the last {days} days")
+    else:
+        typer.echo(f"{'week of' if period == 'week' else 'day'} ({tz_name(zone)})")
     for r in rows:
         typer.echo(f"{r.start.isoformat()}  n={r.n:<3} valence {r.valence:+.2f}  arousal {r.arousal:+.2f}  "
                    f"mostly {r.top_label}")
@@ -205,11 +236,12 @@ def reset(
     json_out: JsonOpt = False,
 ) -> None:
     """Forget a user's enrolled clips and personal model (``--delete``: everything about the user)."""
+    from vocalis.wellbeing.retention import delete_user_data
     from vocalis.wellbeing.store import WellbeingStore, check_user
 
     check_user(user)
     with WellbeingStore(db) as store:
-        out: dict[str, Any] = ({"user": user, **store.delete_user(user), "deleted": True} if delete else
+        out: dict[str, Any] = ({**delete_user_data(store, user).to_dict(), "deleted": True} if delete else
                                {"user": user, "enrolments": store.reset_personalisation(user), "deleted": False})
     if json_out:
         _dump(out)

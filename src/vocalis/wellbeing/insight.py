@@ -1,6 +1,10 @@
 """Check-in history: daily/weekly aggregation, trend plots and self-help recommendations.
 
-No I/O except :func:`plot_trend` (writes one PNG with matplotlib's Agg backend).
+No I/O except :func:`plot_trend` (writes one PNG with matplotlib's Agg backend) and
+:func:`local_tz` (reads the system's zone).
+
+Days and ISO weeks are calendar periods of a time zone: :func:`parse_tz` turns an IANA name
+(``Europe/Berlin``) into one, :func:`local_tz` is this computer's. Check-ins are stored in UTC.
 
 Recommendation rule (deliberately simple and explainable): among the user's last
 ``window`` days *with* check-ins (default 5, looking back at most ``lookback_days``), if the
@@ -13,6 +17,8 @@ of those days (low arousal: low mood; high arousal: stress/anxiety/anger), alway
 from __future__ import annotations
 
 import datetime as dt
+import os
+import zoneinfo
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +38,55 @@ DISCLAIMER = (
     "111 or Samaritans on 116 123 (free, 24 hours); elsewhere contact your doctor or a local crisis "
     "line. If low mood lasts more than two weeks, talk to your GP or a health professional."
 )
+
+
+def parse_tz(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA time zone ``name`` (``Europe/Berlin``, ``America/New_York``, ``UTC``), else :class:`ConfigError`.
+
+    >>> parse_tz("Europe/Berlin").key
+    'Europe/Berlin'
+    >>> parse_tz("Mars/Olympus")
+    Traceback (most recent call last):
+    ...
+    vocalis.errors.ConfigError: tz='Mars/Olympus' must be an IANA time zone name such as 'Europe/Berlin' or 'UTC'
+    """
+    rule = "must be an IANA time zone name such as 'Europe/Berlin' or 'UTC'"
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 64:
+        raise ConfigError(f"tz={name!r} {rule}")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError, UnicodeError) as e:
+        raise ConfigError(f"tz={name!r} {rule}") from e
+
+
+def local_tz() -> dt.tzinfo:
+    """This computer's time zone: ``$TZ`` when it names an IANA zone, else ``/etc/localtime``
+    (with its daylight-saving rules), else the current UTC offset."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return parse_tz(name)
+        except ConfigError:
+            pass
+    target = os.path.realpath("/etc/localtime")
+    if "/zoneinfo/" in target:  # usually a link into the zone database: keep the IANA name
+        try:
+            return parse_tz(target.split("/zoneinfo/", 1)[1])
+        except ConfigError:
+            pass
+    try:
+        with open("/etc/localtime", "rb") as f:
+            return zoneinfo.ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError):
+        return dt.datetime.now().astimezone().tzinfo or dt.timezone.utc
+
+
+def tz_name(tz: dt.tzinfo | None) -> str:
+    """A printable name of ``tz`` (its IANA key when it has one; ``UTC`` for ``None``)."""
+    if tz is None:
+        return "UTC"
+    key = getattr(tz, "key", None)
+    return str(key) if key else str(dt.datetime.now(tz).tzname() or tz)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 One SQLite file (stdlib :mod:`sqlite3`, no extra dependency), by default
 ``$VOCALIS_DATA_DIR/wellbeing.db`` or ``~/.local/share/vocalis/wellbeing.db``. Personal models
-live next to it under ``models/<user>.npz`` + ``.json`` (plain arrays, never pickle).
+live next to it under ``models/<user>.personal.npz`` + ``.json`` (plain arrays, never pickle).
 
-Embeddings are stored as raw little-endian float32 bytes (``ndarray.tobytes``), never pickled.
-Deleting a user removes their rows *and* their model files.
+Embeddings are stored as raw little-endian float32 bytes (``ndarray.tobytes``), never pickled,
+each with the sha256 of the feature extractor that made it (so a personal model can be refitted
+for a new global model only from embeddings of the same extractor). Deleting a user removes
+their rows *and* their model files; deleted rows are overwritten (``PRAGMA secure_delete``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ CREATE TABLE IF NOT EXISTS wb_enrolments (
     source     TEXT NOT NULL,
     dim        INTEGER NOT NULL,
     embedding  BLOB NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    features_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_wb_enrolments_user ON wb_enrolments(user_id);
 CREATE TABLE IF NOT EXISTS wb_checkins (
@@ -126,9 +129,17 @@ class WellbeingStore:
             self._db = sqlite3.connect(str(self.path))
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"db={self.path} cannot be opened: {e}") from e
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.executescript(SCHEMA)
-        self._db.commit()
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, not left in free pages
+            self._db.executescript(SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(wb_enrolments)")}
+            if "features_sha256" not in cols:  # files written before the column existed
+                self._db.execute("ALTER TABLE wb_enrolments ADD COLUMN features_sha256 TEXT")
+            self._db.commit()
+        except sqlite3.Error as e:
+            self._db.close()
+            raise ConfigError(f"db={self.path} cannot be used as a wellbeing database: {e}") from e
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -154,8 +165,12 @@ class WellbeingStore:
         return self.path.parent / "models"
 
     def model_path(self, user: str) -> Path:
-        """Base path (without suffix) of ``user``'s personal model files."""
-        return self.models_dir / check_user(user)
+        """Base path (without ``.npz``/``.json``) of ``user``'s personal model files.
+
+        ``<user>.personal``: a user id may itself end in ``.npz`` or contain dots, and must never
+        name another user's files.
+        """
+        return self.models_dir / f"{check_user(user)}.personal"
 
     # -- users -------------------------------------------------------------------------------
     def ensure_user(self, user: str) -> None:
@@ -167,18 +182,26 @@ class WellbeingStore:
         return [r[0] for r in self._db.execute("SELECT user_id FROM wb_users ORDER BY user_id")]
 
     # -- enrolment ---------------------------------------------------------------------------
-    def add_enrolment(self, user: str, label: str, embedding: np.ndarray, source: str = "") -> int:
-        """Store one labelled embedding (float32 bytes); returns its row id."""
+    def add_enrolment(self, user: str, label: str, embedding: np.ndarray, source: str = "",
+                      features_sha256: str | None = None) -> int:
+        """Store one labelled embedding (float32 bytes) and its extractor's sha256; returns its row id."""
         self.ensure_user(user)
         e = np.ascontiguousarray(embedding, dtype="<f4").ravel()
         if e.size == 0 or not np.all(np.isfinite(e)):
             raise DataError(f"embedding for user={user!r} must be a non-empty finite vector")
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO wb_enrolments(user_id, label, source, dim, embedding, created_at) VALUES (?,?,?,?,?,?)",
-                (user, label, source, int(e.size), e.tobytes(), _iso(_now())),
+                "INSERT INTO wb_enrolments(user_id, label, source, dim, embedding, created_at, features_sha256) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (user, label, source, int(e.size), e.tobytes(), _iso(_now()), features_sha256),
             )
             return int(cur.lastrowid or 0)
+
+    def enrolment_features(self, user: str) -> set[str | None]:
+        """The distinct feature-extractor sha256 of the user's enrolled embeddings (``None``: not recorded)."""
+        check_user(user)
+        rows = self._db.execute("SELECT DISTINCT features_sha256 FROM wb_enrolments WHERE user_id = ?", (user,))
+        return {r[0] for r in rows}
 
     def enrolments(self, user: str) -> tuple[np.ndarray, list[str]]:
         """``(X, labels)``: the user's enrolled embeddings ``(n, D)`` float32 and their labels."""
@@ -230,6 +253,15 @@ class WellbeingStore:
         return CheckIn(c.user, c.ts, c.label, c.valence, c.arousal, c.confidence, c.personalised, c.weight,
                        dict(c.probabilities), c.source, int(cur.lastrowid or 0))
 
+    def purge_checkins(self, before: dt.datetime, user: str | None = None) -> int:
+        """Delete check-ins time-stamped before ``before`` (of every user, or of ``user``); returns how many."""
+        q, args = "DELETE FROM wb_checkins WHERE ts < ?", [_iso(before)]
+        if user is not None:
+            q += " AND user_id = ?"
+            args.append(check_user(user))
+        with self._tx() as db:
+            return int(db.execute(q, args).rowcount)
+
     def checkins(self, user: str, since: dt.datetime | None = None) -> list[CheckIn]:
         """The user's check-ins, oldest first (optionally only those at or after ``since``)."""
         check_user(user)
@@ -250,26 +282,47 @@ class WellbeingStore:
     def reset_personalisation(self, user: str) -> int:
         """Forget the user's enrolled samples and personal model (check-ins stay). Returns rows removed."""
         check_user(user)
+        stored = self.get_model_path(user)
         with self._tx() as db:
             n = db.execute("DELETE FROM wb_enrolments WHERE user_id = ?", (user,)).rowcount
             db.execute("DELETE FROM wb_models WHERE user_id = ?", (user,))
-        self._remove_model_files(user)
+        self.remove_model_files(user, stored)
         return int(n)
 
     def delete_user(self, user: str) -> dict[str, int]:
-        """Delete everything about ``user``: enrolments, model files, check-ins and the user row."""
+        """Delete everything about ``user``: enrolments, model files, check-ins and the user row.
+
+        :func:`vocalis.wellbeing.delete_user_data` is the documented entry point (it also reports
+        the files removed).
+        """
+        return self.delete_user_and_files(user)[0]
+
+    def delete_user_and_files(self, user: str) -> tuple[dict[str, int], list[Path]]:
+        """:meth:`delete_user`, also returning the model files removed."""
         check_user(user)
+        stored = self.get_model_path(user)
         with self._tx() as db:
             n_enr = db.execute("DELETE FROM wb_enrolments WHERE user_id = ?", (user,)).rowcount
             n_chk = db.execute("DELETE FROM wb_checkins WHERE user_id = ?", (user,)).rowcount
             db.execute("DELETE FROM wb_models WHERE user_id = ?", (user,))
             db.execute("DELETE FROM wb_users WHERE user_id = ?", (user,))
-        self._remove_model_files(user)
-        return {"enrolments": int(n_enr), "checkins": int(n_chk)}
+        files = self.remove_model_files(user, stored)
+        return {"enrolments": int(n_enr), "checkins": int(n_chk)}, files
 
-    def _remove_model_files(self, user: str) -> None:
-        base = self.model_path(user)
-        for suffix in (".npz", ".json"):
-            p = base.with_suffix(suffix)
-            if p.exists():
-                p.unlink()
+    def remove_model_files(self, user: str, stored: Path | None = None) -> list[Path]:
+        """Delete ``user``'s personal-model files: ``<user>.personal.npz``/``.json``, leftovers of an
+        interrupted save, and those at ``stored`` (the path the database recorded for this user, which
+        may be an older layout); returns the files removed. Only files inside :attr:`models_dir` are touched.
+        """
+        root = self.models_dir.resolve()
+        bases = [self.model_path(user)]
+        if stored is not None:
+            bases.append(Path(stored))
+        removed: list[Path] = []
+        for base in bases:
+            for suffix in (".npz", ".json", ".tmp.npz", ".tmp.json"):
+                p = base.with_name(base.name + suffix)
+                if p.resolve().parent == root and p.is_file():
+                    p.unlink()
+                    removed.append(p)
+        return removed
