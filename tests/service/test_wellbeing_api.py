@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -131,3 +134,130 @@ def test_trend_png(client: TestClient, ann: Account) -> None:
     assert _post_audio(client, ann, "/v1/wellbeing/checkins", wav_bytes(0.6))["status"] == 200
     r = client.get("/v1/wellbeing/trend.png", params={"days": 7}, headers=ann.headers)
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG\r\n\x1a\n") and len(r.content) > 1000
+
+
+def _store(client: TestClient) -> Any:
+    from vocalis.service.routes.wellbeing import store_path
+    from vocalis.wellbeing.store import WellbeingStore
+
+    return WellbeingStore(store_path(client.app.state.settings))  # type: ignore[attr-defined]
+
+
+def test_history_and_trend_in_a_time_zone(client: TestClient, ann: Account) -> None:
+    from vocalis.wellbeing.service import store_user_id
+    from vocalis.wellbeing.store import CheckIn
+
+    day = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).date()
+    with _store(client) as store:
+        for h, m in ((12, 0), (23, 30)):  # 23:30 UTC is already the next day in Berlin
+            ts = dt.datetime(day.year, day.month, day.day, h, m, tzinfo=dt.timezone.utc)
+            store.add_checkin(CheckIn(store_user_id(ann.id), ts, "happy", 0.5, 0.1, 0.7))
+    h = client.get("/v1/wellbeing/history", headers=ann.headers).json()
+    assert h["tz"] == "UTC" and [(r["start"], r["n"]) for r in h["rows"]] == [(day.isoformat(), 2)]
+    h = client.get("/v1/wellbeing/history", params={"tz": "Europe/Berlin"}, headers=ann.headers).json()
+    assert h["tz"] == "Europe/Berlin"
+    assert [(r["start"], r["n"]) for r in h["rows"]] == [(day.isoformat(), 1),
+                                                         ((day + dt.timedelta(days=1)).isoformat(), 1)]
+    assert h["n"] == 2 and all(c["ts"].endswith("+00:00") for c in h["checkins"])  # times stay UTC
+    r = client.get("/v1/wellbeing/trend.png", params={"tz": "Europe/Berlin"}, headers=ann.headers)
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+    for path in ("/v1/wellbeing/history", "/v1/wellbeing/trend.png"):
+        bad = client.get(path, params={"tz": "Mars/Olympus"}, headers=ann.headers)
+        assert bad.status_code == 422, bad.text
+        err = bad.json()["error"]
+        assert err["code"] == "validation_error" and "tz='Mars/Olympus' must be an IANA time zone" in err["message"]
+
+
+def test_personal_model_of_an_older_global_model(client: TestClient, ann: Account) -> None:
+    import json
+
+    from vocalis.wellbeing.service import store_user_id
+
+    for freq, label in ((180.0, "happy"), (190.0, "happy"), (400.0, "sad")):
+        assert _post_audio(client, ann, "/v1/wellbeing/enrol", wav_bytes(0.8, freq=freq), label=label)["status"] == 200
+    with _store(client) as store:
+        meta = store.models_dir / f"{store_user_id(ann.id)}.personal.json"
+    current = json.loads(meta.read_text())["global_sha256"]
+    assert len(current) == 64
+
+    # fitted on another global model with the same feature extractor: refitted on the next use
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**doc, "global_sha256": "0" * 64}))
+    r = _post_audio(client, ann, "/v1/wellbeing/checkins", wav_bytes(1.0, freq=185.0))
+    assert r["status"] == 200 and r["json"]["personalised"] is True
+    assert json.loads(meta.read_text())["global_sha256"] == current
+
+    # ... and with embeddings of another extractor: 409, nothing mixed, nothing stored
+    meta.write_text(json.dumps({**doc, "global_sha256": "1" * 64}))
+    with _store(client) as store:
+        store._db.execute("UPDATE wb_enrolments SET features_sha256 = ?", ("e" * 64,))
+        store._db.commit()
+    prof = client.get("/v1/wellbeing/profile", headers=ann.headers)
+    for r2 in (_post_audio(client, ann, "/v1/wellbeing/checkins", wav_bytes(1.0, freq=185.0)),
+               {"status": prof.status_code, "json": prof.json()}):
+        assert r2["status"] == 409, r2
+        err = r2["json"]["error"]
+        assert err["code"] == "conflict"
+        assert f"personal model was fitted on model sha256 111111111111, current model is {current[:12]}" in err["message"]
+        assert "re-enrol" in err["message"]
+    assert client.get("/v1/wellbeing/history", headers=ann.headers).json()["n"] == 1
+    # resetting personalisation clears it
+    assert client.delete("/v1/wellbeing", headers=ann.headers).status_code == 200
+    r = _post_audio(client, ann, "/v1/wellbeing/checkins", wav_bytes(1.0, freq=185.0))
+    assert r["status"] == 200 and r["json"]["personalised"] is False
+
+
+def test_purge_wellbeing_function(tmp_path: Path) -> None:
+    from vocalis.service.retention import purge_wellbeing
+    from vocalis.wellbeing.store import CheckIn, WellbeingStore
+
+    db = tmp_path / "wellbeing" / "wellbeing.db"
+    assert purge_wellbeing(db, 30) == 0 and not db.parent.exists()  # nothing there: nothing created
+    now = dt.datetime.now(dt.timezone.utc)
+    with WellbeingStore(db) as store:
+        for age in (1, 31, 200):
+            store.add_checkin(CheckIn("u1", now - dt.timedelta(days=age), "sad", -0.5, -0.2, 0.6))
+    assert purge_wellbeing(db, 30) == 2
+    with WellbeingStore(db) as store:
+        assert [round((now - c.ts).total_seconds() / 86400) for c in store.checkins("u1")] == [1]
+
+
+def test_housekeeping_purges_expired_wellbeing_checkins(tmp_path: Path, make_client: Callable[..., TestClient]) -> None:
+    from vocalis.service.settings import Settings
+    from vocalis.wellbeing.store import CheckIn, WellbeingStore
+
+    db = Settings(data_dir=tmp_path / "data").wellbeing_db_path
+    now = dt.datetime.now(dt.timezone.utc)
+    with WellbeingStore(db) as store:
+        for age in (2, 20, 45):
+            store.add_checkin(CheckIn("u1", now - dt.timedelta(days=age), "sad", -0.5, -0.2, 0.6))
+    make_client(wellbeing_retention_days=10)  # housekeeping runs once at start-up, then every few hours
+    deadline = time.monotonic() + 20
+    while True:
+        with WellbeingStore(db) as store:
+            left = len(store.checkins("u1"))
+        if left == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert left == 1
+
+
+def test_delete_service_user_data_erases_one_account(client: TestClient, ann: Account, bob: Account) -> None:
+    from vocalis.service.routes.wellbeing import delete_service_user_data, store_path
+
+    for acc in (ann, bob):
+        for freq, label in ((180.0, "happy"), (400.0, "sad")):
+            assert _post_audio(client, acc, "/v1/wellbeing/enrol", wav_bytes(0.6, freq=freq), label=label)["status"] == 200
+        assert _post_audio(client, acc, "/v1/wellbeing/checkins", wav_bytes(0.6))["status"] == 200
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    models = store_path(settings).parent / "models"
+    assert len(list(models.iterdir())) == 4  # .npz + .json for each
+
+    out = delete_service_user_data(settings, ann.id)
+    assert out == {"checkins": 1, "enrolments": 2, "model_files": 2}
+    assert len(list(models.iterdir())) == 2  # Bob's files stay
+    assert client.get("/v1/wellbeing/history", headers=ann.headers).json()["n"] == 0
+    assert client.get("/v1/wellbeing/profile", headers=ann.headers).json()["counts"] == {}
+    assert client.get("/v1/wellbeing/history", headers=bob.headers).json()["n"] == 1
+    assert client.get("/v1/wellbeing/profile", headers=bob.headers).json()["personalised"] is True
+    assert delete_service_user_data(settings, ann.id) == {"checkins": 0, "enrolments": 0, "model_files": 0}

@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
             except ModelError as e:
                 log.error("model not loaded: %s", e)
         from vocalis.service.notifiers import build_notifiers, close_notifiers
-        from vocalis.service.retention import purge_expired
+        from vocalis.service.retention import purge_expired, purge_wellbeing
 
         active = dict(notifiers) if notifiers is not None else build_notifiers(settings)
 
@@ -130,6 +130,10 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
                                             settings.retention_days)
                 except Exception:
                     log.exception("retention purge failed")
+                try:
+                    await asyncio.to_thread(purge_wellbeing, settings.wellbeing_db_path, settings.wellbeing_retention)
+                except Exception:
+                    log.exception("wellbeing retention purge failed")
                 await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
         keeper = asyncio.create_task(housekeeping(), name="vocalis-housekeeping")

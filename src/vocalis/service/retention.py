@@ -1,4 +1,5 @@
-"""Retention: delete history and evidence older than ``retention_days``."""
+"""Retention: delete history and evidence older than ``retention_days``, and wellbeing check-ins
+older than ``wellbeing_retention_days`` (run by the app's housekeeping loop)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,20 @@ def purge_expired(
     if n_pred or removed:
         log.info("retention: removed %d predictions and %d evidence files older than %s", n_pred, removed, cutoff)
     return n_pred, removed
+
+
+def purge_wellbeing(db_path: Path, retention_days: int, now: datetime | None = None) -> int:
+    """Delete wellbeing check-ins older than ``retention_days`` from ``db_path``; returns how many.
+
+    A missing database file means no wellbeing data yet: nothing is created.
+    """
+    from vocalis.wellbeing.retention import purge_checkins
+    from vocalis.wellbeing.store import WellbeingStore
+
+    if not db_path.is_file():
+        return 0
+    with WellbeingStore(db_path) as store:
+        n = purge_checkins(store, retention_days, now=now)
+    if n:
+        log.info("retention: removed %d wellbeing check-ins older than %d days", n, retention_days)
+    return n

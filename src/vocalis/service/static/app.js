@@ -561,9 +561,16 @@ function showCounts(counts, personalised, weight) {
     : 'No samples yet.';
 }
 
+// calendar days and weeks of the history follow the browser's time zone (the server defaults to UTC)
+function wbZone() {
+  const z = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return z && z.includes('/') && !z.startsWith('Etc/Unknown') ? z : 'UTC';
+}
+
 async function loadTrend(days) {
   const seq = (wb.trendSeq = (wb.trendSeq || 0) + 1);  // only the latest request may paint
-  const r = await fetch(`/v1/wellbeing/trend.png?days=${days}`, { headers: { Authorization: `Bearer ${auth.token}` } });
+  const tz = encodeURIComponent(wbZone());
+  const r = await fetch(`/v1/wellbeing/trend.png?days=${days}&tz=${tz}`, { headers: { Authorization: `Bearer ${auth.token}` } });
   const blob = r.ok ? await r.blob() : null;
   if (seq !== wb.trendSeq) return;  // a newer reload (e.g. after a check-in) superseded this one
   if (!blob) { $('#wb-trend').hidden = true; return; }
@@ -577,7 +584,7 @@ async function loadWellbeing() {
   try {
     const [prof, hist] = await Promise.all([
       api('/v1/wellbeing/profile'),
-      api(`/v1/wellbeing/history?period=${period}&days=${days}`),
+      api(`/v1/wellbeing/history?period=${period}&days=${days}&tz=${encodeURIComponent(wbZone())}`),
     ]);
     $('#wb-disclaimer').textContent = hist.disclaimer || prof.disclaimer;
     const sel = $('#wb-enrol-label');
