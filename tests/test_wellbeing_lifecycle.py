@@ -112,6 +112,23 @@ def test_stale_personal_model_with_other_features_raises_clearly(
         assert store.enrolment_features("ann") == {bundle_fingerprint(other)[1]}
 
 
+def test_refit_replaces_a_model_saved_under_the_old_file_layout(
+        tmp_path: Path, rng: np.random.Generator, bundles: dict[str, Any]) -> None:
+    b = bundles["default"]
+    with WellbeingStore(tmp_path / "wb.db") as store:
+        _enrol_two_moods(store, b, rng)
+        X, y = store.enrolments("ann")
+        legacy = store.models_dir / "ann"  # session-1 layout: models/<user>.npz, no fingerprints
+        for p in store.models_dir.iterdir():
+            p.unlink()
+        PersonalModel(b.labels).fit(X, y).save(legacy)
+        store.set_model("ann", legacy, len(y))
+        pm = wb.personal_model(store, b, "ann")  # same extractor recorded on the rows: refitted
+        assert pm is not None and pm.global_sha256_ == bundle_fingerprint(b)[0]
+        assert sorted(p.name for p in store.models_dir.iterdir()) == ["ann.personal.json", "ann.personal.npz"]
+        assert store.get_model_path("ann") == store.model_path("ann")
+
+
 def test_enrolments_from_before_the_extractor_record_are_not_reused(
         tmp_path: Path, rng: np.random.Generator, bundles: dict[str, Any]) -> None:
     b = bundles["default"]

@@ -115,9 +115,12 @@ def fit_personal_model(store: WellbeingStore, bundle: Any, user: str) -> Persona
                                           reference_scale=ref[1] if ref else None,
                                           global_proba=bundle.predict_proba_features,
                                           global_sha256=global_sha, features_sha256=features_sha)
+    before = store.get_model_path(user)
     base = store.model_path(user)
     pm.save(base)
     store.set_model(user, base, pm.n_)
+    if before is not None and before != base:  # saved under an older file layout: leave no copy behind
+        store.remove_model_files(user, before, current=False)
     return pm
 
 

@@ -309,14 +309,15 @@ class WellbeingStore:
         files = self.remove_model_files(user, stored)
         return {"enrolments": int(n_enr), "checkins": int(n_chk)}, files
 
-    def remove_model_files(self, user: str, stored: Path | None = None) -> list[Path]:
-        """Delete ``user``'s personal-model files: ``<user>.personal.npz``/``.json``, leftovers of an
-        interrupted save, and those at ``stored`` (the path the database recorded for this user, which
-        may be an older layout); returns the files removed. Only files inside :attr:`models_dir` are touched.
+    def remove_model_files(self, user: str, stored: Path | None = None, *, current: bool = True) -> list[Path]:
+        """Delete ``user``'s personal-model files: ``<user>.personal.npz``/``.json`` (unless
+        ``current=False``), leftovers of an interrupted save, and those at ``stored`` (the path the
+        database recorded for this user, which may be an older layout); returns the files removed.
+        Only files inside :attr:`models_dir` are touched.
         """
         root = self.models_dir.resolve()
-        bases = [self.model_path(user)]
-        if stored is not None:
+        bases = [self.model_path(user)] if current else []
+        if stored is not None and (current or Path(stored) != self.model_path(user)):
             bases.append(Path(stored))
         removed: list[Path] = []
         for base in bases:
