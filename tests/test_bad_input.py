@@ -60,8 +60,8 @@ def good_wav() -> bytes:
     return buf.getvalue()
 
 
-def float_wav(x: np.ndarray) -> bytes:
-    return wav(data=x.astype("<f4").tobytes(), bits=32, fmt_tag=3)
+def float_wav(x: np.ndarray, channels: int = 1) -> bytes:
+    return wav(channels=channels, data=np.asarray(x).astype("<f4").tobytes(), bits=32, fmt_tag=3)
 
 
 @functools.cache
@@ -171,6 +171,8 @@ CASES = [
     Case("channels-1024", lambda: wav(channels=1024), "channels=1024 must be between"),
     Case("nan-samples", lambda: float_wav(np.full(SR, np.nan)), r"16000 non-finite samples \(NaN/Inf\)"),
     Case("inf-samples", lambda: float_wav(np.r_[np.zeros(SR - 1), np.inf]), r"1 non-finite samples"),
+    Case("float32-max-stereo", lambda: float_wav(np.tile([3e38, 3e38, -3e38, -3e38], SR // 2), channels=2),
+         "non-finite|overflow"),
     Case("empty", lambda: b"", "empty"),
     Case("random-bytes", lambda: np.random.default_rng(8).bytes(4096), "cannot decode audio",
          ".bin", "application/octet-stream"),

@@ -132,7 +132,8 @@ class _MonoResampler:
         self._out: list[np.ndarray] = []
 
     def add(self, block: np.ndarray, last: bool = False) -> None:
-        x = to_mono(block)
+        with np.errstate(all="ignore"):  # an overflowing mix-down is reported below, not warned about
+            x = to_mono(block)
         self.in_samples += x.size
         finite = np.isfinite(x)
         if not finite.all():
@@ -322,6 +323,8 @@ def load_audio(
     if seconds < MIN_DURATION_S:
         raise AudioError(f"{name}: duration={seconds:.3f}s must be at least {MIN_DURATION_S}s")
     _check_duration(seconds, max_duration, name)
+    if not np.isfinite(data).all():  # finite input whose values overflow float32 when mixed or resampled
+        raise AudioError(f"{name}: decoded samples overflow float32 (|x| near 3.4e38); audio must be finite")
     return data
 
 
