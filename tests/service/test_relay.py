@@ -313,3 +313,48 @@ def test_worker_flushes_due_deliveries_on_stop(client: TestClient) -> None:
     assert len(rec.sent) == 1
     with factory() as s:
         assert s.scalars(select(Alert.status)).one() == "delivered"
+
+
+class Flaky:
+    """Fails (retryable) for the first ``n`` sends, then records them like :class:`Recorder`."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls, self.sent = n, 0, []  # type: ignore[var-annotated]
+
+    def send(self, delivery: DeliveryInfo, alert: AlertInfo, contact: ContactInfo, user: UserInfo) -> str:
+        from vocalis.errors import NotifyError
+
+        self.calls += 1
+        if self.calls <= self.n:
+            raise NotifyError("provider down", retryable=True)
+        self.sent.append(delivery.idempotency_key)
+        return f"ok-{self.calls}"
+
+
+def test_flush_on_stop_tries_backing_off_deliveries_once_and_keeps_failures_pending(client: TestClient) -> None:
+    """The shutdown flush ignores backoff but tries each delivery once: a failure stays in the outbox."""
+    ann = register(client)
+    for name in ("A", "B", "C"):
+        client.post("/v1/contacts", headers=ann.headers, json={"name": name, "email": f"{name}@example.org"})
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    _alert(client, ann)
+    flaky = Flaky(3)
+    slow = RetryPolicy(max_attempts=8, backoff_base=600, backoff_max=1200, batch_size=1, max_workers=1)
+    assert run_once(factory, {"email": flaky}, policy=slow) == 1  # fails: backing off for ~10 minutes
+    assert run_once(factory, {"email": flaky}, policy=slow) == 1
+    assert run_once(factory, {"email": flaky}, policy=slow) == 1
+    assert run_once(factory, {"email": flaky}, policy=slow) == 0  # nothing due
+    worker = RelayWorker(factory, {"email": flaky}, policy=slow)
+    assert worker.flush() == 3  # batch_size=1: three passes, each delivery once
+    assert len(flaky.sent) == 3 and flaky.calls == 6
+    with factory() as s:
+        assert sorted((d.status, d.attempts) for d in s.scalars(select(Delivery))) == [("sent", 2)] * 3
+        assert s.scalars(select(Alert.status)).one() == "delivered"
+
+    _alert(client, ann)
+    down = Flaky(10**6)
+    assert RelayWorker(factory, {"email": down}, policy=slow).flush() == 3 and down.calls == 3  # no tight loop
+    with factory() as s:
+        rows = s.scalars(select(Delivery).where(Delivery.status != "sent")).all()
+        assert [(d.status, d.attempts) for d in rows] == [("pending", 1)] * 3  # durable for the next relay
+        assert all(d.next_attempt_at > utcnow() + timedelta(minutes=4) for d in rows)

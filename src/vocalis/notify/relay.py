@@ -14,7 +14,9 @@ One pass (:func:`run_once`):
    ``max_attempts`` used); then the alert's aggregate status.
 
 :class:`RelayWorker` runs passes in an asyncio task (woken early when an alert is created) and
-flushes due deliveries when stopped.
+flushes the outbox when stopped: every pending delivery, even one waiting out its backoff, is
+attempted once more (within ``flush_seconds``); what still fails stays ``pending`` in the database
+and is delivered by the next relay to start. Nothing is dropped on shutdown.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,24 +92,31 @@ class Outcome:
     retryable: bool = False
 
 
-def _due(now: datetime, policy: RetryPolicy) -> object:
+def _due(now: datetime, policy: RetryPolicy, ignore_backoff: bool = False) -> object:
     lease_expired = now - timedelta(seconds=policy.lease_seconds)
+    pending = Delivery.status == "pending"
     return or_(
-        and_(Delivery.status == "pending", Delivery.next_attempt_at <= now),
+        pending if ignore_backoff else and_(pending, Delivery.next_attempt_at <= now),
         and_(Delivery.status == "sending", Delivery.claimed_at <= lease_expired),
     )
 
 
-def claim(session_factory: sessionmaker[Session], now: datetime, policy: RetryPolicy) -> list[Claim]:
-    """Claim up to ``policy.batch_size`` due deliveries (one short transaction)."""
+def claim(
+    session_factory: sessionmaker[Session], now: datetime, policy: RetryPolicy, *,
+    ignore_backoff: bool = False, exclude: Collection[str] = (),
+) -> list[Claim]:
+    """Claim up to ``policy.batch_size`` due deliveries (one short transaction).
+
+    ``ignore_backoff`` also claims pending rows whose next attempt is later (the shutdown flush);
+    ``exclude`` skips these delivery ids.
+    """
     claims: list[Claim] = []
     with session_factory() as session, session.begin():
-        rows = session.execute(
-            select(Delivery.id, Delivery.status, Delivery.attempts)
-            .where(_due(now, policy))  # type: ignore[arg-type]
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(policy.batch_size)
-        ).all()
+        stmt = select(Delivery.id, Delivery.status, Delivery.attempts).where(
+            _due(now, policy, ignore_backoff))  # type: ignore[arg-type]
+        if exclude:
+            stmt = stmt.where(Delivery.id.not_in(list(exclude)))
+        rows = session.execute(stmt.order_by(Delivery.next_attempt_at, Delivery.id).limit(policy.batch_size)).all()
         for delivery_id, status, attempts in rows:
             res = session.execute(
                 update(Delivery)
@@ -217,12 +227,14 @@ def run_once(
     policy: RetryPolicy | None = None,
     rng: random.Random | None = None,
     on_outcome: Callable[[Outcome, str | None], None] | None = None,
+    ignore_backoff: bool = False,
+    exclude: Collection[str] = (),
 ) -> int:
     """One relay pass at time ``now`` (default: the clock); returns how many deliveries it handled."""
     policy = policy or RetryPolicy()
     rng = rng or random.Random()
     now = now or utcnow()
-    claims = claim(session_factory, now, policy)
+    claims = claim(session_factory, now, policy, ignore_backoff=ignore_backoff, exclude=exclude)
     if not claims:
         return 0
     if policy.max_workers <= 1 or len(claims) == 1:
@@ -249,11 +261,13 @@ class RelayWorker:
         poll_seconds: float = 2.0,
         clock: Callable[[], datetime] = utcnow,
         on_outcome: Callable[[Outcome, str | None], None] | None = None,
+        flush_seconds: float = 10.0,
     ) -> None:
         self.session_factory = session_factory
         self.notifiers = notifiers
         self.policy = policy or RetryPolicy()
         self.poll_seconds = poll_seconds
+        self.flush_seconds = flush_seconds
         self.clock = clock
         self.on_outcome = on_outcome
         self._rng = random.Random()
@@ -292,8 +306,29 @@ class RelayWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             self._wake.clear()
 
+    def flush(self, timeout: float | None = None) -> int:
+        """Attempt every pending delivery once, backoff or not (blocking); returns how many were tried.
+
+        Passes repeat until none is left untried or ``timeout`` (default ``flush_seconds``) is
+        spent; a delivery that fails again stays ``pending`` for the next relay.
+        """
+        deadline = time.monotonic() + (self.flush_seconds if timeout is None else timeout)
+        tried: set[str] = set()
+
+        def seen(outcome: Outcome, status: str | None) -> None:
+            tried.add(outcome.claim.delivery.id)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome, status)
+
+        while time.monotonic() < deadline:
+            n = run_once(self.session_factory, self.notifiers, self.clock(), policy=self.policy, rng=self._rng,
+                         on_outcome=seen, ignore_backoff=True, exclude=tried)
+            if n == 0:
+                break
+        return len(tried)
+
     async def stop(self, *, flush: bool = True) -> None:
-        """Stop the task; with ``flush``, make one last pass over due deliveries."""
+        """Stop the task; with ``flush``, attempt every pending delivery once more (:meth:`flush`)."""
         self._stopping = True
         if self._wake is not None:
             self._wake.set()
@@ -302,6 +337,8 @@ class RelayWorker:
             self._task = None
         if flush:
             try:
-                await asyncio.to_thread(self._pass)
+                n = await asyncio.to_thread(self.flush)
+                if n:
+                    log.info("outbox relay: flushed %d pending deliveries on shutdown", n)
             except Exception:
                 log.exception("outbox relay flush failed")

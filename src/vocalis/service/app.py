@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
                     backoff_max=settings.relay_backoff_max_seconds, lease_seconds=settings.relay_lease_seconds,
                     batch_size=settings.relay_batch_size,
                 ),
-                on_outcome=on_outcome,
+                on_outcome=on_outcome, flush_seconds=settings.relay_flush_seconds,
             )
             await worker.start()
         app.state.relay = worker
@@ -140,6 +140,9 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
         try:
             yield
         finally:
+            from vocalis.service.routes.stream import close_streams
+
+            await close_streams(app)  # no-op under `vocalis serve`, which closed them before the connections
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -186,11 +189,21 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
 
 
 def main(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", workers: int = 1) -> None:
-    """Run the service with uvicorn; configuration comes from ``VOCALIS_*`` environment variables."""
-    import uvicorn
+    """Run the service with uvicorn; configuration comes from ``VOCALIS_*`` environment variables.
 
-    uvicorn.run("vocalis.service.app:create_app", factory=True, host=host, port=port, log_level=log_level,
-                workers=workers, proxy_headers=True)
+    One process (the default) shuts down gracefully on SIGTERM (:mod:`vocalis.service.server`):
+    live streams close with 1001 after their countdowns, then the outbox is flushed. With
+    ``workers > 1`` uvicorn's own supervisor runs the workers and streams close with its 1012.
+    """
+    if workers > 1:
+        import uvicorn
+
+        uvicorn.run("vocalis.service.app:create_app", factory=True, host=host, port=port, log_level=log_level,
+                    workers=workers, proxy_headers=True)
+        return
+    from vocalis.service.server import serve
+
+    serve("vocalis.service.app:create_app", host, port, log_level=log_level)
 
 
 if __name__ == "__main__":  # pragma: no cover

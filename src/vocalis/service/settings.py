@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     relay_backoff_max_seconds: float = Field(default=300.0, gt=0)
     relay_lease_seconds: float = Field(default=60.0, gt=0, description="A 'sending' row older than this is re-claimed.")
     relay_batch_size: int = Field(default=50, ge=1)
+    relay_flush_seconds: float = Field(
+        default=10.0, ge=0, description="On shutdown, pending deliveries are attempted once more for at most this long.")
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

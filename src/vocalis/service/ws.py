@@ -40,6 +40,7 @@ from vocalis.errors import AudioError
 
 # close codes (RFC 6455 + application codes)
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # the server is shutting down
 CLOSE_POLICY = 1008  # authentication failed
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
@@ -84,6 +85,10 @@ class StreamSettings(BaseSettings):
     history_every_s: float = Field(default=30.0, gt=0, description="Seconds of audio per stored prediction.")
     status_poll_s: float = Field(default=1.0, gt=0, description="How often alert delivery statuses are checked.")
     status_watch_s: float = Field(default=300.0, gt=0, description="How long delivery statuses are followed.")
+    shutdown_grace_s: float = Field(
+        default=15.0, ge=0,
+        description="On shutdown (SIGTERM), a running countdown may finish (Cancel still works) for this long; "
+                    "then its alert is raised and every stream is closed with 1001.")
 
 
 def error_message(code: str, message: str) -> dict[str, Any]:

@@ -10,6 +10,12 @@ history when ``store_history`` is set.
 Alert life cycle: the policy's first ``countdown`` creates an alert in status ``countdown`` (no
 deliveries); ``Cancel`` cancels it; ``alert`` confirms it, which writes the outbox rows the relay
 delivers, and the session then reports ``alert.status`` as deliveries progress.
+
+Shutdown (:func:`close_streams`, called by ``vocalis serve`` on SIGTERM before the server closes its
+connections): new sessions are refused with 503; a running countdown may finish within
+``shutdown_grace_s`` (``Cancel`` still works) and is confirmed when the grace runs out, since nobody
+could cancel it any more; then every session gets ``error {code: "going_away"}`` and a 1001 close.
+The alerts are in the outbox by then, and the relay flushes it when the app stops.
 """
 
 from __future__ import annotations
@@ -186,6 +192,7 @@ class StreamSession:
         self.predictor: PredictorLike | None = None
         self.policy: DangerPolicy | None = None
         self.stream_config: StreamConfig | None = None
+        self._wake_reader = asyncio.Event()
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -529,9 +536,22 @@ class StreamSession:
 
     # -- main loop ----------------------------------------------------------------------------
 
+    async def go_away(self, deadline: float) -> None:
+        """Server shutdown: let a running countdown end until ``deadline`` (``time.monotonic()``),
+        confirm its alert if it still runs then, and end the session with 1001."""
+        while (self.fatal is None and self.policy is not None and self.policy.counting_down
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
+        if self.fatal is None and self.policy is not None:
+            async with self.lock:
+                if self.policy.counting_down and self.pending_alert is not None:
+                    await self._raise_alert(Event(
+                        "alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4),
+                        "server shutting down during the countdown"))
+        self._fail(ws.CLOSE_GOING_AWAY, "going_away", "the server is shutting down; reconnect in a moment")
+
     async def run(self) -> tuple[int, str | None]:
         """Read until the client closes or a limit is hit; returns the close code and reason."""
-        self._wake_reader = asyncio.Event()
         self.tasks += [asyncio.create_task(self.sender(), name=f"stream-send-{self.id}")]
         try:
             await self.setup()
@@ -630,11 +650,34 @@ def _stream_settings(app: Any) -> ws.StreamSettings:
     return s  # type: ignore[no-any-return]
 
 
-def _active(app: Any) -> set[str]:
+def _active(app: Any) -> dict[str, StreamSession | None]:
+    """The live sessions of ``app`` by connection token (``None`` until the session is built)."""
     s = getattr(app.state, "stream_sessions", None)
     if s is None:
-        s = app.state.stream_sessions = set()
+        s = app.state.stream_sessions = {}
     return s  # type: ignore[no-any-return]
+
+
+async def close_streams(app: Any, grace_s: float | None = None) -> int:
+    """Close every live session for a shutdown (see the module docstring); returns how many there were.
+
+    Waits at most ``grace_s`` (default ``shutdown_grace_s``) for running countdowns, then a few
+    seconds for the sessions to send their last messages and close.
+    """
+    app.state.stream_closing = True
+    grace = _stream_settings(app).shutdown_grace_s if grace_s is None else grace_s
+    deadline = time.monotonic() + grace
+    sessions = [s for s in _active(app).values() if s is not None]
+    if sessions:
+        log.info("closing %d live stream(s) for shutdown", len(sessions))
+    results = await asyncio.gather(*(s.go_away(deadline) for s in sessions), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            log.error("stream shutdown failed: %r", r)
+    end = time.monotonic() + 5.0
+    while _active(app) and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    return len(sessions)
 
 
 def _params(websocket: WebSocket) -> tuple[str, int] | tuple[None, str]:
@@ -675,16 +718,18 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(code=ws.CLOSE_POLICY, reason=str(e)[:120])
         return
     active = _active(app)
-    if len(active) >= settings.max_sessions:
-        body = {"error": {"code": "overloaded",
-                          "message": f"{settings.max_sessions} live sessions are running; try again later"}}
+    closing = bool(getattr(app.state, "stream_closing", False))
+    if closing or len(active) >= settings.max_sessions:
+        body = {"error": {"code": "going_away" if closing else "overloaded",
+                          "message": "the server is shutting down; reconnect in a moment" if closing else
+                          f"{settings.max_sessions} live sessions are running; try again later"}}
         try:
             await websocket.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "5"}))
         except RuntimeError:  # the server lacks the denial-response extension
             await websocket.close(code=ws.CLOSE_TRY_AGAIN, reason="overloaded")
         return
     token = uuid.uuid4().hex
-    active.add(token)
+    active[token] = None
     try:
         await websocket.accept()
         encoding, rate_or_msg = _params(websocket)
@@ -694,6 +739,9 @@ async def stream(websocket: WebSocket) -> None:
             return
         assert isinstance(rate_or_msg, int)
         session = StreamSession(websocket, user, settings, encoding, rate_or_msg)
+        active[token] = session
+        if getattr(app.state, "stream_closing", False):  # shutdown began while this one was connecting
+            session._fail(ws.CLOSE_GOING_AWAY, "going_away", "the server is shutting down; reconnect in a moment")
         code: int = ws.CLOSE_INTERNAL
         reason: str | None = "internal_error"
         try:
@@ -711,4 +759,4 @@ async def stream(websocket: WebSocket) -> None:
             with contextlib.suppress(Exception):
                 await websocket.close(code=code, reason=reason or "")
     finally:
-        active.discard(token)
+        active.pop(token, None)
