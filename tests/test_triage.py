@@ -142,7 +142,7 @@ def test_caller_states_from_emotions_and_from_a_custom_model() -> None:
     emo = SimpleNamespace(labels=["neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"])
     m = CallerStateModel(emo)  # type: ignore[arg-type]
     st = m.states(np.array([0.05, 0.05, 0.1, 0.2, 0.1, 0.4, 0.05, 0.05]))
-    assert m.mode == "emotion" and st.distress == pytest.approx(0.7)
+    assert m.mode == "emotion" and st.distress == pytest.approx(0.2 + 0.4 + 0.5 * 0.1)  # anger counts half
     assert st.states == pytest.approx({"distress": 0.7, "calm": 0.1, "cheerful": 0.15, "other": 0.05})
     custom = SimpleNamespace(labels=["calm", "drunk", "painful", "prank"])
     c = CallerStateModel(custom)  # type: ignore[arg-type]
@@ -301,3 +301,22 @@ def test_custom_caller_state_model_trained_on_a_manifest(tmp_path: Path) -> None
     voiced = [row for row in rep.timeline if "states" in row]
     assert voiced and set(voiced[0]["states"]) == {"calm", "drunk", "painful"}
     assert rep.to_dict()["caller_model"]["mode"] == "custom" and rep.transcript.text == ""
+
+
+@pytest.mark.corpus
+def test_screamed_calls_for_help_drive_urgency_through_the_scream_detector(analyzer: CallAnalyzer) -> None:
+    import csv
+
+    from vocalis.audio.io import load_audio
+
+    root = corpus_dir("screams")
+    with open(root / "manifest.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["subset"] == "scream_call"][:4]
+    call = _join(*[load_audio(root / r["path"]) for r in rows], gap=0.5)
+    rep = analyzer.analyse(call, call_id="scream")
+    voiced = [row for row in rep.timeline if "states" in row]
+    assert voiced and all(row["urgency"] == max(row["distress"], row["scream"]) for row in voiced)
+    assert max(row["scream"] for row in voiced) > 0.5
+    assert any(r.kind == "affect" and r.text.startswith("screaming") for r in rep.reasons)
+    plain = CallAnalyzer(analyzer.bundle, asr_model=None, scream_model=False).analyse(call)
+    assert all("scream" not in row for row in plain.timeline) and rep.affect >= plain.affect

@@ -18,6 +18,8 @@ def triage(
     no_transcript: Annotated[bool, typer.Option("--no-transcript", help="Skip speech-to-text (voice only).")] = False,
     language: Annotated[str | None, typer.Option("--language", help="Spoken language for a multilingual model ('auto' detects).")] = "en",
     lexicon: Annotated[Path | None, typer.Option("--lexicon", help="Gravity lexicon JSON (see vocalis.triage.lexicon).")] = None,
+    scream_model: Annotated[Path | None, typer.Option("--scream-model", help="Scream detector bundle (default: bundled).")] = None,
+    no_scream: Annotated[bool, typer.Option("--no-scream", help="Do not use the scream detector.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=0, help="Worker processes (0 = one per CPU core, at most 4).")] = 0,
     window: Annotated[float, typer.Option(help="Caller-state window (seconds).")] = 3.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the queue as JSON lines (call_id, rank, priority, level, reasons).")] = False,
@@ -42,7 +44,8 @@ def triage(
     lex = GravityLexicon.from_file(lexicon).to_dict() if lexicon else None
     lang = None if language in (None, "auto") else language
     spec = AnalyzerSpec(model=str(model) if model else None, asr_model=None if no_transcript else asr_model,
-                        lexicon=lex, config=TriageConfig(window_s=window, hop_s=window), language=lang)
+                        lexicon=lex, config=TriageConfig(window_s=window, hop_s=window), language=lang,
+                        scream_model=False if no_scream else (str(scream_model) if scream_model else None))
     spec.build()  # fail fast (bad model, lexicon or config) before starting workers
     n_jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     reports: list[dict[str, Any]] = []

@@ -63,3 +63,20 @@ def test_bad_calls_get_clean_4xx(make_client) -> None:  # type: ignore[no-untype
     assert r.status_code == 422
     assert client.get("/v1/calls?status=other", headers=ann.headers).status_code == 422
     assert client.get("/v1/calls", headers=ann.headers).json()["total"] == 0  # nothing half-stored
+
+
+def test_call_reports_expire_with_the_retention_period(client: TestClient, ann: Account) -> None:
+    from datetime import timedelta
+
+    from vocalis.service.retention import purge_expired
+    from vocalis.storage.tables import utcnow
+
+    r = client.post("/v1/calls", headers={**ann.headers, "content-type": "audio/wav"}, content=wav_bytes(2.0))
+    assert r.status_code == 201
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    purge_expired(factory, Path(client.app.state.settings.evidence_dir), 30, now=utcnow())  # type: ignore[attr-defined]
+    assert client.get("/v1/calls", headers=ann.headers).json()["total"] == 1  # fresh: kept
+    purge_expired(factory, Path(client.app.state.settings.evidence_dir), 30,  # type: ignore[attr-defined]
+                  now=utcnow() + timedelta(days=31))
+    assert client.get("/v1/calls", headers=ann.headers).json()["total"] == 0
+    assert client.get(f"/v1/calls/{r.json()['id']}", headers=ann.headers).status_code == 404

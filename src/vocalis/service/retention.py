@@ -17,10 +17,14 @@ log = logging.getLogger("vocalis.service")
 def purge_expired(
     session_factory: SessionFactory, evidence_root: Path, retention_days: int, now: datetime | None = None
 ) -> tuple[int, int]:
-    """Delete expired rows, then their evidence files; returns (predictions, evidence files) removed."""
+    """Delete expired rows (history, evidence, call reports), then evidence files.
+
+    Returns (predictions, evidence files) removed.
+    """
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     with session_factory() as session, session.begin():
         n_pred, paths = repo.purge_before(session, cutoff)
+        n_calls = repo.purge_calls_before(session, cutoff)
     removed = 0
     root = evidence_root.resolve()
     for rel in paths:
@@ -28,8 +32,9 @@ def purge_expired(
         if p.is_relative_to(root) and p.is_file():
             p.unlink()
             removed += 1
-    if n_pred or removed:
-        log.info("retention: removed %d predictions and %d evidence files older than %s", n_pred, removed, cutoff)
+    if n_pred or removed or n_calls:
+        log.info("retention: removed %d predictions, %d call reports and %d evidence files older than %s",
+                 n_pred, n_calls, removed, cutoff)
     return n_pred, removed
 
 

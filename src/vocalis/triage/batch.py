@@ -32,11 +32,12 @@ class AnalyzerSpec:
     config: TriageConfig | None = None
     language: str | None = "en"
     threads: int = 1
+    scream_model: str | bool | None = None  # None = the bundled detector, False = none
 
     def build(self) -> CallAnalyzer:
         lex = GravityLexicon.from_dict(self.lexicon) if self.lexicon is not None else None
         return CallAnalyzer(self.model, asr_model=self.asr_model, lexicon=lex, config=self.config,
-                            threads=self.threads, language=self.language)
+                            threads=self.threads, language=self.language, scream_model=self.scream_model)
 
 
 def find_calls(inputs: Sequence[str | Path]) -> list[Path]:

@@ -7,8 +7,10 @@
     report.priority, report.level, report.reasons
 
 Per call: Silero VAD once; the transcript of the speech only (:class:`Transcriber`); the caller
-model on windows of ``window_s`` seconds every ``hop_s`` seconds that hold at least
-``min_speech`` speech (the others are in the timeline with ``speech`` only); the gravity lexicon on
+model and the scream detector (the bundled ``scream.vocalis`` of the safety monitor) on windows of
+``window_s`` seconds every ``hop_s`` seconds that hold at least ``min_speech`` speech (the others
+are in the timeline with ``speech`` only) — a window's urgency is the larger of the caller's
+distress intensity and P(scream); the gravity lexicon on
 the transcript's words; the non-genuine signals; the priority and its reasons (:mod:`.priority`).
 """
 
@@ -122,9 +124,19 @@ class CallAnalyzer:
 
     def __init__(self, model: str | Path | Bundle | None = None, *, asr_model: str | None = "tiny.en",
                  lexicon: GravityLexicon | str | Path | None = None, config: TriageConfig | None = None,
-                 threads: int = 1, language: str | None = "en", urgent_states: Sequence[str] | None = None) -> None:
+                 threads: int = 1, language: str | None = "en", urgent_states: Sequence[str] | None = None,
+                 scream_model: str | Path | Bundle | bool | None = None) -> None:
         self.bundle = model if isinstance(model, Bundle) else load_bundle(model, threads=threads)
         self.caller = CallerStateModel(self.bundle, urgent_states)
+        self.scream: Bundle | None = None
+        if scream_model is not False:
+            from vocalis.danger import scream_model_path
+
+            sm = scream_model if isinstance(scream_model, Bundle) else load_bundle(
+                scream_model_path() if scream_model in (None, True) else scream_model)  # type: ignore[arg-type]
+            if "scream" not in sm.labels:
+                raise ConfigError(f"scream_model={sm.source}: labels={sm.labels} must include 'scream'")
+            self.scream = sm
         self.transcriber = Transcriber(asr_model, threads=threads, language=language) if asr_model else None
         if lexicon is None:
             lexicon = GravityLexicon()
@@ -159,14 +171,25 @@ class CallAnalyzer:
         if todo:
             feats = np.stack([self.bundle.features(x[starts[i]:starts[i] + win]) for i in todo])
             proba = self.bundle.predict_proba_features(feats)
-            for i, p in zip(todo, proba):
+            scream = np.zeros(len(todo))
+            if self.scream is not None:
+                sb = self.scream
+                sf = np.stack([sb.features(x[starts[i]:starts[i] + win]) for i in todo])
+                scream = sb.predict_proba_features(sf)[:, sb.labels.index("scream")]
+            for i, p, sc in zip(todo, proba, scream):
                 st = self.caller.states(p)
                 urgent = {k: st.raw[k] for k in self.caller.urgent if k in st.raw}
                 top = max(urgent, key=urgent.__getitem__) if urgent else None
+                top_p = urgent.get(top, 0.0) if top else 0.0
                 rows[i].update(states=st.states, distress=st.distress,
                                label=max(st.states, key=st.states.__getitem__))
-                affect[i] = WindowAffect(rows[i]["start"], rows[i]["end"], st.distress, top,
-                                         urgent.get(top, 0.0) if top else 0.0)
+                level_ = st.distress
+                if self.scream is not None:
+                    rows[i]["scream"] = round(float(sc), 4)
+                    if sc > level_:  # a scream or shout is distress whatever the emotion model says
+                        level_, top, top_p = float(sc), "screaming", float(sc)
+                rows[i]["urgency"] = round(level_, 4)
+                affect[i] = WindowAffect(rows[i]["start"], rows[i]["end"], level_, top, top_p)
         return rows, affect
 
     def _signals(self, x: np.ndarray, spans: list[SpeechSpan], rows: list[dict[str, Any]],
@@ -190,7 +213,7 @@ class CallAnalyzer:
         laughs = [w for w in transcript.words if _LAUGH.search(w.text)]
         if laughs or _LAUGH.search(transcript.text):
             when = f" at {clock(laughs[0].start)}" if laughs else ""
-            out.append(Signal("laughter", f"laughter in the transcript{when}", 0.2))
+            out.append(Signal("laughter", f"laughter in the transcript{when}", 0.3))
         voiced = [r for r in rows if "states" in r]
         g = gravity_score(hits)
         if voiced and g >= 0.5:

@@ -15,8 +15,9 @@ cheerful   happy, surprise
 other      disgust
 ========== ==========================
 
-and the **distress intensity** of a window is the distress state, ``P(fear) + P(sad) + P(angry)``:
-the three negative, urgent emotions a caller in an emergency shows (reasons name the strongest). With a custom bundle the intensity is the sum of
+and the **distress intensity** of a window is ``P(fear) + P(sad) + 0.5 * P(angry)``: anger counts
+half, because an angry caller is as often complaining as in danger, and acted-speech models read
+any loud or synthetic voice as anger. Reasons name the strongest of the three. With a custom bundle the intensity is the sum of
 the probabilities of the labels in :attr:`CallerStateModel.urgent_states` (by default those of
 :data:`URGENT_STATES` that the bundle has, e.g. ``painful``, ``stressful``).
 """
@@ -38,6 +39,7 @@ EMOTION_TO_STATE: Mapping[str, tuple[str, ...]] = {
     "other": ("disgust",),
 }
 EMOTION_DISTRESS: tuple[str, ...] = ("fear", "sad", "angry")
+EMOTION_DISTRESS_WEIGHTS: Mapping[str, float] = {"fear": 1.0, "sad": 1.0, "angry": 0.5}
 URGENT_STATES: tuple[str, ...] = (
     "distress", "painful", "pain", "stressful", "stressed", "scared", "fear", "panic", "injured", "crying",
 )
@@ -84,7 +86,8 @@ class CallerStateModel:
             states = {s: sum(raw.get(e, 0.0) for e in EMOTION_TO_STATE[s]) for s in self.state_names}
         else:
             states = dict(raw)
-        distress = sum(raw.get(e, 0.0) for e in self.urgent)
+        weights = EMOTION_DISTRESS_WEIGHTS if self.mode == "emotion" else {}
+        distress = sum(weights.get(e, 1.0) * raw.get(e, 0.0) for e in self.urgent)
         return CallerStates({k: round(v, 4) for k, v in states.items()}, round(distress, 4),
                             {k: round(v, 4) for k, v in raw.items()})
 

@@ -22,7 +22,8 @@ from vocalis.triage.priority import clock
 
 REPORT_VERSION = 1
 _LEVEL_COLOURS = {"P1": "#b3261e", "P2": "#e8710a", "P3": "#c9a400", "P4": "#5f6368"}
-_STATE_COLOURS = {"distress": "#b3261e", "calm": "#1a73e8", "cheerful": "#188038", "other": "#9aa0a6"}
+_STATE_COLOURS = {"distress": "#b3261e", "calm": "#1a73e8", "cheerful": "#188038", "other": "#9aa0a6",
+                  "scream": "#8e24aa"}
 
 
 class TriageQueue:
@@ -95,15 +96,17 @@ def _timeline_svg(call: dict[str, Any], width: int = 640, height: int = 120) -> 
     states = sorted({k for r in rows for k in r.get("states", {})} - {"distress"})
     series = [(st, [(0.5 * (r["start"] + r["end"]), r["states"].get(st, 0.0)) for r in rows]) for st in states]
     series.append(("distress", [(0.5 * (r["start"] + r["end"]), r["distress"]) for r in rows]))
+    if any("scream" in r for r in rows):
+        series.append(("scream", [(0.5 * (r["start"] + r["end"]), r.get("scream", 0.0)) for r in rows]))
     for st, pts in series:
         if not pts:
             continue
         colour = _STATE_COLOURS.get(st, "#777")
-        width_px = 2.5 if st == "distress" else 1.2
+        width_px = 2.5 if st in ("distress", "scream") else 1.2
         path = " ".join(f"{xpos(t):.1f},{ypos(p):.1f}" for t, p in pts)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="{width_px}">'
                      f'<title>{html.escape(st)}</title></polyline>')
-    states = [*states, "distress"] if rows else []
+    states = [name for name, pts in series if pts]
     for kw in call.get("keywords", []):
         if kw.get("start") is None:
             continue
