@@ -89,6 +89,7 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
     acct = _account(live_server, "scream@example.org", phone)
     with _browser(clip) as page:
         _login(page, live_server, acct["email"])
+        page.check("#ev-optin")  # evidence is recorded only when the user opts in
         page.click("#mon-start")
         page.wait_for_function("Number(document.querySelector('#live-count').textContent) >= 2")
         assert page.text_content("#live-label") not in ("", "–")

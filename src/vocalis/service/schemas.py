@@ -60,6 +60,25 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
+class WellbeingDeleted(BaseModel):
+    checkins: int
+    enrolments: int
+    model_files: int = Field(description="Personal-model files removed from disk.")
+
+
+class DataDeleted(BaseModel):
+    """What ``DELETE /v1/users/me/data`` removed. The account, its API keys and contacts stay."""
+
+    predictions: int = Field(description="History entries (uploads and live-stream summaries).")
+    calls: int = Field(description="Triaged call reports.")
+    alerts: int = Field(description="Finished alerts, with their deliveries.")
+    alerts_kept: int = Field(description="Alerts still in flight (countdown or deliveries pending); "
+                                         "kept so they are delivered; ask again once they are done.")
+    evidence: int = Field(description="Evidence records.")
+    evidence_files: int = Field(description="Evidence files removed from disk.")
+    wellbeing: WellbeingDeleted
+
+
 class ApiKeyCreate(BaseModel):
     name: str | None = Field(None, max_length=200)
 

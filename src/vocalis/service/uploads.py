@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.types import Message
 
-from vocalis.service.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from vocalis.service.errors import (
+    InvalidInputError,
+    PayloadTooLargeError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+)
 
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for the multipart envelope (boundaries, part headers) above the file limit."""
@@ -87,10 +93,23 @@ def limited_request(request: Request, limit: int, what: str = "body") -> Request
     return Request(request.scope, counted)
 
 
-async def multipart_file(request: Request, limit: int, field: str = "file", what: str = "upload") -> UploadFile:
-    """Parse a multipart body under the cap and return its ``field`` file part."""
+async def multipart_file(request: Request, limit: int, field: str = "file", what: str = "upload", *,
+                         in_memory: bool = False) -> UploadFile:
+    """Parse a multipart body under the cap and return its ``field`` file part.
+
+    ``in_memory`` keeps the part in memory whatever its size (Starlette spools parts over 1 MiB
+    to a temporary file): audio to analyse never touches the disk.
+    """
     req = limited_request(request, limit + MULTIPART_OVERHEAD, what)
-    form = await req.form(max_files=1, max_fields=20)
+    if in_memory:
+        parser = MultiPartParser(req.headers, req.stream(), max_files=1, max_fields=20)
+        parser.spool_max_size = limit + MULTIPART_OVERHEAD + 1  # never rolls over to disk
+        try:
+            form = await parser.parse()
+        except MultiPartException as e:
+            raise ServiceError(f"multipart body is malformed: {e.message}") from None
+    else:
+        form = await req.form(max_files=1, max_fields=20)
     part = form.get(field)
     if part is None or isinstance(part, str):
         raise InvalidInputError(f"multipart field {field!r} is required and must be a file")
@@ -103,7 +122,7 @@ async def read_audio_body(request: Request, limit: int) -> tuple[bytes, str]:
     """The audio bytes and media type of a multipart (``file`` field) or raw ``audio/*`` request."""
     ctype = media_type(request.headers.get("content-type"))
     if ctype == "multipart/form-data":
-        part = await multipart_file(request, limit, what="audio upload")
+        part = await multipart_file(request, limit, what="audio upload", in_memory=True)
         mt = check_media_type(part.content_type or "application/octet-stream", AUDIO_TYPES, "the 'file' part")
         data = await part.read()
         await part.close()

@@ -206,6 +206,62 @@ def purge_before(session: Session, cutoff: datetime) -> tuple[int, list[str]]:
     return int(getattr(n, "rowcount", 0) or 0), paths
 
 
+OPEN_ALERT_STATUSES = ("pending", "countdown")
+OPEN_DELIVERY_STATUSES = ("pending", "sending")
+
+
+def _open_alert_ids(session: Session, user_id: str | None = None) -> set[str]:
+    """Alerts still in flight: a countdown running, or a delivery not yet sent or failed."""
+    by_status = select(Alert.id).where(Alert.status.in_(OPEN_ALERT_STATUSES))
+    by_delivery = select(Delivery.alert_id).where(Delivery.status.in_(OPEN_DELIVERY_STATUSES))
+    if user_id is not None:
+        by_status = by_status.where(Alert.user_id == user_id)
+        by_delivery = by_delivery.join(Alert, Alert.id == Delivery.alert_id).where(Alert.user_id == user_id)
+    return set(session.scalars(by_status).all()) | set(session.scalars(by_delivery).all())
+
+
+def _delete_alerts(session: Session, alert_ids: Sequence[str]) -> int:
+    """Delete alerts with their deliveries and evidence rows (explicitly: no reliance on FK cascades)."""
+    if not alert_ids:
+        return 0
+    ids = list(alert_ids)
+    session.execute(delete(Delivery).where(Delivery.alert_id.in_(ids)))
+    session.execute(delete(Evidence).where(Evidence.alert_id.in_(ids)))
+    n = session.execute(delete(Alert).where(Alert.id.in_(ids)))
+    return int(getattr(n, "rowcount", 0) or 0)
+
+
+def purge_alerts_before(session: Session, cutoff: datetime) -> int:
+    """Delete finished alerts (and their deliveries) created before ``cutoff``; alerts in flight stay."""
+    old = set(session.scalars(select(Alert.id).where(Alert.created_at < cutoff)).all())
+    return _delete_alerts(session, sorted(old - _open_alert_ids(session)))
+
+
+def delete_user_data(session: Session, user_id: str) -> dict[str, Any]:
+    """Delete what ``user_id`` produced: history, call reports, evidence rows, finished alerts.
+
+    The account, its API keys and contacts stay. Alerts still in flight (countdown, or deliveries
+    pending) stay too, so an emergency under way is still delivered; their evidence rows go.
+    Returns the counts and the evidence ``paths`` (relative to the evidence directory) whose files
+    the caller removes after committing.
+    """
+    paths = list(session.scalars(select(Evidence.path).where(Evidence.user_id == user_id)).all())
+    n_evidence = session.execute(delete(Evidence).where(Evidence.user_id == user_id))
+    n_pred = session.execute(delete(PredictionRecord).where(PredictionRecord.user_id == user_id))
+    n_calls = session.execute(delete(CallRecord).where(CallRecord.user_id == user_id))
+    keep = _open_alert_ids(session, user_id)
+    mine = set(session.scalars(select(Alert.id).where(Alert.user_id == user_id)).all())
+    n_alerts = _delete_alerts(session, sorted(mine - keep))
+    return {
+        "predictions": int(getattr(n_pred, "rowcount", 0) or 0),
+        "calls": int(getattr(n_calls, "rowcount", 0) or 0),
+        "evidence": int(getattr(n_evidence, "rowcount", 0) or 0),
+        "alerts": n_alerts,
+        "alerts_kept": len(keep),
+        "paths": paths,
+    }
+
+
 # calls (triage) -------------------------------------------------------------------------------
 
 

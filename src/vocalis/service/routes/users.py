@@ -1,13 +1,33 @@
-"""Registration and the current user."""
+"""Registration, the current user, and erasure of the user's data.
+
+Privacy: audio sent to ``/v1/predict``, ``/v1/wellbeing`` and ``/v1/stream`` is decoded and analysed
+in memory and never written anywhere (a multipart upload is not even spooled to a temporary file);
+only the results are kept (history, check-ins, enrolled embeddings). Recordings are stored only
+when the user uploads evidence to an alert, an explicit action (the web UI records evidence only
+when its "Record ... evidence" box is ticked or its button pressed). ``DELETE /v1/users/me/data``
+erases all of it; retention (``VOCALIS_RETENTION_DAYS``) expires it.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
-from sqlalchemy.exc import IntegrityError
+from typing import Any
 
-from vocalis.service.deps import SessionDep, UserDep
+from fastapi import APIRouter, Request, status
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from vocalis.service.deps import SessionDep, SettingsDep, UserDep, get_session_factory
 from vocalis.service.errors import ConflictError, NotFoundError
-from vocalis.service.schemas import ApiKeyCreated, ApiKeyOut, Registered, UserCreate, UserOut
+from vocalis.service.schemas import (
+    ApiKeyCreated,
+    ApiKeyOut,
+    DataDeleted,
+    ErrorBody,
+    Registered,
+    UserCreate,
+    UserOut,
+    WellbeingDeleted,
+)
 from vocalis.service.security import generate_api_key, hash_password
 from vocalis.storage import repositories as repo
 
@@ -40,3 +60,26 @@ def me(user: UserDep, session: SessionDep) -> UserOut:
     if row is None:
         raise NotFoundError("user not found")
     return UserOut.model_validate(row)
+
+
+@router.delete("/me/data", response_model=DataDeleted, responses={401: {"model": ErrorBody}})
+async def delete_my_data(request: Request, user: UserDep, settings: SettingsDep) -> DataDeleted:
+    """Erase your data: history, call reports, finished alerts, evidence (rows and files on disk),
+    wellbeing check-ins, enrolled clips and personal models. Your account, API keys and contacts stay.
+
+    Alerts still being delivered are kept (with their location) until they are done; the answer
+    counts them in ``alerts_kept``. Idempotent: a second call removes nothing more.
+    """
+    from vocalis.service.retention import delete_user_files
+    from vocalis.service.routes.wellbeing import delete_service_user_data
+
+    factory = get_session_factory(request)
+
+    def run() -> DataDeleted:
+        with factory() as session, session.begin():
+            rows: dict[str, Any] = repo.delete_user_data(session, user.id)
+        files = delete_user_files(settings.evidence_root, user.id, rows.pop("paths"))
+        wellbeing = delete_service_user_data(settings, user.id)
+        return DataDeleted(**rows, evidence_files=files, wellbeing=WellbeingDeleted(**wellbeing))
+
+    return await run_in_threadpool(run)

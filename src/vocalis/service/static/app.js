@@ -336,7 +336,7 @@ function onMessage(m) {
     case 'cancelled': hideCountdown(); toast('Alert cancelled.'); setState('listening', true); break;
     case 'danger.ended': if (mon.ws) setState('listening', true); break;
     case 'alert':
-      hideCountdown(); showAlert(m.alert_id); startEvidence(m.alert_id); break;
+      hideCountdown(); showAlert(m.alert_id); maybeEvidence(m.alert_id); break;
     case 'alert.status': renderDeliveries(m); break;
     case 'error': toast(`Server: ${m.message}`); break;
     default: break;
@@ -375,8 +375,24 @@ function renderDeliveries(m) {
   }
 }
 
+// Privacy: audio is analysed in memory and never stored, except evidence the user chose to record:
+// automatically on an alert only when #ev-optin is ticked (remembered on this device, off by default),
+// else with the 'Record evidence' button.
+const evOptin = $('#ev-optin');
+evOptin.checked = localStorage.getItem('vocalis.evidence') === 'on';
+evOptin.addEventListener('change', () => localStorage.setItem('vocalis.evidence', evOptin.checked ? 'on' : 'off'));
+
+function maybeEvidence(alertId) {
+  if (evOptin.checked) { startEvidence(alertId); return; }
+  if (mon.evidence) return;
+  $('#ev-state').textContent = 'No evidence is being recorded (your choice).';
+  const b = $('#ev-start'); b.hidden = false;
+  b.onclick = () => { b.hidden = true; startEvidence(alertId); };
+}
+
 async function startEvidence(alertId) {
   if (mon.evidence) return;
+  $('#ev-start').hidden = true;
   let stream = null;
   try { stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true }); } catch {
     try { stream = await navigator.mediaDevices.getUserMedia({ audio: true }); } catch (err) {
@@ -423,7 +439,7 @@ $('#mon-panic').addEventListener('click', async () => {
     const body = { reason: 'panic button (web)' };
     if (mon.lastLocation) body.location = { latitude: mon.lastLocation.lat, longitude: mon.lastLocation.lon, accuracy_m: mon.lastLocation.accuracy };
     const a = await api('/v1/alerts', { method: 'POST', json: body });
-    showAlert(a.id); renderDeliveries({ deliveries: a.deliveries }); startEvidence(a.id);
+    showAlert(a.id); renderDeliveries({ deliveries: a.deliveries }); maybeEvidence(a.id);
   } catch (err) { toast(`Panic failed: ${err.message}`); }
 });
 
