@@ -87,10 +87,10 @@ def main(argv: list[str]) -> None:
     import av
 
     av.logging.set_level(av.logging.PANIC)  # FFmpeg would print a line per rejected input
-    corpus = [a for a in argv[1:] if not a.startswith("-")]
-    for folder in corpus:
-        if not Path(folder).exists() or not any(Path(folder).iterdir()):
-            make_seed_corpus(Path(folder))
+    for arg in argv[1:]:  # corpus folders (seeded when new or empty); a file argument is replayed
+        folder = Path(arg)
+        if not arg.startswith("-") and not folder.is_file() and (not folder.exists() or not any(folder.iterdir())):
+            make_seed_corpus(folder)
     with atheris.instrument_imports(include=["vocalis"]):
         import vocalis.audio.io  # noqa: F401
 
