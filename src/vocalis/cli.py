@@ -358,8 +358,15 @@ def _mount_triage() -> None:
     triage_cli.register(app)
 
 
+def _mount_batch() -> None:
+    from vocalis import batch_cli
+
+    batch_cli.register(app)
+
+
 _mount_wellbeing()
 _mount_triage()
+_mount_batch()
 
 
 def main() -> None:
