@@ -44,7 +44,9 @@ def main() -> None:
         t0 = time.perf_counter()
         data = featurize(corpus, recipe)
         t_feat = time.perf_counter() - t0
-        row = {"recipe": name, "description": recipe.description, "features_s": round(t_feat, 1),
+        old = next((r for r in rows if r["recipe"] == name), {})
+        row = {**{k: v for k, v in old.items() if k in ("speaker", "random")},  # splits not re-run are kept
+               "recipe": name, "description": recipe.description, "features_s": round(t_feat, 1),
                "date": dt.date.today().isoformat(), "commit": commit()}
         for by in args.splits:
             t0 = time.perf_counter()

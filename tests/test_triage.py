@@ -109,6 +109,9 @@ def test_priority_grows_with_gravity_and_distress_and_explains_itself() -> None:
     p_both, r_both = score([_hit("not breathing", 1.0, 12.0)], scared, [])
     assert p_none < p_affect < p_both and p_none < p_word < p_both
     assert level(p_both) == "P1" and level(p_none) == "P4"
+    calm_voice = _windows([0.1, 0.1])
+    assert level(score([_hit("not breathing", 1.0)], calm_voice, [])[0]) == "P1"  # grave words said calmly
+    assert level(score([], _windows([1.0, 1.0]), [])[0]) == "P2"  # screaming, no intelligible word
     assert r_word[0].text == "keyword 'not breathing' at 00:12 [medical]"
     assert any(r.text == "fear 0.82 for 6 s (00:03-00:09)" for r in r_both)
     assert r_affect[0].kind == "affect"

@@ -3,15 +3,17 @@
 Pure functions over what :mod:`vocalis.triage.call` measured, so the scoring is deterministic and
 testable on synthetic inputs::
 
-    base     = w_gravity * G + w_affect * A + w_both * G * A        (clipped to [0, 1])
+    base     = 1 - (1 - w_gravity * G) * (1 - w_affect * A)        (a noisy-OR of the two)
     priority = 100 * base * (1 - min(max_discount, sum of signal penalties))
 
 ``G`` is the noisy-OR of the grave terms heard (:func:`vocalis.triage.lexicon.gravity_score`),
 ``A`` the caller's peak sustained distress: the mean of the ``peak_windows`` highest
 per-window distress intensities, rescaled so that ``affect_floor`` (what calm speech scores) maps
-to 0. Signals of a prank or pocket call *discount* the priority (at most ``max_discount``): they
-are evidence for the dispatcher, never a verdict that drops a call. Levels: P1 >= 70, P2 >= 45,
-P3 >= 20, else P4.
+to 0. With the default weights the gravest words alone reach P1 (75: "he is not breathing" said
+calmly is still a cardiac arrest), a screaming caller with no intelligible word reaches P2 (45),
+and both together about 86. Signals of a prank or pocket call *discount* the priority (at most
+``max_discount``): they are evidence for the dispatcher, never a verdict that drops a call.
+Levels: P1 >= 70, P2 >= 45, P3 >= 20, else P4.
 """
 
 from __future__ import annotations
@@ -28,16 +30,15 @@ LEVELS: tuple[tuple[str, float], ...] = (("P1", 70.0), ("P2", 45.0), ("P3", 20.0
 
 @dataclass(frozen=True)
 class PriorityConfig:
-    w_gravity: float = 0.55
-    w_affect: float = 0.30
-    w_both: float = 0.15
+    w_gravity: float = 0.75
+    w_affect: float = 0.45
     affect_floor: float = 0.25
     peak_windows: int = 2
     sustain_threshold: float = 0.5
     max_discount: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("w_gravity", "w_affect", "w_both", "max_discount"):
+        for name in ("w_gravity", "w_affect", "max_discount"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name}={v} must be in [0, 1]")
@@ -134,7 +135,7 @@ def score(hits: Sequence[GravityHit], windows: Sequence[WindowAffect], signals: 
     """Priority in [0, 100] and its reasons (largest contribution first)."""
     g = gravity_score(hits)
     a = affect_score(windows, config)
-    base = min(1.0, config.w_gravity * g + config.w_affect * a + config.w_both * g * a)
+    base = 1.0 - (1.0 - config.w_gravity * g) * (1.0 - config.w_affect * a)
     discount = min(config.max_discount, sum(s.penalty for s in signals))
     priority = round(100.0 * base * (1.0 - discount), 1)
 
