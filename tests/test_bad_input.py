@@ -67,6 +67,21 @@ def float_wav(x: np.ndarray, channels: int = 1) -> bytes:
 @functools.cache
 def webm_after_first_chunk() -> bytes:
     """A real WebM/Opus recording from its first Cluster on: the header (EBML, Tracks) is missing."""
+    data = _webm_clip()
+    cluster = data.find(b"\x1f\x43\xb6\x75")  # Matroska Cluster id
+    assert cluster > 0
+    return data[cluster:]
+
+
+def webm_header() -> bytes:
+    """The first chunk of that recording without any Cluster: EBML header, Segment, Tracks."""
+    data = _webm_clip()
+    return data[: data.find(b"\x1f\x43\xb6\x75")]
+
+
+@functools.cache
+def _webm_clip() -> bytes:
+    """Three seconds of a tone as WebM/Opus, as MediaRecorder makes it."""
     import av
 
     sr = 48_000
@@ -82,10 +97,7 @@ def webm_after_first_chunk() -> bytes:
                 c.mux(p)
         for p in s.encode(None):  # type: ignore[union-attr]
             c.mux(p)
-    data = buf.getvalue()
-    cluster = data.find(b"\x1f\x43\xb6\x75")  # Matroska Cluster id
-    assert cluster > 0
-    return data[cluster:]
+    return buf.getvalue()
 
 
 def _ogg_crc_table() -> list[int]:
@@ -324,3 +336,59 @@ def test_api_still_serves_after_the_table(api: tuple[TestClient, dict[str, str]]
     client, headers = api
     r = client.post("/v1/predict", headers={**headers, "content-type": "audio/wav"}, content=good_wav())
     assert r.status_code == 200 and r.json()["duration_s"] == pytest.approx(1.0)
+
+
+STREAM_CASES = [c for c in CASES if c.id in ("webm-chunk-after-first", "random-bytes", "truncated-header")]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", STREAM_CASES, ids=[c.id for c in STREAM_CASES])
+def test_stream_closes_4000_on_a_container_it_cannot_decode(case: Case,
+                                                            api: tuple[TestClient, dict[str, str]]) -> None:
+    """The live stream's webm decoder: ``error invalid_audio`` then close 4000, at the latest when the
+    client ends the stream (a demuxer may wait for more bytes to resynchronise on)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    from tests.service.test_stream import FakePredictor
+
+    client, headers = api
+    client.app.state.stream_predictor_factory = lambda config: FakePredictor()  # type: ignore[attr-defined]
+    key = headers["Authorization"].removeprefix("Bearer ")
+    seen = []
+    with client.websocket_connect(f"/v1/stream?token={key}&encoding=webm") as sock:
+        assert sock.receive_json()["type"] == "session.created"
+        sock.send_bytes(case.build())
+        sock.send_json({"type": "CloseStream"})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            for _ in range(20):
+                seen.append(sock.receive_json())
+    assert closed.value.code == 4000, seen
+    assert seen[-1]["type"] == "error" and seen[-1]["code"] == "invalid_audio", seen
+    assert seen[-1]["message"] == "webm stream cannot be decoded: Invalid data found when processing input"
+
+
+@pytest.mark.timeout(30)
+def test_stream_closes_4000_on_bytes_that_never_decode(api: tuple[TestClient, dict[str, str]]) -> None:
+    """A valid header, then endless EBML Void elements (which a demuxer skips without an error): cut
+    off by the bytes-per-second-of-audio rule instead of feeding the decoder thread for ever."""
+    from starlette.websockets import WebSocketDisconnect
+
+    from tests.service.test_stream import FakePredictor
+    from vocalis.service import ws
+
+    client, headers = api
+    client.app.state.stream_predictor_factory = lambda config: FakePredictor()  # type: ignore[attr-defined]
+    key = headers["Authorization"].removeprefix("Bearer ")
+    void = b"\xec" + b"\x01" + (16384).to_bytes(7, "big") + bytes(16384)  # Void, 8-byte size
+    seen = []
+    with client.websocket_connect(f"/v1/stream?token={key}&encoding=webm") as sock:
+        assert sock.receive_json()["type"] == "session.created"
+        sock.send_bytes(webm_header())
+        with pytest.raises(WebSocketDisconnect) as closed:
+            for _ in range(int(ws.CONTAINER_BYTES_PER_S * ws.CONTAINER_SLACK_S / len(void)) + 2):
+                sock.send_bytes(void)
+            for _ in range(20):
+                seen.append(sock.receive_json())
+    assert closed.value.code == 4000, seen
+    assert seen[-1]["code"] == "invalid_audio", seen
+    assert "decoded to 0.0 s of audio" in seen[-1]["message"], seen

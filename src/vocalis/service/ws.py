@@ -51,6 +51,10 @@ CLOSE_IDLE = 4031
 CLOSE_TOO_LONG = 4033
 
 ENCODINGS = ("pcm16", "webm", "ogg")
+CONTAINER_BYTES_PER_S = 64 * 1024
+"""Opus tops out at 510 kbit/s: a webm/ogg stream carrying more bytes than this per second of
+decoded audio (after :data:`CONTAINER_SLACK_S`) is not the recorder's audio."""
+CONTAINER_SLACK_S = 4.0
 PCM_RATE_RANGE = (8000, 48000)
 CONTROL_TYPES = ("KeepAlive", "Finalize", "CloseStream", "Cancel", "Panic", "Location")
 PRIORITY_TYPES = frozenset({"danger", "countdown", "alert", "cancelled", "danger.ended", "alert.status", "error"})

@@ -150,6 +150,11 @@ class _History:
         return out
 
 
+def _reason(e: Exception) -> str:
+    """An FFmpeg error's text without its errno and file name (``Invalid data found ...``)."""
+    return str(getattr(e, "strerror", None) or e)
+
+
 def _label(probs: dict[str, float]) -> str | None:
     return max(probs, key=lambda k: probs[k]) if probs else None
 
@@ -189,6 +194,7 @@ class StreamSession:
         self.tasks: list[asyncio.Task[Any]] = []
         self.fatal: _Closing | None = None
         self.decoder: ws.ContainerDecoder | None = None
+        self.container_bytes = 0
         self.predictor: PredictorLike | None = None
         self.policy: DangerPolicy | None = None
         self.stream_config: StreamConfig | None = None
@@ -223,7 +229,7 @@ class StreamSession:
                 on_audio=lambda x: loop.call_soon_threadsafe(self._decoded, x),
                 on_error=lambda e: loop.call_soon_threadsafe(
                     self._fail, ws.CLOSE_BAD_PARAMS, "invalid_audio",
-                    f"{self.encoding} stream cannot be decoded: {e}"),
+                    f"{self.encoding} stream cannot be decoded: {_reason(e)}"),
             )
 
     # -- helpers --------------------------------------------------------------------------------
@@ -508,7 +514,7 @@ class StreamSession:
                 await asyncio.sleep(0)  # let the decoder's last callbacks run
                 if self.decoder.error is not None:
                     raise _Closing(ws.CLOSE_BAD_PARAMS, "invalid_audio",
-                                   f"{self.encoding} stream cannot be decoded: {self.decoder.error}")
+                                   f"{self.encoding} stream cannot be decoded: {_reason(self.decoder.error)}")
             if self.fatal is not None:
                 raise self.fatal
             await self._command("finalize")
@@ -603,6 +609,13 @@ class StreamSession:
                     ws.CLOSE_TOO_BIG, "frame_too_large", f"frame of {size} bytes must be at most {c.max_frame_bytes}"))
             if data is not None:
                 if self.decoder is not None:
+                    self.container_bytes += len(data)
+                    decoded_s = self.decoder.decoded_samples / SAMPLE_RATE
+                    if self.container_bytes > ws.CONTAINER_BYTES_PER_S * (decoded_s + ws.CONTAINER_SLACK_S):
+                        return await self._close_with_error(_Closing(
+                            ws.CLOSE_BAD_PARAMS, "invalid_audio",
+                            f"{self.container_bytes} bytes of {self.encoding} decoded to {decoded_s:.1f} s of audio; "
+                            f"the stream must be the recorder's Opus (at most {ws.CONTAINER_BYTES_PER_S} bytes/s)"))
                     self.decoder.feed(data)
                     continue
                 try:
