@@ -220,6 +220,8 @@ def _read_soundfile(
     )
     try:
         with sf.SoundFile(fobj) as f:
+            if f.format == "MPEG":  # libsndfile's MP3 decoder returns varying garbage for damaged files
+                raise LookupError("MP3 goes to PyAV")
             _check_rate(f.samplerate, name)
             _check_channels(f.channels, name)
             if f.frames > 0:
@@ -285,7 +287,7 @@ def load_audio(
 ) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file) to float32 mono at ``sample_rate``.
 
-    WAV/FLAC/OGG/MP3 go through libsndfile; WebM/Opus, M4A and the rest through PyAV. Both are
+    WAV/FLAC/OGG go through libsndfile; MP3, WebM/Opus, M4A and the rest through PyAV. Both are
     read block by block, mixed down and resampled as they go, so memory follows the output, and
     decoding stops as soon as ``max_duration`` seconds are exceeded. Every rule broken is an
     :class:`~vocalis.errors.AudioError` naming the source.
