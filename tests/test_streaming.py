@@ -194,6 +194,32 @@ def test_emotion_every_k_hops(scream_bundle: Bundle, emotion_bundle: Bundle) -> 
     assert none[0].probabilities == {} and "emotion" not in none[0].timings_ms
 
 
+
+def test_two_phase_api_matches_push_and_defers_emotion(scream_bundle: Bundle, emotion_bundle: Bundle) -> None:
+    """advance() + batched scores + complete() is push(); an emotion left out is due on the next window."""
+    x = harmonic(250, 4.0)
+    ref = feed(make(scream_bundle, emotion_model=emotion_bundle, emotion_every=2, vad="energy"), x, 1600)
+    p = make(scream_bundle, emotion_model=emotion_bundle, emotion_every=2, vad="energy")
+    pending = [w for i in range(0, x.size, 1600) for w in p.advance(x[i : i + 1600])]
+    assert [w.hop for w in pending] == list(range(len(ref))) and all(w.audio.size == 2 * SR for w in pending)
+    sb = p.scream_bundle
+    screams = sb.predict_proba_features(np.stack([sb.features(w.audio) for w in pending]))[:, p.scream_index]
+    got = []
+    for w, s in zip(pending, screams):
+        got.append(p.complete(w, float(s), p.score_emotion(w) if p.emotion_due(w) else None))
+    assert [(g.t_end, g.emotion_fresh) for g in got] == [(r.t_end, r.emotion_fresh) for r in ref]
+    assert [g.scream for g in got] == pytest.approx([r.scream for r in ref], abs=1e-5)
+    assert got[1].emotion_age_s == 0.5 and got[2].emotion_age_s == 0.0
+    # shed the emotion of the due window at hop 2: it repeats hop 0's, says so, and hop 3 is due
+    q = make(scream_bundle, emotion_model=emotion_bundle, emotion_every=2, vad="energy")
+    ws = [w for i in range(0, x.size, 1600) for w in q.advance(x[i : i + 1600])]
+    res = [q.complete(ws[0], 0.0, q.score_emotion(ws[0])), q.complete(ws[1], 0.0)]
+    assert q.emotion_due(ws[2]) and not res[1].emotion_deferred
+    res.append(q.complete(ws[2], 0.0))
+    assert res[2].emotion_deferred and not res[2].emotion_fresh and res[2].emotion_age_s == 1.0
+    assert res[2].probabilities == res[0].probabilities and q.emotion_due(ws[3])
+
+
 class FakeSpotter:
     def __init__(self) -> None:
         self.calls = 0
@@ -228,3 +254,11 @@ def test_energy_vad_fallback_is_reported(scream_bundle: Bundle) -> None:
 def test_silero_vad_is_used_when_installed(scream_bundle: Bundle) -> None:
     res = feed(make(scream_bundle), np.zeros(2 * SR, np.float32), 1000)
     assert res[0].voice_model == "silero" and 0.0 <= res[0].voice < 0.5
+    from vocalis.streaming.vad import SileroVAD
+
+    a, b = SileroVAD(), SileroVAD()  # one onnxruntime session per process; the state is per instance
+    assert a._sess is b._sess
+    x = harmonic(200, 1.0, amp=0.5)
+    first = a(x)
+    a(x)
+    assert np.array_equal(b(x), first)  # b starts from its own fresh state, whatever a went through

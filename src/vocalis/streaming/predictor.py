@@ -19,6 +19,16 @@ Per window (the *danger path* is cheap; the expensive parts are rate-limited):
 Bundles are loaded with :func:`vocalis.bundle.load_bundle`, so features and models are the
 same code as offline prediction.
 
+Two phases, for callers that batch the models across streams (the service's stream engine):
+:meth:`StreamingPredictor.advance` takes a chunk and returns :class:`PendingWindow` objects
+(audio, voice, level; nothing scored yet); the caller scores them (:meth:`score_scream` /
+:meth:`score_emotion`, or its own batched run of the same bundles) and hands each back, in
+order, to :meth:`StreamingPredictor.complete`, which updates the state (last emotion, ASR rate
+limit) and returns the :class:`WindowResult`. :meth:`push` is exactly ``advance`` + score +
+``complete``. A caller may leave out the emotion of a window that is due for one
+(:meth:`emotion_due`): the window then repeats the last probabilities with
+``emotion_deferred=True``, and the next window is due again.
+
 Performance: limit BLAS to one thread around :meth:`StreamingPredictor.push` on a busy machine
 (``threadpoolctl.threadpool_limits(1, "blas")`` or ``OPENBLAS_NUM_THREADS=1``); the
 per-window matrices are tiny and a multi-threaded OpenBLAS turned the ~1 ms scream features
@@ -123,6 +133,10 @@ class WindowResult:
     ``keywords`` lists the keywords heard (``transcript`` is the ASR text when the spotter ran,
     else ``None``). ``timings_ms`` is the CPU wall time of each component on this window.
     ``partial`` marks the zero-padded last window emitted by :meth:`StreamingPredictor.flush`.
+    ``emotion_age_s`` is how many seconds of audio before ``t_end`` the probabilities were
+    computed (0 when fresh, ``None`` before any); ``emotion_deferred`` says the emotion model was
+    due on this window but the caller left it out (load shedding); ``asr_skipped`` says the
+    keyword spotter should have run but the caller left it out.
     """
 
     t_start: float
@@ -137,9 +151,29 @@ class WindowResult:
     transcript: str | None = None
     partial: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
+    emotion_age_s: float | None = None
+    emotion_deferred: bool = False
+    asr_skipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PendingWindow:
+    """A window :meth:`StreamingPredictor.advance` completed: audio and VAD ready, models not run yet.
+
+    ``end`` is the window's end in 16 kHz samples of stream time, ``hop`` its index in the stream;
+    ``audio`` is a private copy of the window (``window_samples`` float32 values).
+    """
+
+    end: int
+    hop: int
+    audio: np.ndarray
+    voice: float
+    level_db: float
+    vad_ms: float
+    partial: bool = False
 
 
 def _scream_index(bundle: Bundle) -> int:
@@ -198,6 +232,8 @@ class StreamingPredictor:
         self._next_end = self.config.window_samples
         self._hops = 0
         self._last_emotion: dict[str, float] = {}
+        self._last_emotion_hop: int | None = None
+        self._last_emotion_end = 0
         self._last_asr_end = -(10**12)
         self._vad_s = 0.0
 
@@ -260,6 +296,10 @@ class StreamingPredictor:
 
     def push(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[WindowResult]:
         """Add a chunk; returns the windows it completed (possibly none, possibly several)."""
+        return [self._score(w) for w in self.advance(samples, sample_rate)]
+
+    def advance(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[PendingWindow]:
+        """Add a chunk and return the windows it completed, unscored; give each, in order, to :meth:`complete`."""
         x = self._check(samples, sample_rate)
         return self._consume(self._resample(x, int(sample_rate)))
 
@@ -271,17 +311,18 @@ class StreamingPredictor:
         """
         out: list[WindowResult] = []
         if self._resampler is not None:
-            out += self._consume(np.asarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True),
-                                            dtype=np.float32))
+            y = np.asarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True), dtype=np.float32)
+            out += [self._score(w) for w in self._consume(y)]
         total = self._ring.total
         last_end = self._next_end - self.config.hop_samples
         if total > 0 and (total > last_end or self._hops == 0):
-            out.append(self._window(total, partial=total < self.config.window_samples or total != last_end))
+            partial = total < self.config.window_samples or total != last_end
+            out.append(self._score(self._pending(total, partial=partial)))
         self.reset()
         return out
 
-    def _consume(self, y: np.ndarray) -> list[WindowResult]:
-        out: list[WindowResult] = []
+    def _consume(self, y: np.ndarray) -> list[PendingWindow]:
+        out: list[PendingWindow] = []
         pos = 0
         while pos < y.size:
             need = self._next_end - self._ring.total
@@ -293,61 +334,120 @@ class StreamingPredictor:
             self._vad_s += time.perf_counter() - tv
             pos += take
             if self._ring.total == self._next_end:
-                out.append(self._window(self._next_end))
+                out.append(self._pending(self._next_end))
                 self._next_end += self.config.hop_samples
         return out
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def _window(self, end: int, partial: bool = False) -> WindowResult:
+    def _pending(self, end: int, partial: bool = False) -> PendingWindow:
         cfg = self.config
         w = self._ring.latest(cfg.window_samples)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
         n_frames = max(1, min(len(self._vad_probs), -(-min(end, cfg.window_samples) // FRAME)))
         vp = self._vad_probs.latest(n_frames) if len(self._vad_probs) else np.zeros(1, np.float32)
-        voice = float(vp.max())
         level = float(10 * np.log10(np.mean(w.astype(np.float64) ** 2) + 1e-10))
-        timings["vad"] = self._vad_s * 1e3  # VAD runs as audio arrives: its cost since the last window
+        vad_ms = self._vad_s * 1e3  # VAD runs as audio arrives: its cost since the last window
         self._vad_s = 0.0
-        t1 = time.perf_counter()
+        hop = self._hops
+        self._hops += 1
+        return PendingWindow(end=end, hop=hop, audio=w, voice=float(vp.max()), level_db=level, vad_ms=vad_ms,
+                             partial=partial)
+
+    @property
+    def scream_index(self) -> int:
+        """Column of P(scream) in the scream bundle's probabilities."""
+        return self._scream_idx
+
+    def score_scream(self, window: PendingWindow) -> float:
+        """P(scream) of one window (a batched caller runs ``scream_bundle`` on many at once instead)."""
         sb = self.scream_bundle
-        scream = float(sb.predict_proba_features(sb.features(w)[None])[0, self._scream_idx])
-        t2 = time.perf_counter()
-        timings["scream"] = (t2 - t1) * 1e3
-        fresh = False
-        if self.emotion is not None and (self._hops % cfg.emotion_every == 0 or partial):
-            p = self.emotion.predict_proba(w)
-            self._last_emotion = {lab: round(float(v), 6) for lab, v in zip(self.emotion.labels, p)}
-            fresh = True
-            timings["emotion"] = (time.perf_counter() - t2) * 1e3
+        return float(sb.predict_proba_features(sb.features(window.audio)[None])[0, self._scream_idx])
+
+    def score_emotion(self, window: PendingWindow) -> np.ndarray:
+        """The emotion bundle's probabilities for one window (``emotion`` must be set)."""
+        if self.emotion is None:
+            raise ConfigError("score_emotion: this predictor has no emotion model (emotion_model=False or emotion_every=0)")
+        return np.asarray(self.emotion.predict_proba(window.audio), dtype=np.float64)
+
+    def emotion_due(self, window: PendingWindow) -> bool:
+        """Whether the emotion model should run on ``window``: every ``emotion_every``-th hop since it
+        last ran (a window whose emotion was left out is followed by a due one), and on a partial window."""
+        if self.emotion is None:
+            return False
+        last = self._last_emotion_hop
+        return window.partial or last is None or window.hop - last >= self.config.emotion_every
+
+    def asr_due(self, window: PendingWindow, scream: float) -> bool:
+        """Whether :meth:`complete` would run the keyword spotter on ``window`` (given the windows before it)."""
+        cfg = self.config
+        if cfg.asr == "off" or self._spotter_arg is False or window.end - self._last_asr_end < cfg.window_samples:
+            return False
+        distress = sum(self._last_emotion.get(lab, 0.0) for lab in cfg.distress_labels)
+        return (cfg.asr == "always" or scream >= cfg.asr_scream_trigger
+                or (cfg.asr_distress_trigger is not None and distress >= cfg.asr_distress_trigger)
+                or (cfg.asr_level_db is not None and window.level_db >= cfg.asr_level_db
+                    and window.voice >= cfg.asr_voice_trigger))
+
+    def _score(self, window: PendingWindow) -> WindowResult:
+        t0 = time.perf_counter()
+        scream = self.score_scream(window)
+        t1 = time.perf_counter()
+        timings = {"scream": (t1 - t0) * 1e3}
+        probs = None
+        if self.emotion_due(window):
+            probs = self.score_emotion(window)
+            timings["emotion"] = (time.perf_counter() - t1) * 1e3
+        return self.complete(window, scream, probs, timings_ms=timings)
+
+    def complete(self, window: PendingWindow, scream: float, emotion: np.ndarray | None = None, *,
+                 asr: bool = True, timings_ms: dict[str, float] | None = None) -> WindowResult:
+        """Finish ``window`` (windows must come back in the order :meth:`advance` returned them).
+
+        ``scream`` is P(scream); ``emotion`` the emotion bundle's probabilities for this window, or
+        ``None`` to repeat the last ones (``emotion_deferred`` is set when the window was due).
+        ``asr=False`` skips a keyword spotter that would run (``asr_skipped`` is set; the next
+        window may try again). ``timings_ms`` are the caller's model timings, reported as they are.
+        """
+        cfg = self.config
+        timings: dict[str, float] = {"vad": window.vad_ms, **(timings_ms or {})}
+        t0 = time.perf_counter()
+        fresh = emotion is not None and self.emotion is not None
+        deferred = False
+        if fresh:
+            assert emotion is not None and self.emotion is not None
+            self._last_emotion = {lab: round(float(v), 6) for lab, v in zip(self.emotion.labels, emotion)}
+            self._last_emotion_hop, self._last_emotion_end = window.hop, window.end
+        elif self.emotion_due(window):
+            deferred = True
         keywords: list[str] = []
         transcript: str | None = None
-        spotter = self.keyword_spotter if cfg.asr != "off" else None
-        if spotter is not None and end - self._last_asr_end >= cfg.window_samples:
-            distress = sum(self._last_emotion.get(lab, 0.0) for lab in cfg.distress_labels)
-            trigger = (cfg.asr == "always" or scream >= cfg.asr_scream_trigger
-                       or (cfg.asr_distress_trigger is not None and distress >= cfg.asr_distress_trigger)
-                       or (cfg.asr_level_db is not None and level >= cfg.asr_level_db
-                           and voice >= cfg.asr_voice_trigger))
-            if trigger:
+        skipped = False
+        if self.asr_due(window, scream):
+            spotter = self.keyword_spotter
+            if spotter is not None and asr:
                 t3 = time.perf_counter()
-                keywords, transcript = spotter.spot(w)
-                self._last_asr_end = end
+                keywords, transcript = spotter.spot(window.audio)
+                self._last_asr_end = window.end
                 timings["asr"] = (time.perf_counter() - t3) * 1e3
-        timings["window_total"] = (time.perf_counter() - t0) * 1e3 + timings["vad"]
-        self._hops += 1
+            elif spotter is not None:
+                skipped = True
+        own = (time.perf_counter() - t0) * 1e3 - timings.get("asr", 0.0)  # ASR is counted in its own entry
+        timings["window_total"] = own + sum(timings.values())
+        age = None if self._last_emotion_hop is None else (window.end - self._last_emotion_end) / SAMPLE_RATE
         return WindowResult(
-            t_start=round((end - cfg.window_samples) / SAMPLE_RATE, 6),
-            t_end=round(end / SAMPLE_RATE, 6),
+            t_start=round((window.end - cfg.window_samples) / SAMPLE_RATE, 6),
+            t_end=round(window.end / SAMPLE_RATE, 6),
             probabilities=dict(self._last_emotion),
-            voice=round(voice, 6),
-            scream=round(scream, 6),
+            voice=round(window.voice, 6),
+            scream=round(float(scream), 6),
             keywords=keywords,
             voice_model=self.vad.name,
-            level_db=round(level, 2),
+            level_db=round(window.level_db, 2),
             emotion_fresh=fresh,
             transcript=transcript,
-            partial=partial,
+            partial=window.partial,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
+            emotion_age_s=None if age is None else round(age, 3),
+            emotion_deferred=deferred,
+            asr_skipped=skipped,
         )

@@ -12,6 +12,7 @@ Both take 16 kHz audio in arbitrary pieces and return one probability per comple
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,28 +63,48 @@ class _Framer:
         self._pending = np.zeros(0, np.float32)
 
 
+_sessions: dict[str, Any] = {}
+_sessions_lock = threading.Lock()
+
+
+def _silero_session(p: Path) -> Any:
+    """One onnxruntime session per model file and process, shared by every :class:`SileroVAD`.
+
+    The recurrent state is an input and an output of each run, so the session itself is stateless
+    (and ``run`` is thread-safe); a session per stream cost ~2 MB each.
+    """
+    key = str(p.resolve())
+    with _sessions_lock:
+        sess = _sessions.get(key)
+        if sess is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            try:
+                sess = ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
+            except Exception as e:
+                raise ModelError(f"silero model={p} cannot be loaded: {e}") from e
+            _sessions[key] = sess
+        return sess
+
+
 class SileroVAD:
     """Silero VAD v5/v6 through onnxruntime, streaming (state carried between calls).
 
     The ``*_sequence.onnx`` model scores a block of frames in one call (one ``session.run`` per
-    :meth:`__call__`); the classic model is run frame by frame.
+    :meth:`__call__`); the classic model is run frame by frame. The onnxruntime session is shared
+    by all instances (the state lives in the instance).
     """
 
     name = "silero"
 
     def __init__(self, path: str | Path | None = None) -> None:
-        import onnxruntime as ort
-
         p = Path(path) if path is not None else silero_onnx_path()
         if p is None:
             raise DependencyError("silero-vad is not installed; install it with: pip install --no-deps silero-vad")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        try:
-            self._sess: Any = ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise ModelError(f"silero model={p} cannot be loaded: {e}") from e
+        self._sess: Any = _silero_session(p)
         inputs = {i.name for i in self._sess.get_inputs()}
         self._sequence = {"input", "h", "c"} <= inputs
         if not self._sequence and not {"input", "state", "sr"} <= inputs:
