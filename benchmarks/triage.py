@@ -186,6 +186,10 @@ def report_lines(r: dict[str, Any] | None) -> list[str]:
     out.append("|---|---|---|")
     out.append(f"| triage speed incl. transcript | **{r['x_real_time']:.1f}x real time** ({r['wall_s']:.0f} s for "
                f"{r['audio_min']:.0f} min; 1 h would take {3600 / r['x_real_time']:.0f} s) | >= 60x (1 h in 60 s) |")
+    nt = r.get("no_transcript")
+    if nt:
+        out.append(f"| triage speed without the transcript (`--no-transcript`: voice, scream, signals) | "
+                   f"{nt['x_real_time']:.1f}x real time ({nt['wall_s']:.0f} s) | – |")
     for name, label in (("full", "priority (words + voice + signals)"), ("words_only", "words only (lexicon)"),
                         ("voice_only", "voice only (caller distress)")):
         m = r["ordering"][name]
@@ -224,6 +228,10 @@ def main() -> None:
     spec = AnalyzerSpec(scream_model=str(holdout))
     reports = {f.stem: rep for f, rep, err in triage_files(files, spec, jobs=args.jobs) if rep}
     wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for _ in triage_files(files, AnalyzerSpec(scream_model=str(holdout), asr_model=None), jobs=args.jobs):
+        pass
+    wall_voice = time.perf_counter() - t1
     pr = {n: r["priority"] for n, r in reports.items()}
     cfg = PriorityConfig()
     kinds: dict[str, dict[str, Any]] = {}
@@ -240,6 +248,7 @@ def main() -> None:
                   "see benchmarks/triage.py",
         "calls": len(reports), "audio_min": round(audio_s / 60, 1), "jobs": args.jobs,
         "wall_s": round(wall, 1), "x_real_time": round(audio_s / wall, 1),
+        "no_transcript": {"wall_s": round(wall_voice, 1), "x_real_time": round(audio_s / wall_voice, 1)},
         "load_average_start": round(load0, 2),
         "ordering": {
             "full": ranking_metrics(pr, truth),

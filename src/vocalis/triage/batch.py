@@ -52,7 +52,11 @@ def find_calls(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             raise DataError(f"calls={p} does not exist")
     seen: set[Path] = set()
-    uniq = [f for f in out if not (f.resolve() in seen or seen.add(f.resolve()))]  # type: ignore[func-returns-value]
+    uniq: list[Path] = []
+    for f in out:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            uniq.append(f)
     if not uniq:
         raise DataError(f"calls={[str(i) for i in inputs]} hold no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     return uniq
