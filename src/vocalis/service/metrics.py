@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +36,19 @@ class Metrics:
             ["channel", "outcome"], registry=self.registry,
         )
 
+        self.stream_latency = Histogram(
+            "vocalis_stream_window_latency_seconds",
+            "Live stream: arrival of a window's audio -> its result on the event loop (server side).",
+            registry=self.registry, buckets=(0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self._engine_watched = False
+
+    def watch_stream_engine(self, engine: Callable[[], Any]) -> None:
+        """Gauges and counters of the live-stream engine (``engine()`` returns it or ``None``), once per app."""
+        if not self._engine_watched:
+            self._engine_watched = True
+            self.registry.register(_EngineCollector(engine))
+
     def add_db_gauges(self, counts: Callable[[], dict[str, dict[str, int]]]) -> None:
         """Gauges read from the database at scrape time (e.g. deliveries by status)."""
         self.registry.register(_DbCollector(counts))
@@ -56,6 +70,37 @@ class _DbCollector(Collector):
             for status, n in sorted(by_status.items()):
                 g.add_metric([status], n)
             out.append(g)
+        return out
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class _EngineCollector(Collector):
+    """``vocalis_stream_engine_*``: the stream engine's counters (windows, batches, emotion, drops) at scrape time."""
+
+    GAUGES = ("sessions", "queued_samples", "max_queued_samples", "emotion_rate", "scream_batch_mean",
+              "scream_batch_max")
+    COUNTERS = ("windows", "cycles", "scream_batches", "emotion_runs", "emotion_deferred", "emotion_forced",
+                "emotion_late", "asr_runs", "asr_skipped", "dropped_samples")
+
+    def __init__(self, engine: Callable[[], Any]) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        e = self.engine()
+        if e is None:
+            return []
+        st = e.stats()
+        out: list[Metric] = []
+        for k in self.GAUGES:
+            g = GaugeMetricFamily(f"vocalis_stream_engine_{k}", f"Stream engine: {k.replace('_', ' ')}.")
+            g.add_metric([], float(st.get(k) or 0))
+            out.append(g)
+        for k in self.COUNTERS:
+            c = CounterMetricFamily(f"vocalis_stream_engine_{k}", f"Stream engine: {k.replace('_', ' ')}.")
+            c.add_metric([], float(st.get(k) or 0))
+            out.append(c)
         return out
 
     def describe(self) -> Iterable[Metric]:

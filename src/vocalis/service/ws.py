@@ -9,8 +9,14 @@ Protocol (JSON text messages with a ``type`` field; audio as binary frames):
   session); control messages ``KeepAlive``, ``Finalize``, ``CloseStream``, ``Cancel``, ``Panic``,
   ``Location {lat, lon, accuracy}``;
 * server -> client: ``session.created``, ``prediction``, ``danger``, ``countdown``, ``alert``,
-  ``cancelled``, ``danger.ended``, ``alert.status``, ``finalized``, and ``error {code, message}``
+  ``cancelled``, ``danger.ended``, ``alert.status``, ``finalized``, ``warning {code, message}``
+  (``audio_dropped``: the server fell behind and skipped ``dropped_s`` seconds of the oldest
+  queued audio; the session goes on, stream times stay exact), and ``error {code, message}``
   before any error close.
+
+Under load the emotion model runs less often than ``emotion_every`` asks: a ``prediction`` then
+carries ``emotion_fresh: false``, ``emotion_deferred: true`` and ``emotion_age_s`` (how old its
+probabilities are); the danger path (voice, scream, risk) is computed for every window.
 
 >>> error_message("bad_rate", "sample_rate=5 must be between 8000 and 48000")["type"]
 'error'
@@ -76,8 +82,10 @@ class StreamSettings(BaseSettings):
     max_frame_bytes: int = Field(default=1024 * 1024, ge=1024, description="A larger frame closes (1009).")
     realtime_factor: float = Field(default=1.5, gt=0, description="Audio faster than this x real time closes (4029).")
     burst_s: float = Field(default=3.0, ge=0, description="Seconds of audio allowed ahead of the real-time budget.")
-    max_backlog_s: float = Field(default=20.0, gt=0,
-                                 description="Audio waiting for inference beyond this closes (1013).")
+    max_backlog_s: float = Field(
+        default=5.0, gt=0,
+        description="Audio waiting for analysis per session is bounded by this: when the server falls behind, "
+                    "the oldest audio is dropped and the client gets warning {code: 'audio_dropped'}.")
     send_queue: int = Field(default=64, ge=1, description="Outgoing messages buffered per session.")
     window_s: float = Field(default=2.0, description="Analysis window (StreamConfig.window_s).")
     hop_s: float = Field(default=0.5, description="Hop between windows (StreamConfig.hop_s).")
@@ -89,6 +97,18 @@ class StreamSettings(BaseSettings):
     history_every_s: float = Field(default=30.0, gt=0, description="Seconds of audio per stored prediction.")
     status_poll_s: float = Field(default=1.0, gt=0, description="How often alert delivery statuses are checked.")
     status_watch_s: float = Field(default=300.0, gt=0, description="How long delivery statuses are followed.")
+    engine_workers: int = Field(default=2, ge=1, le=64,
+                                description="Threads running the models for all sessions (the shared stream engine).")
+    engine_max_batch: int = Field(default=64, ge=1, description="Sessions one engine cycle takes at most.")
+    latency_target_s: float = Field(
+        default=0.15, gt=0,
+        description="Window latency the engine keeps: the emotion model runs less often when it is exceeded "
+                    "(prediction.emotion_deferred); the danger path (VAD, scream, policy) always runs.")
+    emotion_max_age_s: float = Field(default=20.0, gt=0,
+                                     description="A session's emotion is refreshed at least this often, whatever the load.")
+    asr_queue: int = Field(default=2, ge=0,
+                           description="Sessions waiting for keyword spotting at most; beyond, it is skipped "
+                                       "(prediction.asr_skipped).")
     shutdown_grace_s: float = Field(
         default=15.0, ge=0,
         description="On shutdown (SIGTERM), a running countdown may finish (Cancel still works) for this long; "

@@ -2,10 +2,13 @@
 
 Per session: one predictor (``StreamingPredictor`` by default; ``app.state.stream_predictor_factory``
 replaces it), one :class:`~vocalis.danger.policy.DangerPolicy`, one container decoder for
-webm/ogg. Inference runs in a worker thread, at most one call in flight per session; the policy
-and the alert life cycle run on the event loop under one lock, so ``Cancel`` and the countdown
-never race. Audio is processed in memory and never stored; averaged predictions go to the
-history when ``store_history`` is set.
+webm/ogg. Inference runs on the app's shared :class:`~vocalis.service.stream_engine.StreamEngine`
+(a few threads for all sessions: scream detector batched across sessions, the emotion model under
+a latency budget, keyword spotting on its own thread, a bounded audio queue per session that drops
+the oldest audio with a ``warning`` when the server falls behind); the policy and the alert life
+cycle run on the event loop under one lock, so ``Cancel`` and the countdown never race. Audio is
+processed in memory and never stored; averaged predictions go to the history when
+``store_history`` is set.
 
 Alert life cycle: the policy's first ``countdown`` creates an alert in status ``countdown`` (no
 deliveries); ``Cancel`` cancels it; ``alert`` confirms it, which writes the outbox rows the relay
@@ -42,6 +45,7 @@ from vocalis.danger.policy import DangerPolicy, Event, PolicyConfig
 from vocalis.errors import VocalisError
 from vocalis.labels import valence_arousal
 from vocalis.service import alerts as svc
+from vocalis.service import stream_engine as eng
 from vocalis.service import ws
 from vocalis.service.deps import CurrentUser, authenticate
 from vocalis.service.errors import ConflictError
@@ -105,9 +109,19 @@ def _blas_limit() -> Callable[[], contextlib.AbstractContextManager[Any]]:
 _limit = _blas_limit()
 
 
-def _locked(fn: Callable[..., Sequence[Any]], *args: Any) -> list[Any]:
-    with _limit():
-        return list(fn(*args))
+def _engine(app: Any) -> eng.StreamEngine:
+    """The app's stream engine, started on first use (stopped by :func:`close_streams`)."""
+    e: eng.StreamEngine | None = getattr(app.state, "stream_engine", None)
+    if e is None or not e.running:
+        c = _stream_settings(app)
+        e = eng.StreamEngine(eng.EngineConfig(
+            workers=c.engine_workers, max_batch=c.engine_max_batch, latency_target_s=c.latency_target_s,
+            emotion_max_age_s=c.emotion_max_age_s, asr_queue=c.asr_queue), thread_limit=_limit).start()
+        app.state.stream_engine = e
+        metrics = getattr(app.state, "metrics", None)
+        if metrics is not None:
+            metrics.watch_stream_engine(lambda: getattr(app.state, "stream_engine", None))
+    return e
 
 
 @dataclass
@@ -179,9 +193,13 @@ class StreamSession:
         self.out = ws.SendQueue(settings.send_queue)
         self.guard = ws.RealTimeGuard(settings.realtime_factor, settings.burst_s)
         self.lock = asyncio.Lock()  # policy + alert life cycle
-        self._work: deque[np.ndarray | tuple[str, asyncio.Future[None]]] = deque()
-        self._work_ready = asyncio.Event()
-        self.backlog_samples = 0  # at the pushed rate
+        self._results: deque[eng.Output] = deque()
+        self._results_ready = asyncio.Event()
+        self._commands: set[asyncio.Future[None]] = set()
+        self.engine_session: eng.EngineSession | None = None
+        self.dropped_s = 0.0
+        self._warned_mono = 0.0
+        self._warn_pending_s = 0.0
         self.push_rate = sample_rate if encoding == "pcm16" else SAMPLE_RATE
         self.audio_offset = 0.0  # seconds of audio before the last predictor flush
         self.audio_in_predictor = 0  # samples pushed since the last flush
@@ -222,8 +240,10 @@ class StreamSession:
                 self.predictor = await anyio.to_thread.run_sync(default_predictor, self.app, cfg)
         except VocalisError as e:
             raise _Closing(ws.CLOSE_TRY_AGAIN, "model_unavailable", str(e)) from e
+        loop = asyncio.get_running_loop()
+        self.engine_session = _engine(self.app).open(
+            self.predictor, self.push_rate, self._deliver, loop, round(c.max_backlog_s * self.push_rate))
         if self.encoding in ("webm", "ogg"):
-            loop = asyncio.get_running_loop()
             self.decoder = ws.ContainerDecoder(
                 self.encoding,
                 on_audio=lambda x: loop.call_soon_threadsafe(self._decoded, x),
@@ -254,20 +274,24 @@ class StreamSession:
                        f"audio arrives faster than {self.cfg.realtime_factor:g}x real time "
                        f"(after a {self.cfg.burst_s:g} s burst); send it as it is recorded")
             return
-        self.backlog_samples += x.size
-        if self.backlog_samples > self.cfg.max_backlog_s * self.push_rate:
-            self._fail(ws.CLOSE_TRY_AGAIN, "overloaded",
-                       f"more than {self.cfg.max_backlog_s:g} s of audio wait for analysis; try again later")
-            return
-        self._work.append(x)
-        self._work_ready.set()
+        assert self.engine_session is not None
+        self.engine_session.submit(x)  # drops the oldest queued audio if the server is far behind (a Gap)
+
+    def _deliver(self, outputs: list[eng.Output]) -> None:
+        """The engine's results for this session, in order (called on the event loop)."""
+        self._results.extend(outputs)
+        self._results_ready.set()
 
     async def _command(self, name: str) -> None:
-        """Queue ``name`` behind the audio already received and wait until the worker did it."""
+        """Queue ``name`` (``finalize``) behind the audio already received and wait until it is done."""
+        assert self.engine_session is not None
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._work.append((name, fut))
-        self._work_ready.set()
-        await fut
+        self._commands.add(fut)
+        try:
+            self.engine_session.flush(fut)
+            await fut
+        finally:
+            self._commands.discard(fut)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -283,41 +307,55 @@ class StreamSession:
                 return
 
     async def worker(self) -> None:
-        assert self.predictor is not None
+        """Consumes the engine's outputs for this session, in order."""
         while True:
-            while not self._work:
-                self._work_ready.clear()
-                await self._work_ready.wait()
-            item = self._work.popleft()
-            if isinstance(item, tuple):
-                name, fut = item
+            while not self._results:
+                self._results_ready.clear()
+                await self._results_ready.wait()
+            out = self._results.popleft()
+            if isinstance(out, eng.Windows):
+                await self._windows(out.windows, out.arrival)
+                self.audio_in_predictor += out.pushed
+            elif isinstance(out, eng.Gap):
+                self._gap(out.samples)
+            elif isinstance(out, eng.Flushed):
                 try:
-                    if name == "finalize":
-                        await self._flush()
+                    await self._flushed(out.windows)
+                except Exception as e:
+                    if not out.token.done():
+                        out.token.set_exception(e)
+                else:
+                    if not out.token.done():
+                        out.token.set_result(None)
+            elif isinstance(out, eng.Failed):
+                err = out.error
+                if isinstance(err, VocalisError):
+                    self._fail(ws.CLOSE_BAD_PARAMS, "invalid_audio", str(err))
+                else:
+                    log.error("stream session %s: inference failed: %r", self.id, err)
+                    self._fail(ws.CLOSE_INTERNAL, "internal_error", "analysis failed; reconnect")
+                for fut in list(self._commands):
                     if not fut.done():
                         fut.set_result(None)
-                except Exception as e:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            parts = [item]
-            while self._work and isinstance(self._work[0], np.ndarray):
-                nxt = self._work.popleft()
-                assert isinstance(nxt, np.ndarray)
-                parts.append(nxt)
-            x = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            self.backlog_samples -= x.size
-            try:
-                windows = await anyio.to_thread.run_sync(_locked, self.predictor.push, x, self.push_rate)
-            except VocalisError as e:
-                self._fail(ws.CLOSE_BAD_PARAMS, "invalid_audio", str(e))
                 return
-            self.audio_in_predictor += x.size
-            await self._windows(windows)
 
-    async def _flush(self) -> None:
-        assert self.predictor is not None
-        windows = await anyio.to_thread.run_sync(_locked, self.predictor.flush)
+    def _gap(self, samples: int) -> None:
+        """The engine dropped ``samples`` of the oldest queued audio (overload): keep stream times, tell the client."""
+        seconds = samples / self.push_rate
+        self.audio_offset += seconds
+        self.dropped_s += seconds
+        self._warn_pending_s += seconds
+        now = time.monotonic()
+        if now - self._warned_mono >= 1.0:  # at most one warning a second; it carries what was dropped since
+            self._warned_mono = now
+            self.send({"type": "warning", "code": "audio_dropped",
+                       "message": f"the server is overloaded: {self._warn_pending_s:.2f} s of audio were not "
+                                  "analysed (the oldest queued); analysis goes on with the newest",
+                       "dropped_s": round(self._warn_pending_s, 3), "dropped_total_s": round(self.dropped_s, 3),
+                       "t": round(self.audio_offset + self.audio_in_predictor / self.push_rate, 3)})
+            self._warn_pending_s = 0.0
+
+    async def _flushed(self, windows: Sequence[Any]) -> None:
         await self._windows(windows)
         self.audio_offset += self.audio_in_predictor / self.push_rate
         self.audio_in_predictor = 0
@@ -340,8 +378,14 @@ class StreamSession:
 
     # -- windows and events ---------------------------------------------------------------------
 
-    async def _windows(self, windows: Sequence[Any]) -> None:
+    async def _windows(self, windows: Sequence[Any], arrival: float | None = None) -> None:
         assert self.policy is not None
+        if windows and arrival is not None:
+            latency = time.monotonic() - arrival
+            _engine_of(self.app).observe(latency)
+            metrics = getattr(self.app.state, "metrics", None)
+            if metrics is not None:
+                metrics.stream_latency.observe(latency)
         for w in windows:
             t_start = round(float(w.t_start) + self.audio_offset, 3)
             t_end = round(float(w.t_end) + self.audio_offset, 3)
@@ -362,6 +406,13 @@ class StreamSession:
                 if probs:
                     v, a = valence_arousal(probs)
                     msg["valence"], msg["arousal"] = round(v, 4), round(a, 4)
+                fresh = getattr(w, "emotion_fresh", None)
+                if fresh is not None:
+                    age = getattr(w, "emotion_age_s", None)
+                    msg["emotion_fresh"] = bool(fresh)
+                    msg["emotion_age_s"] = None if age is None else round(float(age), 3)
+                    msg["emotion_deferred"] = bool(getattr(w, "emotion_deferred", False))
+                    msg["asr_skipped"] = bool(getattr(w, "asr_skipped", False))
                 self.send(msg)
                 await self._events(events)
             if self.cfg.store_history:
@@ -646,6 +697,8 @@ class StreamSession:
 
     async def shutdown(self) -> None:
         """Stop the tasks, end the decoder, store the last history record."""
+        if self.engine_session is not None:
+            self.engine_session.close()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -654,6 +707,11 @@ class StreamSession:
         if self.decoder is not None and not self.decoder.done:
             await anyio.to_thread.run_sync(self.decoder.close, 2.0)
         await self._store_history(final=True)
+
+
+def _engine_of(app: Any) -> eng.StreamEngine:
+    e: eng.StreamEngine = app.state.stream_engine
+    return e
 
 
 def _stream_settings(app: Any) -> ws.StreamSettings:
@@ -690,6 +748,9 @@ async def close_streams(app: Any, grace_s: float | None = None) -> int:
     end = time.monotonic() + 5.0
     while _active(app) and time.monotonic() < end:
         await asyncio.sleep(0.05)
+    engine: eng.StreamEngine | None = getattr(app.state, "stream_engine", None)
+    if engine is not None:
+        await anyio.to_thread.run_sync(engine.stop)
     return len(sessions)
 
 

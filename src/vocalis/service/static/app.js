@@ -339,6 +339,7 @@ function onMessage(m) {
       hideCountdown(); showAlert(m.alert_id); maybeEvidence(m.alert_id); break;
     case 'alert.status': renderDeliveries(m); break;
     case 'error': toast(`Server: ${m.message}`); break;
+    case 'warning': toast(`Server: ${m.message}`); break;
     default: break;
   }
 }
