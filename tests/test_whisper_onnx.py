@@ -193,3 +193,60 @@ def test_invalid_config(kwargs: dict[str, object]) -> None:
 def test_layer_out_of_range() -> None:
     with pytest.raises(ConfigError, match="outside"):
         WhisperLayers(layers=(9,))(harmonic(200, 0.3))
+
+
+# --- voiced-frame pooling -----------------------------------------------------------------------
+
+
+def test_default_config_has_no_frames_keys() -> None:
+    """Configs written before ``frames`` existed (bundle manifests, cache keys) must not change."""
+    cfg = WhisperLayers(quantized=True).get_config()
+    assert not {"frames", "voiced_db", "floor_db"} & set(cfg)
+    assert from_config(cfg) == WhisperLayers(quantized=True)
+
+
+def test_voiced_config_round_trip() -> None:
+    ex = WhisperLayers(quantized=True, frames="voiced", voiced_db=30, floor_db=3)
+    cfg = ex.get_config()
+    assert cfg["frames"] == "voiced" and cfg["voiced_db"] == 30.0 and cfg["floor_db"] == 3.0
+    assert from_config(cfg) == ex
+
+
+def test_voiced_steps_leave_out_silence_around_speech() -> None:
+    sr = 16_000
+    voice = harmonic(200, 1.0, vibrato=0.05)
+    x = np.concatenate([np.zeros(sr // 2, np.float32), voice, noise(0.5, amp=1e-4)]).astype(np.float32)
+    ex = WhisperLayers(frames="voiced")
+    mask = ex.voiced_steps(x, len(x) // 320)
+    steps = len(x) // 320
+    assert mask.shape == (steps,)
+    assert not mask[: sr // 2 // 320 - 1].any() and not mask[-(sr // 2 // 320) + 1 :].any()
+    assert mask[sr // 2 // 320 + 1 : (sr // 2 + len(voice)) // 320 - 1].all()
+    hidden = ex.hidden_states(x)
+    v = ex(x)
+    assert np.allclose(v, ex.pool(hidden, ex.voiced_steps(x, hidden.shape[1])), atol=1e-5)
+    assert not np.allclose(v, WhisperLayers()(x), atol=1e-3)
+
+
+@pytest.mark.parametrize("snr_db", [20, 10])
+def test_voiced_steps_follow_the_noise_floor(snr_db: float) -> None:
+    """Noise lifts the floor: the silences stay out of the pool (a rule relative to the peak alone keeps them)."""
+    rng = np.random.default_rng(0)
+    voice = harmonic(200, 1.0, vibrato=0.05)
+    x = np.concatenate([np.zeros(8000, np.float32), voice, np.zeros(8000, np.float32)])
+    x = x + rng.normal(0, np.sqrt(np.mean(x**2) / 10 ** (snr_db / 10)), len(x)).astype(np.float32)
+    mask = WhisperLayers(frames="voiced").voiced_steps(x, len(x) // 320)
+    silent = np.r_[0:8000 // 320 - 1, (8000 + len(voice)) // 320 + 1:len(x) // 320]
+    assert not mask[silent].any() and mask[8000 // 320 + 1:(8000 + len(voice)) // 320 - 1].mean() > 0.9
+
+
+def test_voiced_pooling_is_defined_on_silence() -> None:
+    v = WhisperLayers(frames="voiced")(np.zeros(16_000, np.float32))
+    assert v.shape == (5 * 768,) and np.isfinite(v).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"frames": "speech"}, {"voiced_db": -1}, {"voiced_db": "35"},
+                                    {"voiced_db": True}, {"floor_db": -3}, {"floor_db": 1e9}])
+def test_invalid_voiced_config(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        WhisperLayers(**kwargs)  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ from vocalis.features.logmel import LogMel
 
 POOLINGS = ("mean", "mean_std")
 COMBINES = ("concat", "mean")
+FRAMES = ("all", "voiced")
+_STEP = 320  # samples of 16 kHz audio per encoder output step (20 ms: hop 160, then stride 2)
 GRAPH_VERSION = 1  # bump when the exported graph changes (invalidates cached files)
 _MAX_FRAMES = 3000  # Whisper's 30 s context
 _MIN_FRAMES = 20  # 0.2 s; shorter clips are padded with the clip's floor (silence)
@@ -371,6 +373,16 @@ class WhisperLayers:
     ``-1`` = the last layer after the final layer norm); empty means all. ``pooling="mean_std"``
     gives ``2 * d_model`` values per layer (768 for tiny). ``combine="concat"`` concatenates the
     per-layer vectors; ``"mean"`` averages them (one ``2 * d_model`` vector).
+
+    ``frames`` chooses the time steps that are pooled: ``"all"``, or ``"voiced"``: only the steps
+    whose 20 ms of audio (the samples ``[320 j, 320 (j + 1))`` at 16 kHz for step ``j``) are
+    louder than both ``voiced_db`` dB below the clip's loudest step and ``floor_db`` dB above its
+    noise floor (the 10th percentile of the steps' power). The encoder still sees the whole clip;
+    the silences before, between and after words are just left out of the mean and std (in acted
+    corpora about half of every clip is silence, which dilutes the mean and inflates the std).
+    The noise-floor bound matters on noisy audio: at 20 dB SNR the noise alone lies within 35 dB
+    of the loudest step, and a peak-relative rule alone would keep every step. The loudest step
+    is always kept, so the vector is defined for any clip, even silence.
     """
 
     kind: ClassVar[str] = "whisper_layers"
@@ -382,6 +394,9 @@ class WhisperLayers:
     combine: str = "concat"
     quantized: bool = False
     threads: int = 1
+    frames: str = "all"
+    voiced_db: float = 35.0
+    floor_db: float = 6.0
 
     def __post_init__(self) -> None:
         try:
@@ -399,9 +414,20 @@ class WhisperLayers:
             raise ConfigError(f"whisper_layers quantized={self.quantized!r} must be true or false")
         if self.threads < 1:
             raise ConfigError(f"whisper_layers threads={self.threads} must be at least 1")
+        if self.frames not in FRAMES:
+            raise ConfigError(f"whisper_layers frames={self.frames!r} must be one of {FRAMES}")
+        for name in ("voiced_db", "floor_db"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 200:
+                raise ConfigError(f"whisper_layers {name}={v!r} must be a number in [0, 200]")
+            object.__setattr__(self, name, float(v))
 
     def get_config(self) -> dict[str, Any]:
-        return dataclass_config(self)
+        cfg = dataclass_config(self)
+        if (self.frames, self.voiced_db, self.floor_db) == ("all", 35.0, 6.0):
+            # configs written before ``frames`` existed stay byte-identical (bundle manifests, cache keys)
+            del cfg["frames"], cfg["voiced_db"], cfg["floor_db"]
+        return cfg
 
     def _session(self) -> Any:
         key = (self.model, self.quantized, os.environ.get("VOCALIS_CACHE_DIR", ""))
@@ -431,6 +457,9 @@ class WhisperLayers:
         sess = self._session()
         n_mels = int(sess.get_inputs()[0].shape[1])
         x = resample(audio, sample_rate, SAMPLE_RATE)
+        return self._hidden_16k(sess, n_mels, x)
+
+    def _hidden_16k(self, sess: Any, n_mels: int, x: np.ndarray) -> np.ndarray:
         mel = LogMel(n_mels=n_mels, scale="whisper")(x)
         outs = []
         for start in range(0, mel.shape[1], _MAX_FRAMES):
@@ -442,12 +471,39 @@ class WhisperLayers:
             outs.append(sess.run(["hidden"], feed)[0])
         return np.concatenate(outs, axis=1)
 
-    def pool(self, hidden: np.ndarray) -> np.ndarray:
-        """Pool ``[L + 1, T, d]`` hidden states into this extractor's vector."""
+    def voiced_steps(self, audio_16k: np.ndarray, n_steps: int) -> np.ndarray:
+        """Boolean mask of the ``n_steps`` encoder steps that count as voiced (see the class docstring).
+
+        >>> x = np.zeros(3200, np.float32); x[640:1280] = 0.5; x[1280:1600] = 0.001
+        >>> WhisperLayers(frames="voiced").voiced_steps(x, 10).nonzero()[0].tolist()
+        [2, 3]
+        >>> noisy = x + np.random.default_rng(0).normal(0, 0.03, 3200).astype(np.float32)  # ~20 dB SNR
+        >>> WhisperLayers(frames="voiced").voiced_steps(noisy, 10).nonzero()[0].tolist()
+        [2, 3]
+        """
+        x = np.asarray(audio_16k, dtype=np.float64)
+        n = min(n_steps, -(-len(x) // _STEP))
+        padded = np.zeros(n * _STEP)
+        padded[: min(len(x), n * _STEP)] = x[: n * _STEP]
+        power = np.zeros(n_steps)
+        power[:n] = np.mean(padded.reshape(n, _STEP) ** 2, axis=1)
+        db = 10 * np.log10(power + 1e-12)
+        threshold = max(db.max() - self.voiced_db, float(np.percentile(db, 10)) + self.floor_db)
+        return np.asarray(db >= min(threshold, db.max()))
+
+    def pool(self, hidden: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Pool ``[L + 1, T, d]`` hidden states (the steps in ``mask`` only, if given) into this extractor's vector."""
         h = hidden[self.layer_indices(hidden.shape[0])].astype(np.float64)
+        if mask is not None:
+            h = h[:, np.asarray(mask, bool)]
         per_layer = h.mean(axis=1) if self.pooling == "mean" else np.concatenate([h.mean(axis=1), h.std(axis=1)], -1)
         vec = per_layer.reshape(-1) if self.combine == "concat" else per_layer.mean(axis=0)
         return vec.astype(np.float32)
 
     def __call__(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        return self.pool(self.hidden_states(audio, sample_rate))
+        if self.frames == "all":
+            return self.pool(self.hidden_states(audio, sample_rate))
+        x = resample(audio, sample_rate, SAMPLE_RATE)
+        sess = self._session()
+        hidden = self._hidden_16k(sess, int(sess.get_inputs()[0].shape[1]), x)
+        return self.pool(hidden, self.voiced_steps(x, hidden.shape[1]))

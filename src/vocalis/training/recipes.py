@@ -106,6 +106,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("whisper-layers-logreg", _WL, "logreg", {"C": 0.01},
                description="Whisper tiny.en encoder, all 5 hidden states (mean+std each, int8 ONNX Runtime), "
                            "logistic regression"),
+        Recipe("whisper-voiced-logreg", {**_WL, "frames": "voiced", "voiced_db": 35.0, "floor_db": 6.0}, "logreg",
+               {"C": 0.01},
+               description="Whisper tiny.en encoder, all 5 hidden states (int8 ONNX Runtime), mean+std over the "
+                           "voiced steps only (within 35 dB of the loudest, 6 dB above the noise floor), "
+                           "logistic regression"),
         Recipe("whisper-logreg", _W, "logreg", {"C": 0.05},
                description="Whisper tiny.en encoder (mean+std pooled), logistic regression"),
         Recipe("fusion-logreg", {"type": "concat", "parts": [_W, {"type": "classic"}, {"type": "prosody"}]},
