@@ -79,10 +79,10 @@ class _DbCollector(Collector):
 class _EngineCollector(Collector):
     """``vocalis_stream_engine_*``: the stream engine's counters (windows, batches, emotion, drops) at scrape time."""
 
-    GAUGES = ("sessions", "queued_samples", "max_queued_samples", "emotion_rate", "scream_batch_mean",
-              "scream_batch_max")
+    GAUGES = ("sessions", "queued_samples", "queued_s_max", "emotion_rate", "emotion_ms", "scream_batch_mean",
+              "scream_batch_max", "loop_lag_s")
     COUNTERS = ("windows", "cycles", "scream_batches", "emotion_runs", "emotion_deferred", "emotion_forced",
-                "emotion_late", "asr_runs", "asr_skipped", "dropped_samples")
+                "emotion_late", "asr_runs", "asr_skipped", "asr_failed", "dropped_samples", "throttled")
 
     def __init__(self, engine: Callable[[], Any]) -> None:
         self.engine = engine

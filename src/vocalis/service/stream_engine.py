@@ -19,9 +19,10 @@ A worker's **cycle**:
    one regardless. A due window left out repeats the last probabilities and says
    ``emotion_deferred``; the next window is due again. The windows without an emotion run are
    posted before the emotion runs start, so they do not wait for them;
-5. keyword spotting (ASR, ~0.3-1 s a call) runs on its own thread with a queue of ``asr_queue``
-   sessions: the session's windows wait for it (the keywords belong to that window), the other
-   sessions do not; when the queue is full the window says ``asr_skipped``.
+5. keyword spotting (ASR, ~0.3-1 s of CPU a call) never holds a window: a window that needs it
+   goes out with ``asr_pending`` and its audio to a queue of ``asr_queue`` jobs, run by the
+   packaged spotter in a child process at low CPU priority; the keywords come with the session's
+   next window (``keywords_t_end`` says where they were heard). A full queue: ``asr_skipped``.
 
 Backpressure: a session's inbox holds at most ``max_queue_samples`` of audio. When it overflows
 (the server is behind), the **oldest** audio is dropped and a :class:`Gap` goes to the session in
@@ -37,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -56,11 +58,12 @@ log = logging.getLogger("vocalis.service.stream_engine")
 
 @dataclass
 class Windows:
-    """Window results of ``pushed`` samples of audio; ``arrival`` = when the oldest of it arrived (monotonic)."""
+    """Window results of ``pushed`` samples of audio; ``arrivals[i]`` = when the chunk that completed
+    ``windows[i]`` arrived (``time.monotonic()``), for latency."""
 
     windows: list[Any]
     pushed: int
-    arrival: float
+    arrivals: list[float]
 
 
 @dataclass
@@ -118,6 +121,8 @@ class EngineConfig:
     emotion_max_age_s: float = 20.0
     emotion_rate: float = 20.0
     asr_queue: int = 2
+    asr_process: bool = True
+    loop_lag_s: float = 0.1
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
@@ -210,11 +215,14 @@ class EngineSession:
         self.queued = 0  # samples in the inbox
         self.max_queued = 0
         self.dropped = 0  # samples dropped, in all
+        self.need = 1  # input samples that complete the next window (the predictor says; 1 = unknown)
+        self.markers = 0  # gaps and flushes in the inbox
         self.scheduled = False  # in the engine's ready queue
         self.busy = False  # claimed by a worker (or waiting for ASR)
         self.closed = False
         self.opened = time.monotonic()
         self.last_emotion = -math.inf  # monotonic time of the last emotion run
+        self.spotted: Any = None  # a keyword-spotting result waiting for the session's next window
 
     # called on the event loop -------------------------------------------------------------------
 
@@ -229,6 +237,7 @@ class EngineSession:
             self.queued += x.size
             dropped = self._shed() if self.queued > self.max_queue_samples else 0
             self.max_queued = max(self.max_queued, self.queued)
+            e._max_queued_s = max(e._max_queued_s, self.queued / self.rate)
             e._schedule(self)
         return dropped
 
@@ -239,6 +248,7 @@ class EngineSession:
             if self.closed:
                 return
             self.inbox.append(_Flush(token))
+            self.markers += 1
             e._schedule(self)
 
     def close(self) -> None:
@@ -252,25 +262,23 @@ class EngineSession:
     # under the engine lock --------------------------------------------------------------------
 
     def _shed(self) -> int:
-        """Drop the oldest audio (never the newest block) until the inbox fits; a gap marks the place."""
-        items = list(self.inbox)
-        last_audio = max(i for i, it in enumerate(items) if isinstance(it, _Audio))
-        out: list[_Audio | _Gap | _Flush] = []
-        dropped = 0
-        for i, it in enumerate(items):
-            if isinstance(it, _Audio) and i != last_audio and self.queued > self.max_queue_samples:
-                self.queued -= it.x.size
-                dropped += it.x.size
-                if out and isinstance(out[-1], _Gap):
-                    out[-1].samples += it.x.size
-                else:
-                    out.append(_Gap(it.x.size))
-                continue
-            if isinstance(it, _Gap) and out and isinstance(out[-1], _Gap):
-                out[-1].samples += it.samples
-                continue
-            out.append(it)
-        self.inbox = deque(out)
+        """Drop the oldest audio until the inbox fits (never the newest block, never past a flush);
+        one gap at the front marks the place. Costs O(blocks dropped)."""
+        dropped = gap = 0
+        while self.queued > self.max_queue_samples and len(self.inbox) > 1:
+            head = self.inbox[0]
+            if isinstance(head, _Flush):
+                break
+            self.inbox.popleft()
+            if isinstance(head, _Gap):
+                gap += head.samples
+                self.markers -= 1
+            else:
+                self.queued -= head.x.size
+                dropped += head.x.size
+        if dropped or gap:
+            self.inbox.appendleft(_Gap(gap + dropped))
+            self.markers += 1
         self.dropped += dropped
         self.engine._count("dropped_samples", dropped)
         return dropped
@@ -282,9 +290,11 @@ class EngineSession:
             g = self.inbox.popleft()
             assert isinstance(g, _Gap)
             gap += g.samples
+            self.markers -= 1
         if self.inbox and isinstance(self.inbox[0], _Flush) and not gap:
             f = self.inbox.popleft()
             assert isinstance(f, _Flush)
+            self.markers -= 1
             return 0, [], f
         audio: list[_Audio] = []
         while self.inbox and isinstance(self.inbox[0], _Audio):
@@ -296,6 +306,98 @@ class EngineSession:
 
 
 @dataclass
+class _AsrJob:
+    session: EngineSession
+    audio: np.ndarray
+    t_end: float  # seconds of predictor time
+    run: Callable[[np.ndarray], tuple[list[str], str]]
+
+
+class _AsrProcess:
+    """The packaged keyword spotter in a child process at low CPU priority (nice 10), started on first use.
+
+    ASR costs ~0.3-1 s of CPU a call (CTranslate2 runs it in threads of its own); in the server's
+    process it competed with the windows' latency for CPU and the GIL. In a niced child it takes
+    what CPU is left, and a late keyword only comes with a later window. One request at a time (the
+    engine's ASR thread); the child is a daemon: it is terminated with the server, whatever it is doing.
+    """
+
+    def __init__(self, nice: int = 10, timeout_s: float = 60.0) -> None:
+        self.nice, self.timeout_s = nice, timeout_s
+        self._proc: Any = None
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else int(self._proc.pid)
+
+    def warm(self) -> None:
+        with contextlib.suppress(Exception):
+            self.spot(np.zeros(16000, np.float32))
+
+    def spot(self, audio: np.ndarray) -> tuple[list[str], str]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the keyword-spotting process is closed")
+            if self._proc is None or not self._proc.is_alive():
+                import multiprocessing
+
+                ctx = multiprocessing.get_context("spawn")
+                self._conn, child = ctx.Pipe()
+                self._proc = ctx.Process(target=_asr_child_main, args=(child, self.nice), daemon=True,
+                                         name="vocalis-asr")
+                self._proc.start()
+                child.close()
+            self._conn.send(np.ascontiguousarray(audio, np.float32))
+            if not self._conn.poll(self.timeout_s):
+                self._kill()
+                raise TimeoutError(f"keyword spotting took more than {self.timeout_s:g} s")
+            ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"keyword spotting failed: {value}")
+        hits, text = value
+        return list(hits), str(text)
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.terminate()
+            proc.join(2.0)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._lock.acquire(timeout=0.1):  # not waiting for a spot in flight: the kill ends it
+            try:
+                self._kill()
+            finally:
+                self._lock.release()
+        else:
+            proc = self._proc
+            if proc is not None:
+                proc.terminate()
+
+
+def _asr_child_main(conn: Any, nice: int) -> None:  # pragma: no cover - runs in the child process
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(nice)
+    from vocalis.danger.keywords import AsrKeywordSpotter
+
+    spotter = AsrKeywordSpotter()
+    while True:
+        try:
+            audio = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            hits, text = spotter.spot(audio)
+            conn.send((True, (list(hits), str(text))))
+        except Exception as e:
+            conn.send((False, repr(e)))
+
+
+@dataclass(eq=False)  # identity: a cycle's works are dict keys
 class _Work:
     """One session's share of a cycle."""
 
@@ -307,31 +409,38 @@ class _Work:
     screams: list[float] = field(default_factory=list)
     scream_ms: float = 0.0
     pushed: int = 0
-    arrival: float = 0.0
+    arrivals: list[float] = field(default_factory=list)  # per pending window: its completing chunk's arrival
+
+    @property
+    def arrival(self) -> float:
+        """The oldest completing-chunk arrival of this work's windows (how late the cycle is for it)."""
+        return min(self.arrivals) if self.arrivals else math.inf
     outputs: list[Output] = field(default_factory=list)
-    held: bool = False  # waiting for the ASR thread
-    resume: tuple[int, np.ndarray | None, float | None] = (0, None, None)  # (window, emotion, emotion ms)
+    emotions: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # window -> (probs, ms)
     released: bool = False
 
 
 class StreamEngine:
     """The shared executor (see the module docstring). Thread-safe; start it with :meth:`start`."""
 
-    def __init__(self, config: EngineConfig | None = None, *, thread_limit: Callable[[], Any] | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, *, thread_setup: Callable[[], Any] | None = None) -> None:
         self.config = config or EngineConfig()
         self._cv = threading.Condition()
         self._ready: deque[EngineSession] = deque()
         self._sessions: set[EngineSession] = set()
         self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._limit = thread_limit or contextlib.nullcontext
+        self._setup = thread_setup  # called once in each worker thread (e.g. BLAS to one thread)
         self.budget = EmotionBudget(self.config.latency_target_s, self.config.emotion_rate)
-        self._asr_q: deque[_Work] = deque()
+        self._asr_q: deque[_AsrJob] = deque()
         self._asr_cv = threading.Condition()
+        self._asr_pool: _AsrProcess | None = _AsrProcess() if self.config.asr_process else None
         self._counts: Counter[str] = Counter()
         self.scream_batches: Counter[int] = Counter()
         self._stat_lock = threading.Lock()
         self._emotion_ms = 20.0  # running estimate of one emotion run
+        self._max_queued_s = 0.0  # the longest any session's inbox has been (seconds of audio)
+        self.loop_lag = 0.0  # how late the event loop's timers run (set by watch_loop)
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -349,6 +458,12 @@ class StreamEngine:
             self._threads.append(t)
         return self
 
+    def prewarm_asr(self) -> None:
+        """Start the keyword-spotting process and load its model now (in the background), not at the first
+        scream-like window; a no-op without ``asr_process``."""
+        if self._asr_pool is not None:
+            threading.Thread(target=self._asr_pool.warm, name="vocalis-asr-warm", daemon=True).start()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads (after their current cycle); sessions still open get nothing more."""
         with self._cv:
@@ -356,6 +471,8 @@ class StreamEngine:
             self._cv.notify_all()
         with self._asr_cv:
             self._asr_cv.notify_all()
+        if self._asr_pool is not None:
+            self._asr_pool.close()
         for t in self._threads:
             t.join(timeout)
         self._threads = []
@@ -372,6 +489,18 @@ class StreamEngine:
             self._sessions.add(s)
         return s
 
+    async def watch_loop(self, period_s: float = 0.1) -> None:
+        """Run on the event loop: measures how late its timers fire (``loop_lag``). When the loop is
+        behind (``loop_lag_s``), the workers pause between cycles, so under overload the loop keeps
+        reading the sockets (connections live, memory bounded) and the audio queues drop the oldest
+        audio instead."""
+        loop = asyncio.get_running_loop()
+        while self.running:
+            t = loop.time()
+            await asyncio.sleep(period_s)
+            late = max(0.0, loop.time() - t - period_s)
+            self.loop_lag = late if late > self.loop_lag else 0.7 * self.loop_lag + 0.3 * late
+
     def observe(self, latency_s: float) -> None:
         """A window's latency (arrival of its audio -> result on the loop), for the emotion budget."""
         self.budget.observe(latency_s)
@@ -387,8 +516,7 @@ class StreamEngine:
         return {
             "sessions": len(sessions),
             "queued_samples": sum(s.queued for s in sessions),
-            "max_queued_samples": max((s.max_queued for s in sessions), default=0),
-            "queue_limit_samples": max((s.max_queue_samples for s in sessions), default=0),
+            "queued_s_max": round(self._max_queued_s, 3),
             "scream_batches": n_b,
             "scream_batch_mean": round(sum(k * v for k, v in batches.items()) / n_b, 3) if n_b else 0.0,
             "scream_batch_max": max(batches, default=0),
@@ -396,6 +524,7 @@ class StreamEngine:
             "emotion_rate": round(self.budget.rate, 3),
             "emotion_ms": round(self._emotion_ms, 3),
             "latency_p95_s": self.budget.last_p95,
+            "loop_lag_s": round(self.loop_lag, 4),
             **counts,
         }
 
@@ -407,20 +536,34 @@ class StreamEngine:
     # -- scheduling (under the lock) -----------------------------------------------------------------
 
     def _schedule(self, s: EngineSession) -> None:
-        if not s.scheduled and not s.busy and not s.closed and s.inbox:
+        """Queue ``s`` for a worker once its audio completes a window (or a flush/gap waits): running the
+        VAD once per hop instead of once per 100 ms chunk is cheaper and no window comes out later."""
+        if s.scheduled or s.busy or s.closed or not s.inbox:
+            return
+        if s.markers or s.queued >= s.need:
             s.scheduled = True
             self._ready.append(s)
             self._cv.notify()
 
     def _release(self, w: _Work) -> None:
-        if w.released or w.held:
+        if w.released:
             return
         w.released = True
+        s = w.session
+        need = 1
+        with contextlib.suppress(Exception):
+            if s.split and hasattr(s.predictor, "samples_needed"):
+                need = max(1, math.ceil(s.predictor.samples_needed() * s.rate / 16000))
         with self._cv:
-            w.session.busy = False
-            self._schedule(w.session)
+            s.busy = False
+            s.need = need
+            self._schedule(s)
 
     def _claim(self) -> list[_Work] | None:
+        lag = self.loop_lag
+        if lag > self.config.loop_lag_s:  # the event loop is behind: give it the CPU (and the GIL) first
+            self._count("throttled", 1)
+            time.sleep(min(0.05, lag / 4))
         with self._cv:
             while not self._ready and not self._stopping:
                 self._cv.wait()
@@ -442,17 +585,21 @@ class StreamEngine:
     # -- the worker ------------------------------------------------------------------------------
 
     def _worker(self) -> None:
+        if self._setup is not None:
+            try:
+                self._setup()
+            except Exception:  # pragma: no cover - an optimisation only
+                log.exception("stream engine thread setup failed")
         while True:
             work = self._claim()
             if work is None:
                 return
             try:
-                with self._limit():
-                    self._cycle(work)
+                self._cycle(work)
             except Exception as e:  # a bug: fail the sessions of this cycle, keep the engine alive
                 log.exception("stream engine cycle failed")
                 for w in work:
-                    if not w.released and not w.held:
+                    if not w.released:
                         w.outputs.append(Failed(e))
                         self._post([w])
                         self._release(w)
@@ -470,63 +617,89 @@ class StreamEngine:
                     w.outputs.append(Flushed(list(s.predictor.flush()), w.flush.token))
                 elif w.audio:
                     x = w.audio[0].x if len(w.audio) == 1 else np.concatenate([a.x for a in w.audio])
-                    w.pushed, w.arrival = x.size, w.audio[0].arrival
+                    w.pushed = x.size
                     if s.split:
+                        seen = s.predictor.samples_seen
                         w.pending = list(s.predictor.advance(x, s.rate))
+                        w.arrivals = _arrivals(w.audio, [(p.end - seen) * s.rate / 16000 for p in w.pending])
                         split.append(w)
                         continue
                     ws = list(s.predictor.push(x, s.rate))
                     self._count("windows", len(ws))
-                    w.outputs.append(Windows(ws, w.pushed, w.arrival))
+                    w.outputs.append(Windows(ws, w.pushed, [w.audio[-1].arrival] * len(ws)))
             except Exception as e:
                 w.outputs.append(Failed(e))
             done.append(w)
         self._screams([w for w in split if w.pending])
-        # the emotion model: who is due, who gets it (stalest first; overdue ones regardless)
-        now = time.monotonic()
-        due = [w for w in split if w.pending and w.session.predictor.emotion_due(w.pending[-1])]
-        forced: list[_Work] = []
-        chosen: list[_Work] = []
-        if due:
-            max_age = self.config.emotion_max_age_s
-            forced = [w for w in due if now - max(w.session.last_emotion, w.session.opened) >= max_age]
-            rest = sorted((w for w in due if w not in forced), key=lambda w: w.session.last_emotion)
-            k = self.budget.grant(len(rest), now) if rest else 0
-            chosen = forced + rest[:k]
-            self._count("emotion_forced", len(forced))
-        chosen_ids = {id(w) for w in chosen}
+        chosen = self._plan_emotion(split)
         for w in split:
-            if id(w) not in chosen_ids:
-                self._finish(w, None, None)
+            if w not in chosen:
+                self._finish(w)
                 done.append(w)
         self._post(done)  # these do not wait for the emotion runs
         for w in done:
             self._release(w)
         if not chosen:
             return
-        forced_ids = {id(w) for w in forced}
-        oldest = min(w.arrival for w in chosen)
-        for w in chosen:
-            probs, dt = None, None
-            t0 = time.monotonic()
-            first = w.session.last_emotion == -math.inf  # a new session shows an emotion at once
-            if id(w) in forced_ids or first or t0 - oldest < 0.6 * self.config.latency_target_s:
+        for w, picks in chosen.items():
+            for i, must in picks:
+                t0 = time.monotonic()
+                late = t0 - w.arrivals[i]
+                target = self.config.latency_target_s
+                first = w.session.last_emotion == -math.inf  # a new session shows an emotion at once
+                if not first and late >= (target if must else 0.6 * target):
+                    self._count("emotion_late", 1)  # the cycle is already late: shed it after all
+                    continue
                 try:
-                    probs = w.session.predictor.score_emotion(w.pending[-1])
+                    probs = w.session.predictor.score_emotion(w.pending[i])
                 except Exception as e:
                     w.outputs.append(Failed(e))
-                    self._post([w])
-                    self._release(w)
-                    continue
+                    break
                 dt = (time.monotonic() - t0) * 1e3
                 self._emotion_ms = 0.9 * self._emotion_ms + 0.1 * dt
+                w.emotions[i] = (probs, dt)
+                if must and not first:
+                    self._count("emotion_forced", 1)
                 w.session.last_emotion = time.monotonic()
                 self._count("emotion_runs", 1)
-            else:
-                self._count("emotion_late", 1)  # the cycle is already late: shed it after all
-            self._finish(w, probs, dt)
+            if not any(isinstance(o, Failed) for o in w.outputs):
+                self._finish(w)
             self._post([w])
             self._release(w)
+
+    def _plan_emotion(self, split: list[_Work]) -> dict[_Work, list[tuple[int, bool]]]:
+        """Which due windows get the emotion model: ``{work: [(window index, must run), ...]}``.
+
+        Due windows (the predictor's plan) are ranked: each session's first due window before any
+        second one, stalest session first; the budget grants a number of them. A session that never
+        had an emotion, or none for ``emotion_max_age_s``, gets its first due window outside the
+        budget (the overdue one still not when the cycle is already later than the latency target).
+        """
+        now = time.monotonic()
+        ranked: list[tuple[int, float, int, _Work, int]] = []
+        must: list[tuple[_Work, int]] = []
+        for n, w in enumerate(split):
+            if not w.pending:
+                continue
+            plan = w.session.predictor.emotion_plan(w.pending)
+            due = [i for i, d in enumerate(plan) if d]
+            if not due:
+                continue
+            s = w.session
+            if s.last_emotion == -math.inf or now - max(s.last_emotion, s.opened) >= self.config.emotion_max_age_s:
+                must.append((w, due[0]))
+                due = due[1:]
+            ranked += [(rank, s.last_emotion, n, w, i) for rank, i in enumerate(due)]
+        ranked.sort(key=lambda r: (r[0], r[1], r[2]))
+        k = self.budget.grant(len(ranked), now) if ranked else 0
+        chosen: dict[_Work, list[tuple[int, bool]]] = {}
+        for w, i in must:
+            chosen.setdefault(w, []).append((i, True))
+        for _, _, _, w, i in ranked[:k]:
+            chosen.setdefault(w, []).append((i, False))
+        for picks in chosen.values():
+            picks.sort()
+        return chosen
 
     def _screams(self, work: list[_Work]) -> None:
         """Scream features per window, then one batched run of each scream bundle's head."""
@@ -549,30 +722,28 @@ class StreamEngine:
                 self.scream_batches[len(feats)] += 1
             self._count("windows", len(feats))
 
-    def _finish(self, w: _Work, emotion: np.ndarray | None, emotion_ms: float | None, start: int = 0,
-                in_asr: bool = False) -> None:
-        """Complete ``w``'s windows from ``start``, in order, into ``w.outputs``; when one needs the
-        keyword spotter, hand the rest to the ASR thread (``w.held``) or, if its queue is full, skip it."""
-        pred = w.session.predictor
+    def _finish(self, w: _Work) -> None:
+        """Complete ``w``'s windows, in order, into ``w.outputs`` (with the emotions in ``w.emotions``).
+
+        A window that needs the keyword spotter gets it on the ASR thread (``asr_pending``; its
+        keywords come with a later window of the session) or, when that queue is full, not at all
+        (``asr_skipped``): a session never waits for ASR."""
+        s = w.session
+        pred = s.predictor
         results: list[Any] = []
-        last = len(w.pending) - 1
-        for i in range(start, len(w.pending)):
-            pw, scream = w.pending[i], w.screams[i]
-            probs = emotion if i == last else None
+        for i, pw in enumerate(w.pending):
+            scream = w.screams[i]
+            probs, ms = w.emotions.get(i, (None, None))
             timings = {"scream": round(w.scream_ms, 3)}
-            if probs is not None and emotion_ms is not None:
-                timings["emotion"] = round(emotion_ms, 3)
-            asr = True
-            if not in_asr and pred.asr_due(pw, scream) and getattr(pred, "_spotter_arg", None) is not False:
-                if self._asr_offer(w):
-                    w.held, w.resume = True, (i, emotion, emotion_ms)
-                    if results:
-                        w.outputs.append(Windows(results, w.pushed, w.arrival))
-                        w.pushed = 0
-                    return
-                asr = False
+            if ms is not None:
+                timings["emotion"] = round(ms, 3)
+            asr: bool | str = True
+            if pred.asr_due(pw, scream):
+                asr = "external" if self._asr_offer(s, pw) else False
+            with self._cv:
+                spotted, s.spotted = s.spotted, None
             try:
-                r = pred.complete(pw, scream, probs, asr=asr, timings_ms=timings)
+                r = pred.complete(pw, scream, probs, asr=asr, spotted=spotted, timings_ms=timings)
             except Exception as e:
                 w.outputs.append(Failed(e))
                 return
@@ -580,18 +751,18 @@ class StreamEngine:
                 self._count("emotion_deferred", 1)
             if r.asr_skipped:
                 self._count("asr_skipped", 1)
-            if "asr" in r.timings_ms:
-                self._count("asr_runs", 1)
             results.append(r)
-        w.outputs.append(Windows(results, w.pushed, w.arrival))
+        w.outputs.append(Windows(results, w.pushed, w.arrivals[: len(results)]))
 
     # -- ASR thread ----------------------------------------------------------------------------------
 
-    def _asr_offer(self, w: _Work) -> bool:
+    def _asr_offer(self, s: EngineSession, pw: Any) -> bool:
         with self._asr_cv:
-            if len(self._asr_q) >= self.config.asr_queue:
+            if len(self._asr_q) >= self.config.asr_queue or self._stopping:
                 return False
-            self._asr_q.append(w)
+            default = bool(getattr(s.predictor, "uses_default_spotter", False))
+            run = self._asr_pool.spot if default and self._asr_pool is not None else s.predictor.keyword_spotter.spot
+            self._asr_q.append(_AsrJob(s, pw.audio, pw.end / 16000, run))
             self._asr_cv.notify()
             return True
 
@@ -602,17 +773,20 @@ class StreamEngine:
                     self._asr_cv.wait()
                 if self._stopping:
                     return
-                w = self._asr_q.popleft()
-            start, emotion, emotion_ms = w.resume
+                job = self._asr_q.popleft()
             try:
-                with self._limit():
-                    self._finish(w, emotion, emotion_ms, start=start, in_asr=True)
+                hits, text = job.run(job.audio)
             except Exception as e:
-                log.exception("stream keyword spotting failed")
-                w.outputs.append(Failed(e))
-            w.held = False
-            self._post([w])
-            self._release(w)
+                log.warning("keyword spotting failed: %r", e)
+                self._count("asr_failed", 1)
+                continue
+            self._count("asr_runs", 1)
+            from vocalis.streaming.predictor import Spotted
+
+            with self._cv:
+                old = job.session.spotted
+                kws = tuple(dict.fromkeys([*(old.keywords if old else ()), *hits]))
+                job.session.spotted = Spotted(kws, text if old is None else f"{old.transcript} | {text}", job.t_end)
 
     # -- delivery ------------------------------------------------------------------------------------
 
@@ -626,6 +800,13 @@ class StreamEngine:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop is closed: the sessions are gone
                 loop.call_soon_threadsafe(_dispatch, items)
+
+
+def _arrivals(blocks: list[_Audio], offsets: list[float]) -> list[float]:
+    """Arrival time of the block holding each input-sample offset (counted from the first block's start)."""
+    ends = np.cumsum([b.x.size for b in blocks])
+    idx = np.searchsorted(ends, np.maximum(np.asarray(offsets, dtype=np.float64) - 0.5, 0), side="left")
+    return [blocks[min(int(i), len(blocks) - 1)].arrival for i in idx]
 
 
 def _dispatch(items: list[tuple[EngineSession, list[Output]]]) -> None:

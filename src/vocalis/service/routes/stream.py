@@ -98,15 +98,19 @@ def default_predictor(app: Any, config: StreamConfig) -> PredictorLike:
     return StreamingPredictor(config, emotion_model=emotion, scream_model=_scream_cache["scream"])
 
 
-def _blas_limit() -> Callable[[], contextlib.AbstractContextManager[Any]]:
+def _blas_one_thread() -> None:
+    """BLAS to one thread, for the whole process (OpenBLAS's setting is global), from the engine's threads.
+
+    The per-window matrices are tiny: a multi-threaded OpenBLAS turned ~1 ms of scream features
+    into ~25 ms under load (see the predictor). Set once instead of around every call:
+    ``threadpool_limits()`` rescans the loaded libraries each time (~0.3 ms), and even a cached
+    controller's set/restore pair showed in profiles at 200 streams.
+    """
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
-        return contextlib.nullcontext
-    return lambda: threadpool_limits(1, user_api="blas")
-
-
-_limit = _blas_limit()
+        return
+    threadpool_limits(1, user_api="blas")
 
 
 def _engine(app: Any) -> eng.StreamEngine:
@@ -116,7 +120,10 @@ def _engine(app: Any) -> eng.StreamEngine:
         c = _stream_settings(app)
         e = eng.StreamEngine(eng.EngineConfig(
             workers=c.engine_workers, max_batch=c.engine_max_batch, latency_target_s=c.latency_target_s,
-            emotion_max_age_s=c.emotion_max_age_s, asr_queue=c.asr_queue), thread_limit=_limit).start()
+            emotion_max_age_s=c.emotion_max_age_s, asr_queue=c.asr_queue), thread_setup=_blas_one_thread).start()
+        if c.asr != "off" and getattr(app.state, "stream_predictor_factory", None) is None:
+            e.prewarm_asr()
+        app.state.stream_engine_watch = asyncio.get_running_loop().create_task(e.watch_loop(), name="stream-loop-lag")
         app.state.stream_engine = e
         metrics = getattr(app.state, "metrics", None)
         if metrics is not None:
@@ -216,7 +223,8 @@ class StreamSession:
         self.predictor: PredictorLike | None = None
         self.policy: DangerPolicy | None = None
         self.stream_config: StreamConfig | None = None
-        self._wake_reader = asyncio.Event()
+        self._reader: asyncio.Task[Any] | None = None  # the task in _read, while it awaits a message
+        self._interrupted: str | None = None
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -261,7 +269,13 @@ class StreamSession:
         """Ask the reader to end the session with an error (from a task or a callback)."""
         if self.fatal is None:
             self.fatal = _Closing(close_code, code, message)
-            self._wake_reader.set()
+            self._interrupt("fatal")
+
+    def _interrupt(self, why: str) -> None:
+        """Stop the reader's wait for a message (``fatal``: end the session; ``timeout``: idle)."""
+        if self._reader is not None and self._interrupted is None:
+            self._interrupted = why
+            self._reader.cancel()
 
     def _decoded(self, x: np.ndarray) -> None:
         self._enqueue_audio(x)
@@ -314,7 +328,7 @@ class StreamSession:
                 await self._results_ready.wait()
             out = self._results.popleft()
             if isinstance(out, eng.Windows):
-                await self._windows(out.windows, out.arrival)
+                await self._windows(out.windows, out.arrivals)
                 self.audio_in_predictor += out.pushed
             elif isinstance(out, eng.Gap):
                 self._gap(out.samples)
@@ -366,7 +380,7 @@ class StreamSession:
         """Runs the countdown on the wall clock when no window arrives (the sound stopped)."""
         assert self.policy is not None
         while True:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
             stalled = time.monotonic() - self.last_window_mono
             if not self.policy.counting_down or stalled < 1.0:
                 continue
@@ -378,14 +392,16 @@ class StreamSession:
 
     # -- windows and events ---------------------------------------------------------------------
 
-    async def _windows(self, windows: Sequence[Any], arrival: float | None = None) -> None:
+    async def _windows(self, windows: Sequence[Any], arrivals: Sequence[float] | None = None) -> None:
         assert self.policy is not None
-        if windows and arrival is not None:
-            latency = time.monotonic() - arrival
-            _engine_of(self.app).observe(latency)
+        if windows and arrivals:
+            now = time.monotonic()
+            engine = _engine_of(self.app)
             metrics = getattr(self.app.state, "metrics", None)
-            if metrics is not None:
-                metrics.stream_latency.observe(latency)
+            for arrival in arrivals:
+                engine.observe(now - arrival)
+                if metrics is not None:
+                    metrics.stream_latency.observe(now - arrival)
         for w in windows:
             t_start = round(float(w.t_start) + self.audio_offset, 3)
             t_end = round(float(w.t_end) + self.audio_offset, 3)
@@ -412,7 +428,11 @@ class StreamSession:
                     msg["emotion_fresh"] = bool(fresh)
                     msg["emotion_age_s"] = None if age is None else round(float(age), 3)
                     msg["emotion_deferred"] = bool(getattr(w, "emotion_deferred", False))
+                    msg["asr_pending"] = bool(getattr(w, "asr_pending", False))
                     msg["asr_skipped"] = bool(getattr(w, "asr_skipped", False))
+                    heard = getattr(w, "keywords_t_end", None)
+                    if heard is not None:  # keywords spotted in an earlier window (ASR runs off the hot path)
+                        msg["keywords_t_end"] = round(float(heard) + self.audio_offset, 3)
                 self.send(msg)
                 await self._events(events)
             if self.cfg.store_history:
@@ -634,22 +654,14 @@ class StreamSession:
             if left <= 0:
                 return await self._close_with_error(_Closing(
                     ws.CLOSE_TOO_LONG, "session_too_long", f"sessions last at most {c.max_session_s:g} s"))
-            recv = asyncio.ensure_future(self.ws.receive())
-            wake = asyncio.ensure_future(self._wake_reader.wait())
-            done, _ = await asyncio.wait({recv, wake}, timeout=min(c.idle_timeout_s, left),
-                                         return_when=asyncio.FIRST_COMPLETED)
-            wake.cancel()
-            if recv not in done:
-                recv.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await recv
+            message = await self._receive(min(c.idle_timeout_s, left))
+            if message is None:  # interrupted: an error to send, the idle timeout or the session cap
                 if self.fatal is not None:
                     continue
                 if time.monotonic() - started >= c.max_session_s:
                     continue
                 return await self._close_with_error(_Closing(
                     ws.CLOSE_IDLE, "idle", f"no message for {c.idle_timeout_s:g} s (send KeepAlive)"))
-            message = recv.result()
             if message["type"] == "websocket.disconnect":
                 return int(message.get("code") or 1000), None
             data = message.get("bytes")
@@ -683,6 +695,30 @@ class StreamSession:
             if await self.control(msg):
                 await self._drain()
                 return ws.CLOSE_NORMAL, None
+
+    async def _receive(self, timeout: float) -> Any:
+        """The next ASGI message, or ``None`` after ``timeout`` or a :meth:`_fail`.
+
+        One await per message: no task, no ``asyncio.wait`` (at 200 streams x 10 frames/s those were
+        a visible share of the event loop); the timeout and a failure interrupt the wait by cancelling it.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._interrupted = None
+        timer = asyncio.get_running_loop().call_later(timeout, self._interrupt, "timeout")
+        self._reader = task
+        try:
+            return await self.ws.receive()
+        except asyncio.CancelledError:
+            if self._interrupted is None:
+                raise  # cancelled from outside
+            uncancel = getattr(task, "uncancel", None)  # Python >= 3.11: pending cancellations count
+            if uncancel is not None and uncancel() > 0:
+                raise  # cancelled from outside as well
+            return None
+        finally:
+            self._reader = None
+            timer.cancel()
 
     async def _drain(self, timeout: float = 3.0) -> None:
         self.out.close()

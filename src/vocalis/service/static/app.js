@@ -257,7 +257,7 @@ async function startMonitor() {
     const rate = 16000;
     await mon.ctx.audioWorklet.addModule('pcm-worklet.js');
     const src = mon.ctx.createMediaStreamSource(mon.stream);
-    mon.node = new AudioWorkletNode(mon.ctx, 'pcm-downsampler', { processorOptions: { targetRate: rate, blockSeconds: 0.1 } });
+    mon.node = new AudioWorkletNode(mon.ctx, 'pcm-downsampler', { processorOptions: { targetRate: rate, blockSeconds: 0.25 } });
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${proto}://${location.host}/v1/stream?token=${encodeURIComponent(auth.token)}&encoding=pcm16&sample_rate=${rate}`);
     ws.binaryType = 'arraybuffer';
