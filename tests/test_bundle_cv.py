@@ -115,19 +115,45 @@ def test_recipes_are_complete() -> None:
 def test_augmentation_only_ever_sees_training_speakers(corpus_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from vocalis.augment import AugmentConfig, Augmenter
+    import vocalis.training.cv as cv_mod
+    from vocalis.augment import AugmentConfig
 
     seen: list[set[str]] = []
-    original = Augmenter.augment_many
+    original = cv_mod.extract_augmented
 
-    def spy(self, signals, labels, groups=None, sample_rate=SR):  # type: ignore[no-untyped-def]
-        seen.append(set(np.asarray(groups).tolist()))
-        return original(self, signals, labels, groups, sample_rate)
+    def spy(extractor, items, augment, **kw):  # type: ignore[no-untyped-def]
+        seen.append({u.speaker for u in items})
+        return original(extractor, items, augment, **kw)
 
-    monkeypatch.setattr(Augmenter, "augment_many", spy)
+    monkeypatch.setattr(cv_mod, "extract_augmented", spy)
     recipe = replace(RECIPE, augment=AugmentConfig(copies=1).to_dict())
     res = cross_validate(load_corpus(corpus_root), recipe, folds=4, use_cache=False)
     assert len(seen) == 4
     for fold, groups in zip(res["folds"], seen):
         assert groups.isdisjoint(fold["test_speakers"])
         assert len(groups) == 3
+
+
+def test_augmented_copies_are_seeded_per_clip_and_cached(corpus_root: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clip's copies do not depend on the fold (which other clips are augmented with it) and are cached."""
+    from vocalis.augment import AugmentConfig, Augmenter
+    from vocalis.training.extract import extract_augmented
+
+    monkeypatch.setenv("VOCALIS_CACHE_DIR", str(tmp_path))
+    items = load_corpus(corpus_root).items[:6]
+    ex = RECIPE.extractor()
+    aug = AugmentConfig(copies=2, p=1.0).to_dict()
+    both = extract_augmented(ex, items, aug, use_cache=False, workers=1)
+    alone = extract_augmented(ex, items[3:4], aug, use_cache=False, workers=1)
+    assert len(both) == 2 and all(len(c) == 6 for c in both)
+    assert np.allclose(both[0][3], alone[0][0]) and np.allclose(both[1][3], alone[1][0])
+    assert not np.allclose(both[0][3], both[1][3])  # two different copies
+    other_seed = extract_augmented(ex, items[3:4], aug, seed=1, use_cache=False, workers=1)
+    assert not np.allclose(other_seed[0][0], alone[0][0])
+    first = extract_augmented(ex, items, aug, workers=1)
+    calls: list[int] = []
+    monkeypatch.setattr(Augmenter, "__call__", lambda self, x, sr=SR: calls.append(1) or x)
+    again = extract_augmented(ex, items, aug, workers=1)
+    assert calls == [] and all(np.array_equal(a, b) for ca, cb in zip(first, again) for a, b in zip(ca, cb))
+    assert all(np.allclose(a, b) for ca, cb in zip(first, both) for a, b in zip(ca, cb))

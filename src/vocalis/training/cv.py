@@ -9,15 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from vocalis.audio.constants import SAMPLE_RATE
-from vocalis.audio.io import load_audio
 from vocalis.bundle.manifest import Manifest
 from vocalis.bundle.runtime import Bundle, save_bundle
 from vocalis.corpora.splits import random_folds, speaker_folds
 from vocalis.corpora.types import Corpus
 from vocalis.errors import ConfigError, DataError
 from vocalis.models.heads import full_proba
-from vocalis.training.extract import extract_items, extract_signals
+from vocalis.training.extract import extract_augmented, extract_items
 from vocalis.training.metrics import expected_calibration_error, fit_temperature, scores
 from vocalis.training.recipes import Recipe, export_onnx, fit_estimator, stack_inputs
 
@@ -78,21 +76,22 @@ def featurize(corpus: Corpus, recipe: Recipe, *, workers: int = 2, use_cache: bo
     return Features(corpus, feats, labels, y, speaker_groups(corpus), ex.output)
 
 
-def _augmented(recipe: Recipe, data: Features, train_idx: np.ndarray, seed: int, workers: int
+def _augmented(recipe: Recipe, data: Features, train_idx: np.ndarray, seed: int, workers: int,
+               use_cache: bool = True, progress: Progress | None = None
                ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Augmented copies of the TRAINING fold only (never the test fold), featurised."""
-    from vocalis.augment import AugmentConfig, Augmenter
+    """The TRAINING fold (never the test fold) followed by its augmented copies, featurised.
 
+    Copies are seeded per clip (see :func:`extract_augmented`), so a clip's copies are the same
+    in every fold it trains in and are featurised once per corpus, then read from the cache.
+    """
     assert recipe.augment is not None
-    cfg = AugmentConfig.from_dict(recipe.augment)
-    aug = Augmenter(cfg, seed=seed)
     items = [data.corpus.items[i] for i in train_idx]
-    signals = [load_audio(u.path, SAMPLE_RATE) for u in items]
-    new_sig, new_y, new_g = aug.augment_many(signals, data.y[train_idx], data.groups[train_idx])
-    n = len(items)
-    extra = extract_signals(recipe.extractor(), new_sig[n:], SAMPLE_RATE, workers)
-    feats = [data.feats[i] for i in train_idx] + extra
-    return feats, np.asarray(new_y), np.asarray(new_g)
+    copies = extract_augmented(recipe.extractor(), items, recipe.augment, seed=seed, use_cache=use_cache,
+                               workers=workers,
+                               progress=_counter(progress, "augment", len(items) * int(recipe.augment.get("copies", 1))))
+    feats = [data.feats[i] for i in train_idx] + [f for copy in copies for f in copy]
+    reps = 1 + len(copies)
+    return feats, np.tile(data.y[train_idx], reps), np.tile(data.groups[train_idx], reps)
 
 
 def cross_validate(
@@ -129,7 +128,7 @@ def cross_validate(
         if progress:
             progress("folds", fi, len(splits))
         if recipe.augment:
-            tr_feats, tr_y, tr_g = _augmented(recipe, data, tr, seed + fi, workers)
+            tr_feats, tr_y, tr_g = _augmented(recipe, data, tr, seed, workers, use_cache, progress)
         else:
             tr_feats, tr_y, tr_g = [data.feats[i] for i in tr], data.y[tr], data.groups[tr]
         est = recipe.estimator(seed=seed)
@@ -192,7 +191,7 @@ def train_bundle(
         metrics["cv"] = {k: res[k] for k in ("split", "wa", "ua", "macro_f1", "folds", "ece", "ece_calibrated")}
         calibration["temperature"] = res["temperature"]
     if recipe.augment:
-        feats, y, groups = _augmented(recipe, data, np.arange(len(data.feats)), seed, workers)
+        feats, y, groups = _augmented(recipe, data, np.arange(len(data.feats)), seed, workers, use_cache, progress)
     else:
         feats, y, groups = data.feats, data.y, data.groups
     if progress:

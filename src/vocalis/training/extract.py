@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,3 +89,61 @@ def extract_signals(
     """Features of in-memory signals (e.g. augmented training copies; never cached)."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(lambda s: np.asarray(extractor(s, sample_rate), dtype=np.float32), signals))
+
+
+def extract_augmented(
+    extractor: FeatureExtractor,
+    items: Sequence[Utterance],
+    augment: dict[str, Any],
+    *,
+    seed: int = 0,
+    use_cache: bool = True,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[np.ndarray]]:
+    """Features of augmented copies of TRAINING items: ``out[c][i]`` is copy ``c`` of ``items[i]``.
+
+    ``augment`` is an :class:`vocalis.augment.AugmentConfig` dict; it says how many copies. Copy
+    ``c`` of an item is drawn by an :class:`~vocalis.augment.Augmenter` seeded from ``seed``,
+    ``c`` and the item's corpus, speaker and file name, so it is the same in every fold the item
+    trains in, on any machine, and it is cached like clean features (under the extractor's
+    folder, keyed by the augmentation settings without ``copies``, the seed, the copy and the
+    file). Only ever pass training items: the caller decides which those are.
+    """
+    from vocalis.augment import AugmentConfig, Augmenter
+
+    cfg = AugmentConfig.from_dict(augment)
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "copies"}
+    blob = json.dumps({"augment": settings, "seed": seed}, sort_keys=True).encode()
+    cdir = cache_root() / "features" / config_key(extractor) / ("aug-" + hashlib.sha256(blob).hexdigest()[:16])
+    if use_cache:
+        cdir.mkdir(parents=True, exist_ok=True)
+
+    def one(job: tuple[int, Utterance]) -> np.ndarray:
+        c, u = job
+        path = Path(u.path)
+        f = cdir / f"{_file_key(path)}-{c}.npy" if use_cache else None
+        if f is not None and f.is_file():
+            try:
+                return np.load(f, allow_pickle=False)
+            except (OSError, ValueError):
+                pass  # corrupt cache entry: recompute
+        ident = f"{seed}|{c}|{u.corpus}|{u.speaker}|{path.name}".encode()
+        clip_seed = int(hashlib.sha256(ident).hexdigest()[:8], 16)
+        x = Augmenter(cfg, seed=clip_seed)(load_audio(path, SAMPLE_RATE), SAMPLE_RATE)
+        feat = np.asarray(extractor(x, SAMPLE_RATE), dtype=np.float32)
+        if f is not None:
+            tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feat, allow_pickle=False)
+            tmp.replace(f)
+        return feat
+
+    jobs = [(c, u) for c in range(cfg.copies) for u in items]
+    flat: list[np.ndarray] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for feat in pool.map(one, jobs):
+            flat.append(feat)
+            if progress:
+                progress(1)
+    n = len(items)
+    return [flat[c * n : (c + 1) * n] for c in range(cfg.copies)]
