@@ -6,8 +6,9 @@ models for all sessions and post the results back to the event loop in batches.
 
 A worker's **cycle**:
 
-1. claim up to ``max_batch`` sessions that have audio waiting (FIFO, so no session starves; a
-   session is in at most one cycle at a time, so its windows stay in order);
+1. claim up to ``max_batch`` sessions whose audio completes a window (FIFO, so no session
+   starves; a session is in at most one cycle at a time, so its windows stay in order), and no
+   more than ``max_claim_s`` seconds of audio in all, so that a cycle stays short under overload;
 2. per session, :meth:`~vocalis.streaming.predictor.StreamingPredictor.advance` (resampling, ring
    buffer, Silero VAD) -> the windows that audio completed;
 3. the **danger path**, never skipped: the scream detector's features per window and one batched
@@ -116,6 +117,7 @@ class EngineConfig:
 
     workers: int = 2
     max_batch: int = 64
+    max_claim_s: float = 16.0
     linger_s: float = 0.003
     latency_target_s: float = 0.15
     emotion_max_age_s: float = 20.0
@@ -572,12 +574,14 @@ class StreamEngine:
             if self.config.linger_s and len(self._ready) < 2:
                 self._cv.wait(self.config.linger_s)  # let a few more sessions join the batch
             work: list[_Work] = []
-            while self._ready and len(work) < self.config.max_batch:
+            audio_s = 0.0  # a cycle's results are posted when it ends: keep cycles short under overload
+            while self._ready and len(work) < self.config.max_batch and (not work or audio_s < self.config.max_claim_s):
                 s = self._ready.popleft()
                 s.scheduled = False
                 if s.closed or not s.inbox:
                     continue
                 s.busy = True
+                audio_s += s.queued / s.rate
                 gap, audio, flush = s._take()
                 work.append(_Work(s, gap=gap, audio=audio, flush=flush))
             return work

@@ -83,7 +83,7 @@ class StreamSettings(BaseSettings):
     realtime_factor: float = Field(default=1.5, gt=0, description="Audio faster than this x real time closes (4029).")
     burst_s: float = Field(default=3.0, ge=0, description="Seconds of audio allowed ahead of the real-time budget.")
     max_backlog_s: float = Field(
-        default=5.0, gt=0,
+        default=3.0, gt=0,
         description="Audio waiting for analysis per session is bounded by this: when the server falls behind, "
                     "the oldest audio is dropped and the client gets warning {code: 'audio_dropped'}.")
     send_queue: int = Field(default=64, ge=1, description="Outgoing messages buffered per session.")

@@ -26,8 +26,10 @@ Two phases, for callers that batch the models across streams (the service's stre
 order, to :meth:`StreamingPredictor.complete`, which updates the state (last emotion, ASR rate
 limit) and returns the :class:`WindowResult`. :meth:`push` is exactly ``advance`` + score +
 ``complete``. A caller may leave out the emotion of a window that is due for one
-(:meth:`emotion_due`): the window then repeats the last probabilities with
-``emotion_deferred=True``, and the next window is due again.
+(:meth:`emotion_due`, :meth:`emotion_plan`): the window then repeats the last probabilities
+with ``emotion_deferred=True``, and the next window is due again. Likewise the keyword spotter
+(:meth:`asr_due`) may be run by the caller elsewhere (``complete(..., asr="external")``, its
+result passed to a later window as ``spotted``) or left out (``asr=False``).
 
 Performance: limit BLAS to one thread around :meth:`StreamingPredictor.push` on a busy machine
 (``threadpoolctl.threadpool_limits(1, "blas")`` or ``OPENBLAS_NUM_THREADS=1``); the
