@@ -418,17 +418,17 @@ async def drive(args: argparse.Namespace, tape: np.ndarray, base: str, keys: lis
         with contextlib.suppress(asyncio.CancelledError):
             await t
     res = analyse(streams, chunk, (ramp_end, stop_at))
-    res["engine_at_end"] = engine_at_end
-    if engine_at_start.get("windows_total") is not None and engine_at_end.get("windows_total") is not None:
+    res["engine_at_start"], res["engine_at_end"] = engine_at_start, engine_at_end
+    if engine_at_start.get("windows") is not None and engine_at_end.get("windows") is not None:
         dt = engine_at_end["t"] - engine_at_start["t"]
-        n = engine_at_end["windows_total"] - engine_at_start["windows_total"]
+        n = engine_at_end["windows"] - engine_at_start["windows"]
         in_phase = [s for s in samples if engine_at_start["t"] <= s["t"] <= engine_at_end["t"]]
-        cpu_s = sum(s["server_cpu_pct"] for s in in_phase) / 100.0  # ~1 s samples
+        cpu_s = float(np.mean([s["server_cpu_pct"] for s in in_phase])) / 100.0 * dt if in_phase else 0.0
         res["throughput"] = {
             "windows_analysed_per_s": round(n / dt, 1), "windows_demanded_per_s": round(args.streams / HOP_S, 1),
             "server_cpu_ms_per_window": round(1e3 * cpu_s / n, 2) if n else None,
-            "emotion_runs_per_s": round((engine_at_end.get("emotion_runs_total", 0)
-                                         - engine_at_start.get("emotion_runs_total", 0)) / dt, 2),
+            "emotion_runs_per_s": round((engine_at_end.get("emotion_runs", 0)
+                                         - engine_at_start.get("emotion_runs", 0)) / dt, 2),
         }
     steady = [s for s in samples if ramp_end <= s["t"] <= stop_at]
     rss = [s["server_rss_mb"] for s in steady]
