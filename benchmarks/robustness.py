@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/robustness.py --conditions white-10 telephone  # a subset
 
 1. Noise/channel: RAVDESS, 6 speaker-disjoint folds (actors 1-4, 5-8, ..., 21-24). The head is
-   trained on the CLEAN training folds (cached features); the held-out fold is corrupted (white or
+   trained on the CLEAN training folds (cached features; plus their augmented copies when the recipe
+   augments, as in `vocalis cv`); the held-out fold is corrupted (white or
    pink noise at a given SNR, seeded per clip; or the telephone band: 8 kHz, 300-3400 Hz band-pass,
    back to 16 kHz) and featurised uncached. WA/UA are means over the folds.
 2. Cross-corpus: train on all of RAVDESS, test on all of TESS, and the reverse. Two protocols:
@@ -18,12 +19,15 @@
    6-fold CV, before and after one temperature fitted on those probabilities (optimistic: the
    temperature is fitted and scored on the same predictions).
 
-Results go to benchmarks/results/robustness.json; make_report.py renders docs/benchmarks.md.
+Results go to benchmarks/results/robustness.json (a result per recipe, replaced when that recipe
+is re-run, each with its own date and commit); make_report.py renders docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
 import tempfile
 import time
@@ -34,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DATA, corpus_or_exit, save
+from _common import DATA, RESULTS, commit, corpus_or_exit, save
 from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.audio.io import load_audio, resample
 from vocalis.bundle.runtime import load_bundle
@@ -43,7 +47,14 @@ from vocalis.corpora.splits import speaker_folds
 from vocalis.corpora.types import Corpus
 from vocalis.labels import VALENCE_AROUSAL
 from vocalis.models.heads import full_proba
-from vocalis.training.cv import Features, cross_validate, evaluate_bundle, featurize, train_bundle
+from vocalis.training.cv import (
+    Features,
+    cross_validate,
+    evaluate_bundle,
+    featurize,
+    train_bundle,
+    training_set,
+)
 from vocalis.training.extract import extract_items, extract_signals
 from vocalis.training.metrics import scores
 from vocalis.training.recipes import DEFAULT_RECIPE, Recipe, fit_estimator, get_recipe, stack_inputs
@@ -101,7 +112,8 @@ def noise_channel(recipe: Recipe, data: Features, conditions: list[str], folds: 
     t_extract = 0.0
     for fi, (tr, te, spk) in enumerate(splits):
         est = recipe.estimator(seed=seed)
-        fit_estimator(est, stack_inputs([data.feats[i] for i in tr], data.input_kind), data.y[tr], data.groups[tr])
+        tr_feats, tr_y, tr_g = training_set(recipe, data, tr, seed, workers)  # + augmented copies if the recipe has them
+        fit_estimator(est, stack_inputs(tr_feats, data.input_kind), tr_y, tr_g)
         true = [data.labels[j] for j in data.y[te]]
 
         def score(feats: list[np.ndarray], true: list[str] = true, est: Any = est) -> dict[str, float]:
@@ -148,7 +160,8 @@ def _shared(src: Corpus, dst: Corpus, recipe: Recipe, seed: int, workers: int) -
     a, b = src.restrict(shared), dst.restrict(shared)
     da = featurize(a, recipe, workers=workers)
     est = recipe.estimator(seed=seed)
-    fit_estimator(est, stack_inputs(da.feats, da.input_kind), da.y, da.groups)
+    feats_a, y_a, g_a = training_set(recipe, da, np.arange(len(da.feats)), seed, workers)
+    fit_estimator(est, stack_inputs(feats_a, da.input_kind), y_a, g_a)
     feats = extract_items(recipe.extractor(), b.items, workers=workers)
     p = full_proba(est, stack_inputs(feats, da.input_kind), len(da.labels))
     true = [u.label for u in b.items]
@@ -191,7 +204,8 @@ def cross_corpus(rav: Corpus, tess: Corpus, recipe: Recipe, seed: int, workers: 
 def markdown(results: list[dict[str, Any]]) -> str:
     out = []
     for res in results:
-        out.append(f"### `{res['recipe']}`\n")
+        when = f" (measured {res['date']}, `{res['commit']}`)" if res.get("date") else ""
+        out.append(f"### `{res['recipe']}`{when}\n")
         nc = res.get("noise_channel")
         if nc:
             out.append(f"Noise/channel ({nc['split']}); mean over folds.\n")
@@ -233,13 +247,19 @@ def main() -> None:
     args = ap.parse_args()
     rav = load_corpus(corpus_or_exit("ravdess", args.data))
     tess = load_corpus(corpus_or_exit("tess", args.data)) if "cross" not in args.skip else None
-    results = []
+    previous = RESULTS / "robustness.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    results = [r for r in old.get("results", []) if r["recipe"] not in args.recipes]  # recipes not re-run are kept
+    for r in results:
+        r.setdefault("date", old.get("date", "")[:10])
+        r.setdefault("commit", old.get("commit", ""))
     t_all = time.perf_counter()
     for name in args.recipes:
         recipe = get_recipe(name)
         print(f"{name}: features", flush=True)
         data = featurize(rav, recipe, workers=args.workers)
-        res: dict[str, Any] = {"recipe": name, "description": recipe.description}
+        res: dict[str, Any] = {"recipe": name, "description": recipe.description,
+                               "date": dt.date.today().isoformat(), "commit": commit()}
         t0 = time.perf_counter()
         if "noise" not in args.skip:
             res["noise_channel"] = noise_channel(recipe, data, args.conditions, args.folds, args.workers, args.seed)

@@ -76,6 +76,16 @@ def featurize(corpus: Corpus, recipe: Recipe, *, workers: int = 2, use_cache: bo
     return Features(corpus, feats, labels, y, speaker_groups(corpus), ex.output)
 
 
+def training_set(recipe: Recipe, data: Features, train_idx: np.ndarray, seed: int = 0, workers: int = 2,
+                 use_cache: bool = True, progress: Progress | None = None
+                 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Features, labels and groups of the training items ``train_idx``, plus their augmented copies
+    when the recipe augments (never pass test items)."""
+    if recipe.augment:
+        return _augmented(recipe, data, train_idx, seed, workers, use_cache, progress)
+    return [data.feats[i] for i in train_idx], data.y[train_idx], data.groups[train_idx]
+
+
 def _augmented(recipe: Recipe, data: Features, train_idx: np.ndarray, seed: int, workers: int,
                use_cache: bool = True, progress: Progress | None = None
                ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -127,10 +137,7 @@ def cross_validate(
     for fi, (tr, te, test_speakers) in enumerate(splits):
         if progress:
             progress("folds", fi, len(splits))
-        if recipe.augment:
-            tr_feats, tr_y, tr_g = _augmented(recipe, data, tr, seed, workers, use_cache, progress)
-        else:
-            tr_feats, tr_y, tr_g = [data.feats[i] for i in tr], data.y[tr], data.groups[tr]
+        tr_feats, tr_y, tr_g = training_set(recipe, data, tr, seed, workers, use_cache, progress)
         est = recipe.estimator(seed=seed)
         fit_estimator(est, stack_inputs(tr_feats, data.input_kind), tr_y, tr_g)
         p = full_proba(est, stack_inputs([data.feats[i] for i in te], data.input_kind), k)
@@ -190,10 +197,7 @@ def train_bundle(
         res.pop("_oof")
         metrics["cv"] = {k: res[k] for k in ("split", "wa", "ua", "macro_f1", "folds", "ece", "ece_calibrated")}
         calibration["temperature"] = res["temperature"]
-    if recipe.augment:
-        feats, y, groups = _augmented(recipe, data, np.arange(len(data.feats)), seed, workers, use_cache, progress)
-    else:
-        feats, y, groups = data.feats, data.y, data.groups
+    feats, y, groups = training_set(recipe, data, np.arange(len(data.feats)), seed, workers, use_cache, progress)
     if progress:
         progress("fit", 0, 1)
     est = recipe.estimator(seed=seed)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vocalis.augment import AugmentConfig
 from vocalis.errors import ConfigError
 from vocalis.features.base import FeatureExtractor, from_config
 from vocalis.models.heads import SKLEARN_HEADS, make_sklearn_head, sklearn_to_onnx
@@ -111,6 +112,10 @@ RECIPES: dict[str, Recipe] = {
                description="Whisper tiny.en encoder, all 5 hidden states (int8 ONNX Runtime), mean+std over the "
                            "voiced steps only (within 35 dB of the loudest, 6 dB above the noise floor), "
                            "logistic regression"),
+        Recipe("whisper-voiced-aug-logreg", {**_WL, "frames": "voiced", "voiced_db": 35.0, "floor_db": 6.0}, "logreg",
+               {"C": 0.01}, augment=AugmentConfig(copies=2).to_dict(),
+               description="whisper-voiced-logreg trained with 2 augmented copies of every training clip "
+                           "(noise 10-30 dB SNR, tempo, pitch, shift, gain; test folds never augmented)"),
         Recipe("whisper-logreg", _W, "logreg", {"C": 0.05},
                description="Whisper tiny.en encoder (mean+std pooled), logistic regression"),
         Recipe("fusion-logreg", {"type": "concat", "parts": [_W, {"type": "classic"}, {"type": "prosody"}]},
