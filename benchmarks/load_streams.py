@@ -252,7 +252,7 @@ async def run_stream(st: Stream, url: str, tape: np.ndarray, chunk: int, start_a
                     m = json.loads(raw)
                     kind = m.get("type")
                     now = loop.time()
-                    if kind == "prediction":
+                    if kind == "prediction" and not m.get("partial"):  # not the flushed last piece
                         st.windows.append((m["t_end"], now, bool(m.get("emotion_fresh")),
                                            bool(m.get("emotion_deferred")), m.get("emotion_age_s")))
                     elif kind == "warning":
@@ -345,8 +345,6 @@ def analyse(streams: list[Stream], chunk: int, phase: tuple[float, float]) -> di
         expected += sum(1 for end in range(w, sent * chunk + 1, h) if a <= st.sent_at[-(-end // chunk) - 1] < b)
         n_sess = 0
         for t_end, arr, fr, de, age in st.windows:
-            if st.closed_at is not None and arr >= st.closed_at:
-                continue  # the flushed last window after CloseStream
             k = -(-round(t_end * SR) // chunk) - 1  # the chunk holding the window's last sample
             if not 0 <= k < sent or not a <= st.sent_at[k] < b:
                 continue
@@ -540,13 +538,21 @@ def report_lines(r: dict[str, Any] | None) -> list[str]:
                    "Under overload the engine behaves as designed: every session keeps getting windows (none "
                    "starves), the oldest queued audio is dropped with a `warning` (queues never exceed their bound), "
                    "the emotion model is shed first, connections stay up and memory stays flat.\n")
-    sm = r.get("smoke")
-    if sm:
-        el = sm["latency_ms"]
-        out.append(f"Smoke run (`{sm['command'].strip()}`, {sm['date']}, commit `{sm['commit']}`): "
-                   f"{sm['streams']} sessions for {sm['duration_s']:g} s, p50 {el['p50']:.0f} ms, p99 {el['p99']:.0f} ms, "
-                   f"{sm['windows_missing']} windows missing, server CPU {sm['server']['cpu_pct_mean']} %, RSS "
-                   f"{sm['server']['rss_mb_end']} MiB.\n")
+    extra = sorted(r.get("extra") or [], key=lambda x: x["streams"])
+    if extra:
+        out.append("Shorter runs with fewer sessions, same method and machine (`--tag`; `smoke` = the smoke check):\n")
+        out.append("| sessions | measured | load average | p50 / p99 latency | windows missing | server CPU | "
+                   "server RSS | emotion fresh / deferred | command |")
+        out.append("|---:|---:|---:|---|---:|---:|---:|---|---|")
+        for x in [*extra, r]:
+            el, xs = x["latency_ms"], x["server"]
+            ml = x.get("machine_load") or {}
+            miss = 100 * x["windows_missing"] / max(1, x["windows_expected"])
+            out.append(f"| {x['streams']} | {x['duration_s']:g} s | {ml.get('load1_mean', '–')} | {el['p50']:.0f} / "
+                       f"{el['p99']:.0f} ms | {miss:.1f} % | {xs['cpu_pct_mean']} % | {xs['rss_mb_end']} MiB | "
+                       f"{100 * (x['emotion_fresh_fraction'] or 0):.0f} % / {100 * (x['emotion_deferred_fraction'] or 0):.0f} % "
+                       f"| `{x['command'].strip()}` |")
+        out.append("")
     return out
 
 
@@ -560,11 +566,14 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="extra VOCALIS_*=value for the server")
     ap.add_argument("--smoke", action="store_true",
                     help="a short check: writes results/load_streams_smoke.json instead of load_streams.json")
+    ap.add_argument("--tag", default=None, help="writes results/load_streams_TAG.json (another size, say)")
     args = ap.parse_args()
     if not 1 <= args.streams <= 2000 or not 1 <= args.duration <= 3600 or not 0 <= args.ramp <= 600:
         sys.exit("--streams must be 1..2000, --duration 1..3600 s, --ramp 0..600 s")
     if not 10 <= args.chunk_ms <= 1000:
         sys.exit("--chunk-ms must be between 10 and 1000")
+    if args.tag is not None and not re.fullmatch(r"[a-z0-9_-]{1,32}", args.tag):
+        sys.exit("--tag must be 1-32 characters of a-z, 0-9, _ and -")
     extra_env = dict(e.split("=", 1) for e in args.env)
     t0 = time.perf_counter()
     tape, n_files = speech_tape(args.files)
@@ -607,7 +616,8 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("timeline")}, indent=1))
     command = "python benchmarks/load_streams.py " + " ".join(sys.argv[1:])
-    path = save("load_streams_smoke" if args.smoke else "load_streams", result, command)
+    name = "load_streams_smoke" if args.smoke else f"load_streams_{args.tag}" if args.tag else "load_streams"
+    path = save(name, result, command)
     print(f"wrote {path}")
 
 

@@ -422,6 +422,8 @@ class StreamSession:
                 if probs:
                     v, a = valence_arousal(probs)
                     msg["valence"], msg["arousal"] = round(v, 4), round(a, 4)
+                if getattr(w, "partial", False):  # the zero-padded last window of a Finalize/CloseStream
+                    msg["partial"] = True
                 fresh = getattr(w, "emotion_fresh", None)
                 if fresh is not None:
                     age = getattr(w, "emotion_age_s", None)
