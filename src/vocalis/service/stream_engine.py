@@ -109,6 +109,7 @@ class _Gap:
 @dataclass
 class _Flush:
     token: Any
+    arrival: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -617,6 +618,12 @@ class StreamEngine:
             if w.gap:
                 w.outputs.append(Gap(w.gap))
             try:
+                if w.flush is not None and s.split and hasattr(s.predictor, "drain"):
+                    # the last windows go through the batch and the emotion budget like any others
+                    w.pending = list(s.predictor.drain())
+                    w.arrivals = [w.flush.arrival] * len(w.pending)
+                    split.append(w)
+                    continue
                 if w.flush is not None:
                     w.outputs.append(Flushed(list(s.predictor.flush()), w.flush.token))
                 elif w.audio:
@@ -756,6 +763,10 @@ class StreamEngine:
             if r.asr_skipped:
                 self._count("asr_skipped", 1)
             results.append(r)
+        if w.flush is not None:
+            pred.reset()
+            w.outputs.append(Flushed(results, w.flush.token))
+            return
         w.outputs.append(Windows(results, w.pushed, w.arrivals[: len(results)]))
 
     # -- ASR thread ----------------------------------------------------------------------------------

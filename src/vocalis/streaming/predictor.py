@@ -333,16 +333,23 @@ class StreamingPredictor:
         The last window ends at the end of the audio and is emitted only when audio arrived after
         the previous window's end (or when no window was emitted yet and there is any audio).
         """
-        out: list[WindowResult] = []
+        out = [self._score(w) for w in self.drain()]
+        self.reset()
+        return out
+
+    def drain(self) -> list[PendingWindow]:
+        """The windows :meth:`flush` would emit, unscored: :meth:`complete` them in order, then :meth:`reset`."""
+        out: list[PendingWindow] = []
         if self._resampler is not None:
-            y = np.asarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True), dtype=np.float32)
-            out += [self._score(w) for w in self._consume(y)]
+            out += self._consume(np.asarray(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True),
+                                            dtype=np.float32))
+            self._resampler = None  # drained: a second drain adds nothing
         total = self._ring.total
         last_end = self._next_end - self.config.hop_samples
         if total > 0 and (total > last_end or self._hops == 0):
             partial = total < self.config.window_samples or total != last_end
-            out.append(self._score(self._pending(total, partial=partial)))
-        self.reset()
+            out.append(self._pending(total, partial=partial))
+            self._next_end = total + self.config.hop_samples  # a second drain adds nothing
         return out
 
     def _consume(self, y: np.ndarray) -> list[PendingWindow]:
