@@ -26,7 +26,8 @@ from vocalis.training.cv import cross_validate, featurize
 from vocalis.training.recipes import RECIPES, get_recipe
 
 ORDER = ["classic-mlp", "classic-logreg", "classicplus-logreg", "classic-svm", "classic-cnn1d", "logmel-cnn2d", "logmel-crnn",
-         "whisper-logreg", "fusion-logreg", "whisper-layers-logreg"]
+         "whisper-logreg", "fusion-logreg", "whisper-layers-logreg", "whisper-voiced-logreg",
+         "whisper-voiced-aug-logreg"]
 
 
 def main() -> None:

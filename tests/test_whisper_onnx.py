@@ -240,6 +240,13 @@ def test_voiced_steps_follow_the_noise_floor(snr_db: float) -> None:
     assert not mask[silent].any() and mask[8000 // 320 + 1:(8000 + len(voice)) // 320 - 1].mean() > 0.9
 
 
+def test_voiced_steps_keep_a_clip_without_pauses() -> None:
+    """A steady signal has its floor at its peak: the floor bound must not leave only the loudest step."""
+    x = harmonic(200, 2.0, vibrato=0.04)
+    mask = WhisperLayers(frames="voiced").voiced_steps(x, len(x) // 320)
+    assert mask.mean() > 0.9
+
+
 def test_voiced_pooling_is_defined_on_silence() -> None:
     v = WhisperLayers(frames="voiced")(np.zeros(16_000, np.float32))
     assert v.shape == (5 * 768,) and np.isfinite(v).all()

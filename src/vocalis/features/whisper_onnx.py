@@ -381,8 +381,10 @@ class WhisperLayers:
     the silences before, between and after words are just left out of the mean and std (in acted
     corpora about half of every clip is silence, which dilutes the mean and inflates the std).
     The noise-floor bound matters on noisy audio: at 20 dB SNR the noise alone lies within 35 dB
-    of the loudest step, and a peak-relative rule alone would keep every step. The loudest step
-    is always kept, so the vector is defined for any clip, even silence.
+    of the loudest step, and a peak-relative rule alone would keep every step. That bound never
+    rises above ``floor_db`` dB below the loudest step, so a clip without pauses (a held vowel,
+    steady noise) keeps the steps within that range instead of only its loudest one. The loudest
+    step is always kept, so the vector is defined for any clip, even silence.
     """
 
     kind: ClassVar[str] = "whisper_layers"
@@ -488,8 +490,9 @@ class WhisperLayers:
         power = np.zeros(n_steps)
         power[:n] = np.mean(padded.reshape(n, _STEP) ** 2, axis=1)
         db = 10 * np.log10(power + 1e-12)
-        threshold = max(db.max() - self.voiced_db, float(np.percentile(db, 10)) + self.floor_db)
-        return np.asarray(db >= min(threshold, db.max()))
+        peak = float(db.max())
+        floor_bound = min(float(np.percentile(db, 10)) + self.floor_db, peak - self.floor_db)
+        return np.asarray(db >= max(peak - self.voiced_db, floor_bound))
 
     def pool(self, hidden: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Pool ``[L + 1, T, d]`` hidden states (the steps in ``mask`` only, if given) into this extractor's vector."""

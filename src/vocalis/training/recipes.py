@@ -145,7 +145,7 @@ RECIPES: dict[str, Recipe] = {
     ]
 }
 
-DEFAULT_RECIPE = "whisper-layers-logreg"
+DEFAULT_RECIPE = "whisper-voiced-aug-logreg"
 
 
 def get_recipe(name: str | None = None) -> Recipe:
