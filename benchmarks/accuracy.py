@@ -56,6 +56,8 @@ def main() -> None:
                        "split": res["split"], "folds": res["folds"], "fit_s": round(time.perf_counter() - t0, 1)}
             print(f"{name:16} {by:8} WA {res['wa']:.3f} UA {res['ua']:.3f} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
+        # re-read: another run may have saved rows of other recipes since this one started
+        rows = json.loads(previous.read_text())["rows"] if previous.is_file() else rows
         rows = [r for r in rows if r["recipe"] != name] + [row]
         save("accuracy", {"corpus": "ravdess", "folds": args.folds, "rows": rows},
              "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]))

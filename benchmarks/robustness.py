@@ -135,7 +135,8 @@ def noise_channel(recipe: Recipe, data: Features, conditions: list[str], folds: 
     rows = [{"condition": c, "wa": round(float(np.mean([f["wa"] for f in v])), 4),
              "ua": round(float(np.mean([f["ua"] for f in v])), 4),
              "fold_wa": [round(f["wa"], 4) for f in v]} for c, v in per.items()]
-    return {"split": f"speaker-independent: {len(splits)} folds, train on clean training folds, "
+    aug = " (plus their augmented copies)" if recipe.augment else ""
+    return {"split": f"speaker-independent: {len(splits)} folds, train on clean training folds{aug}, "
                      "test on the corrupted held-out fold",
             "rows": rows, "extract_s": round(t_extract, 1)}
 
@@ -247,12 +248,7 @@ def main() -> None:
     args = ap.parse_args()
     rav = load_corpus(corpus_or_exit("ravdess", args.data))
     tess = load_corpus(corpus_or_exit("tess", args.data)) if "cross" not in args.skip else None
-    previous = RESULTS / "robustness.json"
-    old = json.loads(previous.read_text()) if previous.is_file() else {}
-    results = [r for r in old.get("results", []) if r["recipe"] not in args.recipes]  # recipes not re-run are kept
-    for r in results:
-        r.setdefault("date", old.get("date", "")[:10])
-        r.setdefault("commit", old.get("commit", ""))
+    new: list[dict[str, Any]] = []
     t_all = time.perf_counter()
     for name in args.recipes:
         recipe = get_recipe(name)
@@ -269,8 +265,15 @@ def main() -> None:
             cv = cross_validate(rav, recipe, folds=args.folds, by="speaker", seed=args.seed, data=data)
             res["calibration"] = {k: cv[k] for k in ("split", "wa", "ua", "ece", "temperature", "ece_calibrated")}
         res["seconds"] = round(time.perf_counter() - t0, 1)
-        results.append(res)
+        new.append(res)
         print(f"{name}: done in {res['seconds']:.0f} s", flush=True)
+    previous = RESULTS / "robustness.json"  # read at the end: another run may have saved meanwhile
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    results = [r for r in old.get("results", []) if r["recipe"] not in args.recipes]  # recipes not re-run are kept
+    for r in results:
+        r.setdefault("date", old.get("date", "")[:10])
+        r.setdefault("commit", old.get("commit", ""))
+    results += new
     md = markdown(results)
     print(md)
     save("robustness", {"corpus": "ravdess (+ tess for cross-corpus)", "folds": args.folds, "seed": args.seed,
