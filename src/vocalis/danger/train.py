@@ -26,15 +26,18 @@ Held-out split (:func:`split_of`), so no person is on both sides:
 
 Capture channels: browsers, phones, Bluetooth headsets and telephone PCM remove the top band
 (Chromium's fake microphone cuts 7-8 kHz; the 8 kHz telephone band stops at 3.4 kHz). The default
-recipe only looks below 4 kHz (:data:`BAND_FEATURES`) and every fit also sees one copy of every
-clip through a random channel (:func:`channel_augment`: low-pass 3.4-7.8 kHz or telephone band,
-high-pass, EQ tilt, gain); the held-out test side is never augmented.
+recipe only looks below 4 kHz (:data:`BAND_FEATURES`) and every fit also sees
+:data:`AUGMENT_COPIES` copy/copies of every clip through a random channel (:func:`channel_augment`:
+low-pass 3.4-7.8 kHz or telephone band, high-pass, EQ tilt, gain); the held-out test side is
+never augmented.
 
 Candidates (:data:`CANDIDATES`) reuse :class:`vocalis.training.recipes.Recipe` (feature config
 + scikit-learn head) and the same ONNX export as every other bundle, so the detector is loaded
 with :func:`vocalis.bundle.load_bundle` and runs through the same feature code offline and
-in streaming. :func:`train_scream_detector` fits the chosen recipe on the training side,
-scores the held-out side, then refits on everything and writes the bundle with those
+in streaming. :func:`train_scream_detector` chooses the operating point on the training side (its
+validation part, or cross-validation through the streaming policy: :func:`cross_validate`,
+:mod:`vocalis.danger.validation`), fits the chosen recipe on the training side, scores the
+held-out side at that point, then refits on everything and writes the bundle with those
 held-out metrics in its manifest.
 """
 
@@ -89,6 +92,15 @@ shape group are left out because they are computed on the full band (``fmax`` on
 mel filterbank). The telephone band (300-3400 Hz) is covered by :func:`channel_augment`.
 """
 
+CUE_FEATURES: dict[str, Any] = {"type": "cues", "sample_rate": SAMPLE_RATE, "n_fft": 512, "hop_length": 320,
+                                "fmin": 300.0, "fmax": 4000.0, "f0_min": 100.0, "f0_max": 1600.0, "voicing": 0.45,
+                                "high_hz": 400.0, "active_db": 25.0}
+"""Scream cues of :class:`vocalis.features.cues.ScreamCues` (20 dims, ~0.3 ms): pitch height, harmonicity,
+flatness and loudness dynamics of the 300-4000 Hz band, all relative (gain cannot move them)."""
+
+BAND_CUE_FEATURES: dict[str, Any] = {"type": "concat", "parts": [BAND_FEATURES, CUE_FEATURES]}
+""":data:`BAND_FEATURES` + :data:`CUE_FEATURES` (143 dims), nothing above 4 kHz."""
+
 _WHISPER: dict[str, Any] = {"type": "whisper", "model": "tiny.en", "pooling": "mean_std",
                             "compute_type": "int8", "threads": 1}
 
@@ -101,6 +113,9 @@ CANDIDATES: dict[str, Recipe] = {
                description="ZCR/RMS/MFCC20+deltas/spectral shape (mean, std, max), RBF SVM"),
         Recipe("band-svm", BAND_FEATURES, "svm", {"C": 3.0},
                description="RMS/MFCC20+deltas of the 0-4 kHz mel spectrum (mean, std, max), RBF SVM"),
+        Recipe("band-cues-svm", BAND_CUE_FEATURES, "svm", {"C": 3.0},
+               description="RMS/MFCC20+deltas of the 0-4 kHz mel spectrum (mean, std, max) + scream cues "
+                           "(pitch height, harmonicity, flatness, loudness dynamics of 300-4000 Hz), RBF SVM"),
         Recipe("classic-prosody-logreg", {"type": "concat", "parts": [{"type": "classic"}, {"type": "prosody"}]},
                "logreg", {"C": 0.05},
                description="classic statistics (452) + eGeMAPS-like prosody (23), logistic regression"),
@@ -118,12 +133,21 @@ at 7 kHz (max-window P >= 0.3), ``band-svm`` 13 %, the same as on the original a
 The operating point is chosen on a **validation part of the training side**
 (:func:`validation_split`, :func:`choose_threshold`) and stored in the bundle as
 ``metrics.operating_point``; the held-out test side is only scored at that point. (The previous
-detector's ``P >= 0.2`` had been picked by looking at the held-out threshold sweep.)"""
+detector's ``P >= 0.2`` had been picked by looking at the held-out threshold sweep.)
+
+Measured and not adopted (``benchmarks/scream_validation.py``; ``docs/model-card.md``):
+``band-cues-svm`` (+ :data:`CUE_FEATURES`, 2 augmented copies) had the best cross-validated
+streaming clip F1 on the training side, but at the operating point that cross-validation picks
+(``threshold_rule="cross-validation"``: P >= 0.35) it scored clip F1 0.884 / 0 false alerts on the
+held-out test side, and ``band-svm`` with that rule (P >= 0.5) 0.886 / 0 -- fewer false alerts than
+the shipped detector at P >= 0.2 (0.927 / 0.40 per h with ``w_distress=0``) but lower recall."""
 
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))
-"""Operating points :func:`choose_threshold` considers (0.1 to 0.7)."""
+"""Operating points :func:`choose_threshold` and :func:`cross_validate` consider (0.1 to 0.7)."""
 MAX_VALIDATION_FPR = 0.01
 """Most windows of validation acted speech / synthetic noise that may reach the threshold (any channel)."""
+AUGMENT_COPIES = 1
+"""Channel-augmented copies of every clip in each fit (:func:`channel_augment`)."""
 CHANNELS = ("original", "lowpass_7k", "telephone")
 """Channels the operating point is validated on (and ``benchmarks/danger.py`` reports)."""
 
@@ -541,6 +565,88 @@ def choose_threshold(clips: Sequence[Clip], scores: dict[str, tuple[np.ndarray, 
             f"acted speech + synthetic noise <= {MAX_VALIDATION_FPR}", "by_threshold": table}
 
 
+def cross_validate(clips: Sequence[Clip], recipe: Recipe, feats: CropFeatures, augmented: CropFeatures | None = None,
+                   *, seed: int = 0, workers: int = 2, progress: Progress | None = None,
+                   channels: Sequence[str] = CHANNELS, thresholds: Sequence[float] = THRESHOLDS,
+                   policy: Any = None) -> dict[str, Any]:
+    """Choose the operating point by cross-validation on the **training side**, through the policy.
+
+    :func:`vocalis.danger.validation.cv_folds` cuts the training side into person-disjoint folds;
+    each fold's detector (fitted on the other folds plus their ``augmented`` crops) scores the
+    streaming windows of the fold's screams clips and of a continuous non-danger stream of its acted
+    speech and noise, on every channel in ``channels``. The real DangerPolicy (``policy``, default
+    :class:`~vocalis.danger.policy.PolicyConfig`, with ``on_threshold`` = each of ``thresholds``)
+    turns them into clip-level danger F1 and false alerts per hour;
+    :func:`~vocalis.danger.validation.choose_operating_point` picks the threshold with the best mean
+    clip F1 whose worst channel stays within
+    :data:`~vocalis.danger.validation.MAX_VALIDATION_FA_PER_H` false alerts per hour.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vocalis.danger.validation import (
+        MAX_VALIDATION_FA_PER_H,
+        ValidationStream,
+        choose_operating_point,
+        cv_folds,
+        fa_audio,
+        operating_point_table,
+        stream_windows,
+    )
+
+    folds = cv_folds(clips)
+    n_folds = int(folds.max()) + 1
+    ex = recipe.extractor()
+    scr = [i for i, c in enumerate(clips) if folds[i] >= 0 and c.source == "screams"]
+    # window features: {channel: [(stream meta, X)]}
+    windows: dict[str, list[tuple[dict[str, Any], np.ndarray]]] = {}
+    for ch in channels:
+        rows: list[tuple[dict[str, Any], np.ndarray]] = []
+        if ch == "original":
+            sel = np.isin(feats.clip_index, scr)
+            X_all, ci_all = feats.X[sel], feats.clip_index[sel]
+        else:
+            f = featurize_clips([clips[i] for i in scr], recipe, workers=workers, channel=ch)
+            X_all, ci_all = f.X, np.asarray(scr)[f.clip_index]
+        for i in scr:
+            c = clips[i]
+            X = X_all[ci_all == i]
+            rows.append(({"name": str(c.path), "fold": int(folds[i]), "label": c.label, "subset": c.subset,
+                          "seconds": WINDOW_S + 0.5 * (len(X) - 1), "clip": i}, X))
+
+        def fa(fold: int, ch: str = ch) -> tuple[dict[str, Any], np.ndarray]:
+            x = apply_channel(fa_audio(clips, folds, fold), ch)
+            X = np.stack([np.asarray(ex(w, SAMPLE_RATE), np.float32) for w in stream_windows(x)])
+            return {"name": f"non-danger:{fold}", "fold": fold, "label": 0, "subset": "non_danger",
+                    "seconds": x.size / SAMPLE_RATE, "clip": -1}, X
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            rows += list(pool.map(fa, range(n_folds)))
+        windows[ch] = rows
+        if progress:
+            progress("validation features", len(windows), len(channels))
+    streams: dict[str, list[ValidationStream]] = {ch: [] for ch in channels}
+    for k in range(n_folds):
+        est = _fit(recipe, seed, clips, (folds >= 0) & (folds != k), feats, augmented)
+        for ch in channels:
+            for meta, X in windows[ch]:
+                if meta["fold"] == k:
+                    streams[ch].append(ValidationStream(scores=est.predict_proba(X)[:, 1], **meta))
+        if progress:
+            progress("validation folds", k + 1, n_folds)
+    table = operating_point_table(streams, thresholds, policy)
+    threshold = choose_operating_point(table)
+    return {
+        "threshold": threshold,
+        "criterion": f"max mean clip F1 (streaming + DangerPolicy) over {list(channels)} with at most "
+                     f"{MAX_VALIDATION_FA_PER_H} false alerts per hour on every channel",
+        "method": "cross-validation on the training side (vocalis.danger.validation): "
+                  f"{n_folds} person-disjoint folds, "
+                  f"{sum(1 for c in clips if c.split == 'train' and c.source == 'screams')} screams clips, "
+                  f"{table[f'{threshold:.2f}']['hours'].get(channels[0], 0.0)} h of non-danger audio per channel",
+        "by_threshold": table,
+    }
+
+
 def compare_candidates(data_root: str | Path, names: Sequence[str] | None = None, *, workers: int = 2,
                        progress: Progress | None = None) -> dict[str, dict[str, Any]]:
     """Held-out scores of several :data:`CANDIDATES` on the same split."""
@@ -578,48 +684,10 @@ def _export(recipe: Recipe, est: Any, n_features: int, out: str | Path, metrics:
     return save_bundle(out, manifest, export_onnx(recipe, est, n_features))
 
 
-def train_scream_detector(
-    data_root: str | Path,
-    out: str | Path,
-    *,
-    recipe: str = DEFAULT_CANDIDATE,
-    holdout_out: str | Path | None = None,
-    workers: int = 2,
-    seed: int = 0,
-    progress: Progress | None = None,
-    features: CropFeatures | None = None,
-    augment_copies: int = 1,
-) -> dict[str, Any]:
-    """Train the scream detector on ``data_root`` (``screams/``, ``ravdess/``, ``tess/``) and write ``out``.
-
-    The recipe is fitted on the training side of the held-out split and scored on the test side
-    (these metrics go into the manifest and are returned); ``holdout_out``, when given, receives
-    that training-side-only bundle (what ``benchmarks/danger.py`` evaluates). The bundle at
-    ``out`` is then refitted on all clips. ``features`` reuses crop features computed by
-    :func:`featurize_clips` for the same recipe and data (saves the extraction).
-
-    Every fit sees the original crops plus ``augment_copies`` copies of every clip through a
-    random capture channel (:func:`channel_augment`); the operating point is chosen on the
-    validation part of the training side (:func:`validation_split`, :func:`choose_threshold`) and
-    stored as ``metrics.operating_point`` (also in ``metrics.validation``); the held-out metrics
-    are taken at that threshold.
-    """
-    if recipe not in CANDIDATES:
-        raise ConfigError(f"recipe={recipe!r} must be one of {sorted(CANDIDATES)}")
-    r = CANDIDATES[recipe]
-    clips = scream_dataset(data_root)
-    feats = features if features is not None else featurize_clips(clips, r, workers=workers, progress=progress)
-    if int(feats.whole.shape[0]) != len(clips):
-        raise DataError(f"features hold {feats.whole.shape[0]} clips; the data set has {len(clips)}")
-    augmented = [featurize_clips(clips, r, workers=workers, progress=progress, augment_seed=SEED + 1000 * (k + 1))
-                 for k in range(augment_copies)]
-    aug = None
-    if augmented:
-        aug = CropFeatures(np.concatenate([a.X for a in augmented]),
-                           np.concatenate([a.clip_index for a in augmented]),
-                           augmented[0].whole)
-    # operating point: fit on the training side minus its validation part, score the validation
-    # clips on every channel (band-limited copies made here), choose; the test side is not looked at
+def _validation_split_threshold(clips: Sequence[Clip], r: Recipe, feats: CropFeatures, aug: CropFeatures | None,
+                                *, seed: int = 0, workers: int = 2) -> dict[str, Any]:
+    """Fit on the training side minus its validation part, score the validation clips on every
+    channel (band-limited copies made here), :func:`choose_threshold`."""
     val = validation_split(clips)
     inner = np.array([c.split == "train" for c in clips]) & ~val
     est_val = _fit(r, seed, clips, inner, feats, aug)
@@ -633,6 +701,62 @@ def train_scream_detector(
         scores[ch] = (est_val.predict_proba(f.X)[:, 1], ci)
     validation = choose_threshold(clips, scores)
     validation["n_clips"] = int(val.sum())
+    return validation
+
+
+def train_scream_detector(
+    data_root: str | Path,
+    out: str | Path,
+    *,
+    recipe: str = DEFAULT_CANDIDATE,
+    holdout_out: str | Path | None = None,
+    workers: int = 2,
+    seed: int = 0,
+    progress: Progress | None = None,
+    features: CropFeatures | None = None,
+    augment_copies: int = AUGMENT_COPIES,
+    threshold_rule: str = "validation-split",
+) -> dict[str, Any]:
+    """Train the scream detector on ``data_root`` (``screams/``, ``ravdess/``, ``tess/``) and write ``out``.
+
+    The recipe is fitted on the training side of the held-out split and scored on the test side
+    (these metrics go into the manifest and are returned); ``holdout_out``, when given, receives
+    that training-side-only bundle (what ``benchmarks/danger.py`` evaluates). The bundle at
+    ``out`` is then refitted on all clips. ``features`` reuses crop features computed by
+    :func:`featurize_clips` for the same recipe and data (saves the extraction).
+
+    Every fit sees the original crops plus ``augment_copies`` copies of every clip through a
+    random capture channel (:func:`channel_augment`); the operating point is chosen on the training
+    side only and stored as ``metrics.operating_point`` (its table in ``metrics.validation``); the
+    held-out metrics are taken at that threshold. ``threshold_rule``: ``"validation-split"``
+    (default; the validation part of the training side, :func:`validation_split`,
+    :func:`choose_threshold`: max-window clip F1 with a window false-positive cap) or
+    ``"cross-validation"`` (person-disjoint folds of the whole training side through the streaming
+    policy, :func:`cross_validate`: clip F1 with at most 0.5 false alerts per hour).
+    """
+    if recipe not in CANDIDATES:
+        raise ConfigError(f"recipe={recipe!r} must be one of {sorted(CANDIDATES)}")
+    if threshold_rule not in ("validation-split", "cross-validation"):
+        raise ConfigError(f"threshold_rule={threshold_rule!r} must be 'validation-split' or 'cross-validation'")
+    r = CANDIDATES[recipe]
+    clips = scream_dataset(data_root)
+    feats = features if features is not None else featurize_clips(clips, r, workers=workers, progress=progress)
+    if int(feats.whole.shape[0]) != len(clips):
+        raise DataError(f"features hold {feats.whole.shape[0]} clips; the data set has {len(clips)}")
+    augmented = [featurize_clips(clips, r, workers=workers, progress=progress, augment_seed=SEED + 1000 * (k + 1))
+                 for k in range(augment_copies)]
+    aug = None
+    if augmented:
+        aug = CropFeatures(np.concatenate([a.X for a in augmented]),
+                           np.concatenate([a.clip_index for a in augmented]),
+                           augmented[0].whole)
+    # operating point on the training side only; the test side is not looked at
+    if threshold_rule == "cross-validation":
+        validation = cross_validate(clips, r, feats, aug, seed=seed, workers=workers, progress=progress)
+    elif threshold_rule == "validation-split":
+        validation = _validation_split_threshold(clips, r, feats, aug, seed=seed, workers=workers)
+    else:
+        raise AssertionError(threshold_rule)
     threshold = float(validation["threshold"])
     metrics, est = evaluate_split(clips, feats, r, seed=seed, threshold=threshold, augmented=aug)
     split_hash = hashlib.sha256("|".join(f"{c.group}:{c.split}" for c in clips).encode()).hexdigest()[:12]

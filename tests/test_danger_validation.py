@@ -1,0 +1,92 @@
+"""Cross-validation of the scream detector through the policy (vocalis.danger.validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import SR, corpus_dir
+from vocalis.danger.policy import PolicyConfig
+from vocalis.danger.validation import (
+    ValidationStream,
+    choose_operating_point,
+    operating_point_table,
+    policy_metrics,
+    run_policy,
+    stream_windows,
+)
+
+
+def clip(scores: list[float], label: int, subset: str = "s", keywords: list[str] | None = None) -> ValidationStream:
+    return ValidationStream(name=f"c{id(scores)}", fold=0, label=label, subset=subset,
+                            seconds=2.0 + 0.5 * (len(scores) - 1), scores=np.asarray(scores), clip=0,
+                            keywords=keywords or [])
+
+
+def test_stream_windows_match_the_streaming_predictor() -> None:
+    x = np.arange(3 * SR, dtype=np.float32)
+    w = stream_windows(x)
+    assert len(w) == 3 and all(v.size == 2 * SR for v in w) and w[-1][-1] == x[-1] and w[1][0] == x[SR // 2]
+    short = stream_windows(np.ones(SR, np.float32))
+    assert len(short) == 1 and short[0][: SR].sum() == 0 and short[0][SR:].sum() == SR  # zeros at the front
+
+
+def test_policy_metrics_count_clips_and_false_alerts() -> None:
+    cfg = PolicyConfig(on_threshold=0.5, off_threshold=0.1)
+    non_danger = np.zeros(7200)  # one hour of windows
+    non_danger[100:104] = 0.9  # one burst: an episode and (the countdown is not cancelled) an alert
+    non_danger[103 + 200 : 103 + 204] = 0.9  # a second one after the cooldown
+    streams = [clip([0.9, 0.9, 0.9], 1), clip([0.9, 0.0, 0.9], 1), clip([0.1, 0.2, 0.1], 0, "calm"),
+               clip([0.9, 0.9, 0.0], 0, "calm"),
+               ValidationStream("nd", 0, 0, "non_danger", 3600.0, non_danger)]
+    m = policy_metrics(streams, cfg)
+    assert m["clip"] == {"f1": 0.5, "precision": 0.5, "recall": 0.5, "tp": 1, "fp": 1, "fn": 1}
+    assert m["by_subset"] == {"s": {"n": 2, "flagged": 1}, "calm": {"n": 2, "flagged": 1}}
+    assert m["alerts"] == 2 and m["alerts_per_hour"] == 2.0 and m["hours"] == 1.0
+
+
+def test_keyword_hits_arrive_where_asr_would_run() -> None:
+    # ASR runs on the first window with scream >= 0.1 (t=2.5 s) and not again within one window length
+    cfg = PolicyConfig(on_threshold=0.4, off_threshold=0.1, w_keyword=0.2)
+    assert not run_policy(clip([0.05, 0.3, 0.3, 0.3], 1, keywords=["help"]), cfg)  # one window at 0.44 of 2-of-3
+    once = PolicyConfig(on_threshold=0.4, off_threshold=0.1, w_keyword=0.2, n_on=1, m_windows=1, min_duration_s=0.0)
+    ev = run_policy(clip([0.3, 0.35, 0.35], 1, keywords=["help"]), once)
+    assert ev[0].type == "danger.started" and ev[0].t == 2.0 and "keyword:help" in ev[0].reason
+    assert not run_policy(clip([0.3, 0.35, 0.35], 1), once)  # the same voice without the word
+
+
+def test_choose_operating_point_respects_the_false_alert_limit() -> None:
+    def row(f1: float, fa: float) -> dict[str, object]:
+        return {"mean_clip_f1": f1, "max_false_alerts_per_hour": fa}
+
+    table = {"0.20": row(0.95, 2.0), "0.25": row(0.90, 0.4), "0.30": row(0.90, 0.0), "0.40": row(0.85, 0.0)}
+    assert choose_operating_point(table) == 0.25  # best F1 within 0.5/h; ties go to the lower threshold
+    assert choose_operating_point(table, max_fa_per_hour=5.0) == 0.20
+    assert choose_operating_point({"0.2": row(0.9, 3.0), "0.3": row(0.8, 1.0)}) == 0.3  # none within: fewest
+
+
+def test_operating_point_table_uses_the_policy() -> None:
+    streams = {"original": [clip([0.3, 0.3, 0.3], 1), clip([0.6, 0.6, 0.0], 0)]}
+    t = operating_point_table(streams, [0.25, 0.5])
+    assert t["0.25"]["clip_f1"]["original"] == pytest.approx(2 / 3, abs=1e-4) and t["0.50"]["clip_f1"]["original"] == 0.0
+    assert t["0.25"]["by_subset"]["original"]["s"] == {"n": 2, "flagged": 2}
+
+
+@pytest.mark.corpus
+def test_cv_folds_keep_people_apart() -> None:
+    from vocalis.danger.train import scream_dataset, validation_split
+    from vocalis.danger.validation import cv_folds
+
+    clips = scream_dataset(corpus_dir("screams").parent)
+    folds = cv_folds(clips)
+    assert all((f < 0) == (c.split == "test") for c, f in zip(clips, folds))
+    groups: dict[str, set[int]] = {}
+    for c, f in zip(clips, folds):
+        groups.setdefault(c.group, set()).add(int(f))
+    assert all(len(v) == 1 for v in groups.values())  # a person / session / actor is in one fold
+    val = validation_split(clips)
+    scr = np.array([c.source == "screams" for c in clips])
+    assert np.array_equal(val & scr, (folds == 0) & scr)  # fold 0 = the validation split's screams
+    assert {int(f) for c, f in zip(clips, folds) if c.source == "tess" and f >= 0} == {4}
+    per_fold = [sum(1 for c, f in zip(clips, folds) if f == k and c.source == "screams") for k in range(4)]
+    assert min(per_fold) >= 30
