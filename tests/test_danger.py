@@ -125,6 +125,17 @@ def test_shipped_scream_detector_on_real_clips() -> None:
     assert b.predict(np.zeros(2 * SR, np.float32)).probabilities["scream"] < 0.5
 
 
+def test_policy_default_threshold_is_the_shipped_detectors_operating_point() -> None:
+    """The service and ``vocalis monitor`` use PolicyConfig() as is: its on_threshold must be the
+    operating point the shipped detector was validated at (chosen on its training side)."""
+    from vocalis.bundle.runtime import load_bundle
+    from vocalis.danger import scream_model_path
+
+    m = load_bundle(scream_model_path()).manifest.metrics
+    assert PolicyConfig().on_threshold == pytest.approx(m["operating_point"])
+    assert m["validation"]["threshold"] == pytest.approx(m["operating_point"])
+
+
 @pytest.mark.corpus
 @pytest.mark.parametrize("channel", ["lowpass_7k", "telephone_8k"])
 def test_shipped_scream_detector_is_robust_to_band_limiting(channel: str) -> None:

@@ -148,11 +148,14 @@ def test_risk_fusion_weights() -> None:
     p = DangerPolicy()
     assert p.risk(W(1.0, 0.0)) == 0.0
     assert p.risk(W(1.0, 0.9)) == pytest.approx(0.9)
+    on = p.config.on_threshold
     calm_help = p.risk(W(1.0, 0.0, keywords=["help"]))
     fear_only = p.risk(W(1.0, 0.0, {"fear": 1.0}))
-    both = p.risk(W(1.0, 0.1, {"fear": 0.8}, ["help"]))
-    on = p.config.on_threshold
-    assert calm_help < on and fear_only < on < both <= 1.0
+    both = p.risk(W(1.0, 0.9 * on, {"fear": 0.8}, ["help"]))  # a scream-like voice just below on + "help"
+    assert calm_help < on and fear_only == 0.0 and on < both <= 1.0  # distress has no weight by default
+    fused = DangerPolicy(PolicyConfig(w_distress=0.15))
+    assert fused.risk(W(1.0, 0.0, {"fear": 1.0})) == pytest.approx(0.15)
+    assert fused._reasons(W(1.0, 0.0, {"fear": 1.0})) == "distress" and p._reasons(W(1.0, 0.0, {"fear": 1.0})) == "risk"
 
 
 def test_time_must_not_go_back() -> None:
