@@ -1,0 +1,447 @@
+"""Validation of scream-detector and policy levers on the **training side** only (never the test side).
+
+The held-out split of :mod:`vocalis.danger.train` is left alone: everything here uses the
+clips on its training side, cut into cross-validation folds that keep a person on one side
+(:func:`cv_folds`): screams groups (known user / recording hour), RAVDESS actors 1-12 in four
+groups of three, the training synthetic seeds by ``i % 5``; TESS's only training speaker (OAF)
+is a fold of its own (its model has seen no TESS at all). Fold 0 is exactly
+:func:`vocalis.danger.train.validation_split`.
+
+For every fold a detector is fitted on the other folds (plus their augmented copies) and scores
+
+* every 2 s window (0.5 s hop) of the fold's screams clips, each streamed on its own (the windows
+  :class:`~vocalis.streaming.predictor.StreamingPredictor` forms), and
+* a continuous non-danger stream of the fold's acted speech (shuffled, 0-1.5 s pauses) followed
+  by synthetic noise / hum / silence segments of 20 s — what ``benchmarks/danger.py`` does with the
+  test side.
+
+The real :class:`~vocalis.danger.policy.DangerPolicy` then runs on those scores together with
+the emotion model's probabilities (every 4th hop, as in streaming) and, for the screams clips,
+the keyword hits of a tiny.en transcript of the clip (``danger-train-transcripts.json``; no ASR on
+the acted speech stream). Out-of-fold, that gives a clip-level danger F1 over all training-side
+screams clips and false alerts per hour over ~1.8 h of non-danger audio. Scores are cached under
+``.cache/scream-validation``.
+
+Run: ``.venv/bin/python benchmarks/scream_validation.py`` (writes ``results/scream-validation.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, REPO  # noqa: E402
+from vocalis.audio.constants import SAMPLE_RATE  # noqa: E402
+from vocalis.danger.keywords import KeywordMatcher  # noqa: E402
+from vocalis.danger.policy import PolicyConfig  # noqa: E402
+from vocalis.danger.train import SEED, Clip, apply_channel, channel_augment, crops, scream_dataset  # noqa: E402
+from vocalis.danger.validation import (  # noqa: E402
+    NOISE_SEGMENTS_PER_FOLD,
+    ValidationStream,
+    cv_folds,
+    fa_audio,
+    policy_metrics,
+    run_policy,
+    stream_windows,
+)
+from vocalis.features.base import from_config  # noqa: E402
+
+CACHE = REPO / ".cache" / "scream-validation"
+HOP = 0.5
+WINDOW = 2.0
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """Windows of one continuous stream (or one clip streamed on its own)."""
+
+    name: str
+    fold: int
+    ends: np.ndarray  # window end, seconds
+    feats: np.ndarray | None = None
+    emotion: list[dict[str, float]] = field(default_factory=list)  # per window (repeated between fresh ones)
+    label: int = 0
+    subset: str = ""
+    keywords: list[str] = field(default_factory=list)  # keyword hits of the clip's transcript
+    seconds: float = 0.0
+
+
+def _emotion_track(ws: Sequence[np.ndarray], emotion: Any, every: int = 4) -> list[dict[str, float]]:
+    out: list[dict[str, float]] = []
+    last: dict[str, float] = {}
+    for i, w in enumerate(ws):
+        if emotion is not None and i % every == 0:
+            p = emotion.predict_proba(w)
+            last = {lab: float(v) for lab, v in zip(emotion.labels, p)}
+        out.append(last)
+    return out
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def audio_of(clip: Clip, channel: str) -> np.ndarray:
+    return apply_channel(clip.audio(), channel)
+
+
+def build_streams(clips: Sequence[Clip], folds: np.ndarray, channel: str = "original",
+                  emotion: Any = None, transcripts: dict[str, str] | None = None) -> list[Stream]:
+    """Screams clips (one stream each) and one non-danger stream per fold; emotion cached to disk."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"streams-{channel}-{_key(len(clips), int(folds.sum()), NOISE_SEGMENTS_PER_FOLD)}.json"
+    matcher = KeywordMatcher()
+    transcripts = transcripts or {}
+    if path.is_file():
+        rows = json.loads(path.read_text())
+    else:
+        if emotion is None:
+            from vocalis.bundle.runtime import load_bundle
+
+            emotion = load_bundle()
+        rows = []
+        for i, (c, f) in enumerate(zip(clips, folds)):
+            if f < 0 or c.source != "screams":
+                continue
+            ws = stream_windows(audio_of(c, channel))
+            rows.append({"name": str(c.path), "clip": i, "fold": int(f), "n": len(ws),
+                         "emotion": _emotion_track(ws, emotion), "seconds": len(ws) * HOP + 1.5})
+        for f in range(int(folds.max()) + 1):
+            x = apply_channel(fa_audio(clips, folds, f), channel)
+            ws = stream_windows(x)
+            rows.append({"name": f"fa:{f}", "clip": -1, "fold": f, "n": len(ws),
+                         "emotion": _emotion_track(ws, emotion), "seconds": x.size / SAMPLE_RATE})
+        path.write_text(json.dumps(rows))
+    out = []
+    for r in rows:
+        c = clips[r["clip"]] if r["clip"] >= 0 else None
+        ends = WINDOW + HOP * np.arange(r["n"])
+        out.append(Stream(r["name"], r["fold"], ends, emotion=r["emotion"], label=c.label if c else 0,
+                          subset=c.subset if c else "fa", seconds=r["seconds"],
+                          keywords=matcher.match(transcripts.get(r["name"], "")) if c else []))
+    return out
+
+
+def stream_features(clips: Sequence[Clip], folds: np.ndarray, streams: list[Stream], features: dict[str, Any],
+                    channel: str = "original") -> None:
+    """Fill ``Stream.feats`` for ``features`` (cached per feature config and channel)."""
+    path = CACHE / f"sfeat-{channel}-{_key(features, len(clips), int(folds.sum()), NOISE_SEGMENTS_PER_FOLD)}.npz"
+    if path.is_file():
+        z = np.load(path)
+        for s in streams:
+            s.feats = z[s.name]
+        return
+    ex = from_config(dict(features))
+    by_name = {str(c.path): c for c in clips if c.source == "screams"}
+    for s in streams:
+        if s.name.startswith("fa:"):
+            x = apply_channel(fa_audio(clips, folds, int(s.name[3:])), channel)
+        else:
+            x = audio_of(by_name[s.name], channel)
+        s.feats = np.stack([np.asarray(ex(w, SAMPLE_RATE), np.float32) for w in stream_windows(x)])
+    np.savez(path, **{s.name: s.feats for s in streams})
+
+
+@dataclass
+class FitData:
+    X: np.ndarray
+    y: np.ndarray
+    clip: np.ndarray  # clip index of each row
+    fold: np.ndarray
+
+
+def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any], augment_copies: int = 1,
+             copy_offset: int = 0) -> FitData:
+    """Training crops of every training-side clip (+ ``augment_copies`` channel-augmented copies), cached."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    ex = from_config(dict(features))
+    Xs, ys, cs = [], [], []
+    for copy in range(-1, augment_copies):
+        tag = "orig" if copy == -1 else f"aug{copy + copy_offset}"
+        path = CACHE / f"fit-{tag}-{_key(features, len(clips), int(folds.sum()))}.npz"
+        if path.is_file():
+            z = np.load(path)
+            X, ci = z["X"], z["clip"]
+        else:
+            rows, idx = [], []
+            for i, (c, f) in enumerate(zip(clips, folds)):
+                if f < 0:
+                    continue
+                x = c.audio()
+                if copy >= 0:
+                    x = channel_augment(x, np.random.default_rng(SEED + 1000 * (copy + copy_offset + 1) + i))
+                for w in crops(x, step_s=0.5 if c.source == "screams" else 1.0):
+                    rows.append(np.asarray(ex(w, SAMPLE_RATE), np.float32))
+                    idx.append(i)
+            X, ci = np.stack(rows), np.asarray(idx)
+            np.savez(path, X=X, clip=ci)
+        Xs.append(X)
+        cs.append(ci)
+        ys.append(np.array([clips[i].label for i in ci]))
+    clip_idx = np.concatenate(cs)
+    return FitData(np.concatenate(Xs), np.concatenate(ys), clip_idx, folds[clip_idx])
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A detector head: RBF SVM (scaler inside) with class weights and per-subset sample weights."""
+
+    C: float = 3.0
+    gamma: str | float = "scale"
+    class_weight: str | dict[int, float] | None = "balanced"
+    weights: tuple[tuple[str, float], ...] = ()  # (subset or source:emotion, weight)
+    head: str = "svm"
+
+    def estimator(self) -> Any:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        if self.head == "logreg":
+            clf: Any = LogisticRegression(C=self.C, max_iter=3000, class_weight=self.class_weight)
+        elif self.head == "hgb":
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
+            clf = HistGradientBoostingClassifier(max_iter=int(self.C), learning_rate=0.1, max_leaf_nodes=15,
+                                                 l2_regularization=1.0, class_weight=self.class_weight,
+                                                 early_stopping=False, random_state=0)
+        elif self.head == "mlp":
+            from sklearn.neural_network import MLPClassifier
+
+            clf = MLPClassifier(hidden_layer_sizes=(64, 32), alpha=self.C, max_iter=300, early_stopping=False,
+                                random_state=0)
+        else:
+            clf = SVC(C=self.C, gamma=self.gamma, probability=True, class_weight=self.class_weight, random_state=0)
+        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+
+def sample_weights(clips: Sequence[Clip], clip_idx: np.ndarray, weights: Sequence[tuple[str, float]]) -> np.ndarray:
+    w = np.ones(len(clip_idx))
+    if not weights:
+        return w
+    table = dict(weights)
+    per_clip = np.ones(len(clips))
+    for i, c in enumerate(clips):
+        for key in (c.subset, f"{c.source}:{c.subset}", c.source):
+            if key in table:
+                per_clip[i] = table[key]
+                break
+    return per_clip[clip_idx]
+
+
+def fit(spec: ModelSpec, clips: Sequence[Clip], d: FitData, keep: np.ndarray) -> Any:
+    est = spec.estimator()
+    w = sample_weights(clips, d.clip[keep], spec.weights)
+    est.fit(d.X[keep], d.y[keep], clf__sample_weight=w)
+    return est
+
+
+def oof_scores(spec: ModelSpec, clips: Sequence[Clip], folds: np.ndarray, d: FitData,
+               streams_by_channel: dict[str, list[Stream]], tag: str,
+               log: Callable[[str], None] = print) -> dict[str, dict[str, np.ndarray]]:
+    """Out-of-fold P(scream) of every window of every stream: ``{channel: {stream name: scores}}`` (cached)."""
+    path = CACHE / f"oof-{tag}.npz"
+    chans = sorted(streams_by_channel)
+    if path.is_file():
+        z = np.load(path)
+        if all(f"{ch}|{s.name}" in z for ch in chans for s in streams_by_channel[ch]):
+            return {ch: {s.name: z[f"{ch}|{s.name}"] for s in streams_by_channel[ch]} for ch in chans}
+    out: dict[str, dict[str, np.ndarray]] = {ch: {} for ch in chans}
+    for f in range(int(folds.max()) + 1):
+        t0 = time.time()
+        est = fit(spec, clips, d, d.fold != f)
+        for ch in chans:
+            for s in streams_by_channel[ch]:
+                if s.fold == f:
+                    assert s.feats is not None
+                    out[ch][s.name] = est.predict_proba(s.feats)[:, 1]
+        log(f"  fold {f}: fit+score {time.time() - t0:.0f} s")
+    np.savez(path, **{f"{ch}|{n}": v for ch in chans for n, v in out[ch].items()})
+    return out
+
+
+# -- policy ------------------------------------------------------------------------------------
+
+
+def as_validation(s: Stream, scores: np.ndarray, keywords: bool = True) -> ValidationStream:
+    return ValidationStream(name=s.name, fold=s.fold, label=s.label, subset=s.subset, seconds=s.seconds,
+                            scores=scores, clip=-1 if s.name.startswith("fa:") else 0,
+                            keywords=s.keywords if keywords else [], probabilities=s.emotion)
+
+
+def evaluate(streams: list[Stream], scores: dict[str, np.ndarray], cfg: PolicyConfig, *,
+             keywords: bool = True, margins: Sequence[float] = (0.75,)) -> dict[str, Any]:
+    """Clip-level F1 (policy) and false alerts / h of the non-danger streams, plus near misses: ``danger.started``
+    episodes on the non-danger streams with both thresholds scaled by each of ``margins``."""
+    vs = [as_validation(s, scores[s.name], keywords) for s in streams]
+    out = policy_metrics(vs, cfg)
+    for m in margins:
+        c2 = replace(cfg, on_threshold=cfg.on_threshold * m, off_threshold=cfg.off_threshold * m)
+        out[f"fa_episodes_at_{m:g}x"] = sum(sum(e.type == "danger.started" for e in run_policy(v, c2))
+                                            for v in vs if v.non_danger)
+    return out
+
+
+def window_fpr(streams: list[Stream], scores: dict[str, np.ndarray], th: float) -> float:
+    v = np.concatenate([scores[s.name] for s in streams if s.name.startswith("fa:")])
+    return round(float((v >= th).mean()), 5)
+
+
+def load_transcripts(clips: Sequence[Clip], folds: np.ndarray) -> dict[str, str]:
+    """tiny.en transcripts of the training-side screams clips (computed once, cached)."""
+    path = CACHE / "transcripts.json"
+    text: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    todo = [c for c, f in zip(clips, folds) if f >= 0 and c.source == "screams" and str(c.path) not in text]
+    if todo:
+        from vocalis.danger.keywords import load_asr, transcribe
+
+        model = load_asr()
+        for c in todo:
+            text[str(c.path)] = transcribe(c.audio(), model)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(text, indent=1))
+    return text
+
+
+def setup(channels: Sequence[str] = ("original",)) -> tuple[list[Clip], np.ndarray, dict[str, list[Stream]]]:
+    """Clips, folds and the validation streams of every channel (emotion only on the original audio)."""
+    clips = scream_dataset(DATA)
+    folds = cv_folds(clips)
+    tr = load_transcripts(clips, folds)
+    streams = {}
+    for ch in channels:
+        emotion: Any = None if ch == "original" else _NoEmotion()
+        if ch == "original" and not any(CACHE.glob(f"streams-{ch}-*.json")):
+            from vocalis.bundle.runtime import load_bundle
+
+            emotion = load_bundle()
+        streams[ch] = build_streams(clips, folds, ch, emotion, tr)
+    return clips, folds, streams
+
+
+class _NoEmotion:
+    labels = ("neutral",)
+
+    def predict_proba(self, w: np.ndarray) -> np.ndarray:
+        return np.ones(1)
+
+
+# -- levers --------------------------------------------------------------------------------------
+
+
+
+def _features() -> dict[str, dict[str, Any]]:
+    from vocalis.danger.train import BAND_CUE_FEATURES, BAND_FEATURES, CHEAP_FEATURES
+
+    return {"band": BAND_FEATURES, "band+cues": BAND_CUE_FEATURES, "cheap4k": {**CHEAP_FEATURES, "fmax": 4000.0},
+            "cheap4k+cues": {"type": "concat", "parts": [{**CHEAP_FEATURES, "fmax": 4000.0},
+                                                         BAND_CUE_FEATURES["parts"][1]]}}
+
+
+LEVERS: list[tuple[str, str, int, ModelSpec, dict[str, Any]]] = [
+    ("session 1 as shipped: band-svm, 1 augmented copy, P >= 0.2, w_distress=0.15", "band", 1, ModelSpec(),
+     {"w_distress": 0.15, "on_threshold": 0.2}),
+    ("band-svm at P >= 0.2, w_distress=0 (shipped)", "band", 1, ModelSpec(), {"on_threshold": 0.2}),
+    ("band-svm, w_distress=0.15, threshold by the rule", "band", 1, ModelSpec(), {"w_distress": 0.15}),
+    ("band-svm, w_distress=0, threshold by the rule", "band", 1, ModelSpec(), {}),
+    ("band-svm C=1", "band", 1, ModelSpec(C=1.0), {}),
+    ("band-svm C=10", "band", 1, ModelSpec(C=10.0), {}),
+    ("band-svm, calm calls weighted x3", "band", 1, ModelSpec(weights=(("calm_call", 3.0),)), {}),
+    ("band-svm, 2 augmented copies", "band", 2, ModelSpec(), {}),
+    ("full cheap set with fmax=4000 (ZCR, spectral shape full band)", "cheap4k", 1, ModelSpec(), {}),
+    ("band + scream cues", "band+cues", 1, ModelSpec(), {}),
+    ("band + scream cues, C=1", "band+cues", 1, ModelSpec(C=1.0), {}),
+    ("band + scream cues, C=10", "band+cues", 1, ModelSpec(C=10.0), {}),
+    ("band + scream cues, gamma=0.003", "band+cues", 1, ModelSpec(gamma=0.003), {}),
+    ("band + scream cues, calm x3 + RAVDESS x2", "band+cues", 1,
+     ModelSpec(weights=(("calm_call", 3.0), ("ravdess", 2.0))), {}),
+    ("cheap4k + scream cues", "cheap4k+cues", 1, ModelSpec(), {}),
+    ("band + scream cues, 2 augmented copies (best here; on test: lower recall, not shipped)", "band+cues", 2,
+     ModelSpec(), {}),
+    ("  ... + policy w_distress=0.15", "band+cues", 2, ModelSpec(), {"w_distress": 0.15}),
+    ("  ... + policy w_distress=0.05", "band+cues", 2, ModelSpec(), {"w_distress": 0.05}),
+    ("  ... + policy w_keyword=0", "band+cues", 2, ModelSpec(), {"w_keyword": 0.0}),
+    ("  ... + policy 2 of 2 windows", "band+cues", 2, ModelSpec(), {"n_on": 2, "m_windows": 2}),
+    ("  ... + policy 3 of 3 windows", "band+cues", 2, ModelSpec(), {"n_on": 3, "m_windows": 3}),
+    ("  ... + policy min duration 1 s", "band+cues", 2, ModelSpec(), {"min_duration_s": 1.0}),
+    ("band + scream cues, gradient boosting (200 trees)", "band+cues", 2, ModelSpec(head="hgb", C=200), {}),
+]
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))  # as vocalis.danger.train.THRESHOLDS
+
+
+def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: int,
+          spec: ModelSpec, policy: dict[str, Any]) -> dict[str, Any]:
+    """Per threshold: out-of-fold policy metrics; the threshold :func:`choose_operating_point` would pick
+    (``policy["on_threshold"]``, when given, fixes it)."""
+    from vocalis.danger.validation import choose_operating_point
+
+    features = _features()[feat]
+    S = streams["original"]
+    stream_features(clips, folds, S, features)
+    d = fit_data(clips, folds, features, augment_copies=aug)
+    tag = f"{feat}|aug{aug}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
+    sc = oof_scores(spec, clips, folds, d, {"original": S}, "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])
+    table = {}
+    fixed = policy.get("on_threshold")
+    for th in [fixed] if fixed is not None else THRESHOLDS:
+        cfg = PolicyConfig(**{**policy, "on_threshold": th, "off_threshold": min(0.1, th)})
+        table[f"{th:.2f}"] = evaluate(S, sc["original"], cfg)
+        table[f"{th:.2f}"]["mean_clip_f1"] = table[f"{th:.2f}"]["clip"]["f1"]
+        table[f"{th:.2f}"]["max_false_alerts_per_hour"] = table[f"{th:.2f}"]["alerts_per_hour"]
+    best = choose_operating_point(table)
+    brief = {k: {**{m: v["clip"][m] for m in ("f1", "precision", "recall")}, "alerts": v["alerts"],
+                 "near_misses": v["fa_episodes_at_0.75x"]} for k, v in table.items()}
+    return {"features": feat, "augment_copies": aug, "model": {"C": spec.C, "gamma": spec.gamma, "head": spec.head,
+            "weights": [list(w) for w in spec.weights]}, "policy": policy, "chosen_threshold": best,
+            "at_chosen": table[f"{best:.2f}"], "by_threshold": brief}
+
+
+def main() -> None:
+    import argparse
+    import warnings
+
+    from _common import save
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", type=int, help="indices into LEVERS (default: all)")
+    args = ap.parse_args()
+    clips, folds, streams = setup(["original"])
+    out = []
+    for i, (name, feat, aug, spec, policy) in enumerate(LEVERS):
+        if args.only and i not in args.only:
+            continue
+        r = lever(clips, folds, streams, feat, aug, spec, policy)
+        a = r["at_chosen"]
+        print(f"{name:62s} th {r['chosen_threshold']:.2f} F1 {a['clip']['f1']:.3f} (P {a['clip']['precision']:.3f} "
+              f"R {a['clip']['recall']:.3f}) FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h, "
+              f"near misses {a['fa_episodes_at_0.75x']}", flush=True)
+        out.append({"lever": name, **r})
+    hours = out[0]["at_chosen"]["hours"] if out else 0.0
+    n = sum(1 for c, f in zip(clips, folds) if f >= 0 and c.source == "screams")
+    save("scream-validation", {"method": __doc__, "screams_clips": n, "non_danger_hours": hours, "levers": out},
+         "python benchmarks/scream_validation.py")
+
+
+if __name__ == "__main__":
+    main()
