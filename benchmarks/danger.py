@@ -8,8 +8,9 @@ no clip, speaker or recording session scored here was seen in training. The ship
 1. **Clip-level danger F1** on the held-out ``screams`` clips (danger 1 vs 0):
    (a) offline — the bundle on the whole clip, P(scream) >= the operating point;
    (b) streaming — the clip streamed through StreamingPredictor + DangerPolicy (defaults except
-       ``on_threshold`` = the detector's ``metrics.operating_point``, chosen on a validation part
-       of the *training* side, never on this test side; emotion every 4th hop); danger = a
+       ``on_threshold`` = the detector's ``metrics.operating_point``, chosen by cross-validation on
+       the *training* side (``vocalis.danger.train.cross_validate``), never on this test side;
+       emotion every 4th hop); danger = a
        ``danger.started`` event. Keyword hits come from one
        tiny.en transcript per clip (computed once; ``--no-asr`` disables).
 2. **Keyword spotting** precision / recall on the same held-out clips (keyword help/bacho vs
@@ -191,6 +192,31 @@ def summarize(values: list[float]) -> dict[str, float]:
             "mean": round(float(a.mean()), 3), "max": round(float(a.max()), 3)}
 
 
+def previous_detector(path: Path, setup: dict[str, Any]) -> dict[str, Any] | None:
+    """Headline numbers of the last run with another detector setup (recipe, operating point, fusion
+    weights); kept across re-runs of the same setup."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    try:
+        if _setup(old["scream_model"]["recipe"], old["operating_point"]["on_threshold"], old["policy_config"]) == setup:
+            return old.get("previous")
+        return {"what": f"{old['scream_model']['recipe']} at P >= {old['operating_point']['on_threshold']}, "
+                        f"policy {json.dumps({k: old['policy_config'][k] for k in ('w_distress', 'w_keyword')})}, "
+                        f"commit {old['commit']}",
+                "clip_f1": old["clip_level"]["streaming_policy"]["f1"],
+                "alerts_per_hour": old["false_alerts"]["alerts_per_hour"],
+                "latency_median_s": old["latency_s"]["median"],
+                "danger_path_ms": old["per_window_cost_ms"]["danger_path_vad_plus_scream"]["median"]}
+    except (KeyError, TypeError):
+        return None
+
+
+def _setup(recipe: Any, on: float, policy: dict[str, Any]) -> dict[str, Any]:
+    return {"recipe": recipe, "on_threshold": on, **{k: policy.get(k) for k in ("w_distress", "w_keyword", "n_on",
+                                                                                "m_windows", "min_duration_s")}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -212,7 +238,7 @@ def main() -> None:
         train_scream_detector(args.data, RESULTS / "scream-all.tmp.vocalis", holdout_out=args.holdout_model)
         (RESULTS / "scream-all.tmp.vocalis").unlink(missing_ok=True)
     scream = load_bundle(args.holdout_model)
-    # the operating point chosen on the validation part of the training side (train.choose_threshold)
+    # the operating point chosen by cross-validation on the training side (train.cross_validate)
     on = float(scream.manifest.metrics.get("operating_point", PolicyConfig().on_threshold))
     policy = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
     emotion = None if args.no_emotion else load_bundle()
@@ -317,8 +343,11 @@ def main() -> None:
         "scream_model": {"path": str(args.holdout_model), "recipe": scream.manifest.recipe.get("name"),
                          "held_out": scream.manifest.metrics.get("held_out", {})},
         "emotion_model": None if emotion is None else emotion.manifest.name,
-        "operating_point": {"on_threshold": on, "chosen_on": "validation part of the training side "
-                            "(vocalis.danger.train.choose_threshold); the held-out test side was not used"},
+        "operating_point": {"on_threshold": on, "chosen_on": "cross-validation on the training side through the "
+                            "streaming policy (vocalis.danger.train.cross_validate); the held-out test side was not "
+                            "used"},
+        "previous": previous_detector(RESULTS / "danger.json", _setup(scream.manifest.recipe.get("name"), on,
+                                                                       dict(policy.__dict__))),
         "stream_config": StreamConfig().__dict__, "policy_config": dict(policy.__dict__),
         "clip_level": clip, "keywords": {**kw, "asr_ms_per_clip": summarize(asr_ms)},
         "false_alerts": false_alerts, "latency_s": latency, "per_window_cost_ms": cost, "band_limited": band,

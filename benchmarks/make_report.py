@@ -183,10 +183,13 @@ def danger(out: list[str]) -> None:
         "Held-out split of `screams/` (known users on one side; 'unknown' clips grouped by their "
         "recording hour), held-out RAVDESS actors 13-24 and TESS YAF as non-danger speech; the scream "
         "detector used here was trained without any of them (`scream-holdout.vocalis`). Streams are "
-        "2 s windows every 0.5 s. The scream threshold was chosen on a validation part of the training "
-        "side, never on this test set. The detector is trained with low-pass, telephone-band, EQ and gain "
-        "augmentation on features below 4 kHz, because browsers and phones remove the top band (an earlier "
-        "full-band model scored 0.957 here but fired on band-limited quiet rooms in a real browser).\n")
+        "2 s windows every 0.5 s. The scream threshold (operating point "
+        f"{r.get('operating_point', {}).get('on_threshold', '?')}) was chosen on a validation part of the "
+        "training side and the policy's fusion weights by cross-validation on the training side through the "
+        "streaming policy (`benchmarks/scream_validation.py`, table below), never on this test set. The detector "
+        "is trained with low-pass, telephone-band, EQ and gain augmentation on features below 4 kHz, because "
+        "browsers and phones remove the top band (an earlier full-band model scored 0.957 here but fired on "
+        "band-limited quiet rooms in a real browser).\n")
     out.append("| metric | result | target |")
     out.append("|---|---|---|")
     out.append(f"| clip-level danger F1, streaming + policy ({sp['n']} held-out clips) | **{sp['f1']:.3f}** "
@@ -210,6 +213,28 @@ def danger(out: list[str]) -> None:
     kw = r["keywords"]
     out.append(f"| spoken 'help'/'bachao' hits (tiny.en ASR + tolerant matcher) | precision "
                f"{kw['any_keyword']['precision']:.2f}, recall {kw['any_keyword']['recall']:.2f} | – |\n")
+    prev = r.get("previous")
+    if prev:
+        out.append(f"Before (session 1: {prev['what']}): clip F1 {prev['clip_f1']:.3f}, "
+                   f"{prev['alerts_per_hour']:.2f} false alerts / h, {prev['latency_median_s']:.1f} s median latency, "
+                   f"{prev['danger_path_ms']:.1f} ms per window.\n")
+    v = _load("scream-validation")
+    if v:
+        out.append(f"**Levers, cross-validated on the training side** ({v['screams_clips']} training-side screams "
+                   f"clips in person-disjoint folds, each scored by a detector that never saw it; "
+                   f"{v['non_danger_hours']:.1f} h of training-side non-danger speech and noise streamed the same "
+                   "way; the threshold per row is fixed where it says P >= x, else the one the cross-validation rule "
+                   "picks: best clip F1 with <= 0.5 false alerts / h). `near misses` = episodes on the non-danger "
+                   "streams with both thresholds at 75 %. Differences of 0.01 in F1 are one or two clips. Retrained "
+                   "candidates scored on the held-out test set are listed in `docs/model-card.md`.\n")
+        out.append("| lever | threshold | clip F1 (P / R) | false alerts / h | near misses |")
+        out.append("|---|---|---|---|---|")
+        for row in v["levers"]:
+            a = row["at_chosen"]
+            out.append(f"| {row['lever']} | {row['chosen_threshold']:.2f} | {a['clip']['f1']:.3f} "
+                       f"({a['clip']['precision']:.3f} / {a['clip']['recall']:.3f}) | {a['alerts_per_hour']:.2f} "
+                       f"({a['alerts']}) | {a.get('fa_episodes_at_0.75x', '–')} |")
+        out.append("")
 
 
 def triage(out: list[str]) -> None:
