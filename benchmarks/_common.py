@@ -49,6 +49,12 @@ def commit() -> str:
         return "unknown"
 
 
+def meta_line(r: dict[str, Any]) -> str:
+    """The provenance line every docs/benchmarks.md section starts with (machine, date, commit, command)."""
+    return (f"*Machine:* {r['machine']}. *Date:* {r['date']}. *Commit:* `{r['commit']}`. "
+            f"*Command:* `{r['command'].strip()}`")
+
+
 def save(name: str, payload: dict[str, Any], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     load1 = os.getloadavg()[0]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus_or_exit, save
+from _common import corpus_or_exit, meta_line, save
 from vocalis.batch import BatchSpec, run_batch
 
 
@@ -69,8 +69,7 @@ def report_lines(r: dict[str, Any] | None) -> list[str]:
     out = ["## Batch analysis (`vocalis batch`): local process pool vs Ray Data\n"]
     if r is None:
         return [*out, "_not run yet_: `python benchmarks/batch.py`\n"]
-    out.append(f"*Machine:* {r['machine']}. *Date:* {r['date']}. *Commit:* `{r['commit']}`. "
-               f"*Command:* `{r['command'].strip()}`\n")
+    out.append(meta_line(r) + "\n")
     out.append(f"Method: {r['files']} RAVDESS clips ({r['audio_min']:.1f} min of 48 kHz FLAC) through the whole "
                "pipeline (decode + resample to 16 kHz, Whisper tiny.en encoder features, ONNX head, calibrated "
                "probabilities, one Parquet row per file) with the bundled default model; one single-threaded "

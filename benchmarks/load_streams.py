@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, save
+from _common import DATA, meta_line, save
 from vocalis.service.ws import StreamSettings
 
 SR = 16_000
@@ -473,8 +473,7 @@ def report_lines(r: dict[str, Any] | None) -> list[str]:
     out = ["## Live streams under load: concurrent WebSocket sessions of real speech\n"]
     if r is None:
         return [*out, "_not run yet_: `python benchmarks/load_streams.py`\n"]
-    out.append(f"*Machine:* {r['machine']}. *Date:* {r['date']}. *Commit:* `{r['commit']}`. "
-               f"*Command:* `{r['command'].strip()}`\n")
+    out.append(meta_line(r) + "\n")
     lat, srv, eng = r["latency_ms"], r["server"], r.get("engine") or {}
     ok = lat["p99"] is not None and lat["p99"] < GOAL_P99_MS
     out.append(f"Method: `vocalis serve` in a subprocess on this machine; {r['streams']} WebSocket sessions "

@@ -9,7 +9,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, RESULTS
+from _common import REPO, RESULTS, meta_line
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -18,8 +18,7 @@ def _load(name: str) -> dict[str, Any] | None:
 
 
 def _meta(r: dict[str, Any]) -> str:
-    return (f"*Machine:* {r['machine']}. *Date:* {r['date']}. *Commit:* `{r['commit']}`. "
-            f"*Command:* `{r['command'].strip()}`")
+    return meta_line(r)
 
 
 def feature_cost(out: list[str]) -> None:
