@@ -14,7 +14,6 @@ higher temperatures costs several times the decode on repetitive speech for litt
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -94,8 +93,6 @@ def speech_spans(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, min_silen
     return [SpeechSpan(round(c["start"] / sample_rate, 3), round(c["end"] / sample_rate, 3)) for c in chunks]
 
 
-_models: dict[tuple[str, str, int], Any] = {}
-_lock = threading.Lock()
 _SPACE = re.compile(r"\s+")
 
 
@@ -121,22 +118,9 @@ class Transcriber:
         self.language = language
 
     def _model(self) -> Any:
-        from vocalis.features.whisper import resolve_model_path
+        from vocalis.danger.keywords import load_asr  # one cached WhisperModel per (path, type, threads)
 
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError as e:
-            raise DependencyError("faster-whisper is not installed; install it with: pip install 'vocalis[asr]'") from e
-        path = str(resolve_model_path(self.model_name))
-        key = (path, self.compute_type, self.threads)
-        with _lock:
-            if key not in _models:
-                try:
-                    _models[key] = WhisperModel(path, device="cpu", compute_type=self.compute_type,
-                                                cpu_threads=self.threads)
-                except Exception as e:
-                    raise ModelError(f"asr model={self.model_name!r} at {path} could not be loaded: {e}") from e
-            return _models[key]
+        return load_asr(self.model_name, self.compute_type, self.threads)
 
     def transcribe(self, audio: np.ndarray, spans: list[SpeechSpan] | None = None,
                    sample_rate: int = SAMPLE_RATE) -> Transcript:
