@@ -262,3 +262,49 @@ def test_silero_vad_is_used_when_installed(scream_bundle: Bundle) -> None:
     first = a(x)
     a(x)
     assert np.array_equal(b(x), first)  # b starts from its own fresh state, whatever a went through
+
+
+def test_silero_silence_gate_skips_only_long_quiet_stretches() -> None:
+    from vocalis.streaming.vad import FRAME, SileroVAD
+
+    quiet = np.zeros(20 * FRAME, np.float32)
+    voice = harmonic(200, 20 * FRAME / SR, amp=0.5)
+    x = np.concatenate([voice, quiet, voice])
+    gated, plain = SileroVAD(gate_dbfs=-60.0, gate_frames=8), SileroVAD(gate_dbfs=None)
+    pieces = [x[i : i + 700] for i in range(0, x.size, 700)]  # pieces that cut frames: the run spans calls
+    pg = np.concatenate([gated(p) for p in pieces])
+    pp = np.concatenate([plain(p) for p in pieces])
+    assert gated.frames_seen == plain.frames_seen == 60 and plain.frames_skipped == 0
+    # the first 7 quiet frames still go through the model (its hangover); the other 13 are skipped
+    assert gated.frames_skipped == 13
+    assert np.array_equal(pg[:27], pp[:27]) and np.all(pg[27:40] == 0.0)
+    assert (pg[40:] > 0.5).mean() == pytest.approx((pp[40:] > 0.5).mean(), abs=0.1)
+    # a quiet but not silent stretch (-40 dBFS) is never skipped
+    soft = SileroVAD(gate_dbfs=-60.0)
+    soft(0.01 * np.ones(30 * FRAME, np.float32))
+    assert soft.frames_skipped == 0
+    soft.reset()
+    assert soft.frames_seen == soft.frames_skipped == 0
+
+
+@pytest.mark.parametrize("kw, match", [({"gate_dbfs": 3.0}, "gate_dbfs=3.0"), ({"gate_frames": 0}, "gate_frames=0")])
+def test_silero_gate_config_errors(kw: dict, match: str) -> None:
+    from vocalis.streaming.vad import SileroVAD
+
+    with pytest.raises(ConfigError, match=match):
+        SileroVAD(**kw)
+
+
+def test_silero_gate_agrees_with_the_ungated_model_on_real_speech() -> None:
+    from tests.conftest import corpus_dir
+    from vocalis.audio.io import load_audio
+    from vocalis.corpora import load_corpus
+    from vocalis.streaming.vad import SileroVAD
+
+    items = load_corpus(corpus_dir("ravdess")).items[::60] + load_corpus(corpus_dir("tess")).items[::120]
+    x = np.concatenate([load_audio(it.path) for it in items])
+    gated, plain = SileroVAD(gate_dbfs=-60.0), SileroVAD(gate_dbfs=None)
+    pg = np.concatenate([gated(x[i : i + 4000]) for i in range(0, x.size, 4000)])
+    pp = np.concatenate([plain(x[i : i + 4000]) for i in range(0, x.size, 4000)])
+    assert gated.frames_skipped / gated.frames_seen > 0.15  # the corpora's pauses are digital silence
+    assert np.mean((pg > 0.5) == (pp > 0.5)) >= 0.98

@@ -7,6 +7,14 @@ here). :func:`silero_onnx_path` finds them; nothing is downloaded. Without the p
 
 Both take 16 kHz audio in arbitrary pieces and return one probability per complete
 512-sample (32 ms) frame, carrying state (LSTM state, 64-sample context) between calls.
+
+Silence gate: Silero costs ~0.15 ms of CPU per frame whatever the frame holds, and a live monitor
+mostly streams a quiet room. :class:`SileroVAD` therefore skips a frame (probability 0) when it
+and the ``gate_frames - 1`` frames before it are all below ``gate_dbfs`` dBFS; the first frames of a
+quiet stretch still go through the model, so its hangover after speech is kept, and its recurrent
+state is held over the skipped stretch (it has settled on silence by then). On RAVDESS, TESS and
+screams-corpus audio the gate skips ~24 % of the frames and the speech decisions (p > 0.5) agree
+with the ungated model on 99.5 % of them (``tests/test_vad.py`` checks >= 98 %).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vocalis.audio.constants import SAMPLE_RATE
-from vocalis.errors import DependencyError, ModelError
+from vocalis.errors import ConfigError, DependencyError, ModelError
 
 FRAME = 512
 """Samples per VAD frame at 16 kHz (32 ms), Silero's only 16 kHz frame size."""
@@ -100,7 +108,14 @@ class SileroVAD:
 
     name = "silero"
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, gate_dbfs: float | None = -60.0,
+                 gate_frames: int = 8) -> None:
+        if gate_dbfs is not None and not -200.0 <= gate_dbfs <= 0.0:
+            raise ConfigError(f"gate_dbfs={gate_dbfs} must be in [-200, 0] dBFS (or None: no gate)")
+        if gate_frames < 1:
+            raise ConfigError(f"gate_frames={gate_frames} must be >= 1")
+        self.gate_dbfs = gate_dbfs
+        self.gate_frames = int(gate_frames)
         p = Path(path) if path is not None else silero_onnx_path()
         if p is None:
             raise DependencyError("silero-vad is not installed; install it with: pip install --no-deps silero-vad")
@@ -115,10 +130,31 @@ class SileroVAD:
 
     def reset(self) -> None:
         self._framer.reset()
+        self._reset_state()
+        self._context = np.zeros(CONTEXT, np.float32)
+        self._quiet_run = 0  # consecutive quiet frames up to the last one seen
+        self.frames_skipped = 0
+        self.frames_seen = 0
+
+    def _reset_state(self) -> None:
         self._h = np.zeros((1, 1, 128), np.float32)
         self._c = np.zeros((1, 1, 128), np.float32)
         self._state = np.zeros((2, 1, 128), np.float32)
-        self._context = np.zeros(CONTEXT, np.float32)
+
+    def _skips(self, frames: np.ndarray) -> np.ndarray:
+        """Which ``frames`` the silence gate skips (see the module docstring); updates the quiet run."""
+        if self.gate_dbfs is None:
+            return np.zeros(len(frames), bool)
+        f64 = frames.astype(np.float64)
+        power = np.einsum("ij,ij->i", f64, f64) / FRAME
+        quiet = power < 10.0 ** (self.gate_dbfs / 10.0)
+        run = np.empty(len(frames), np.int64)  # quiet-run length ending at each frame
+        count = self._quiet_run
+        for i, q in enumerate(quiet):
+            count = count + 1 if q else 0
+            run[i] = count
+        self._quiet_run = count
+        return run >= self.gate_frames
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability of every frame completed by ``samples``."""
@@ -130,11 +166,22 @@ class SileroVAD:
         ctx[1:] = frames[:-1, -CONTEXT:]
         block = np.concatenate([ctx, frames], axis=1)
         self._context = frames[-1, -CONTEXT:].copy()
+        skip = self._skips(frames)
+        self.frames_seen += len(frames)
+        self.frames_skipped += int(skip.sum())
+        out = np.zeros(len(frames), np.float32)
+        # runs of frames the model sees; over a skipped stretch its state is kept as it was
+        edges = np.flatnonzero(np.diff(np.concatenate([[True], skip, [True]]).astype(np.int8)))
+        for a, b in zip(edges[0::2], edges[1::2]):
+            out[a:b] = self._run(block[a:b])
+        return out
+
+    def _run(self, block: np.ndarray) -> np.ndarray:
         if self._sequence:
             probs, self._h, self._c = self._sess.run(["speech_probs", "hn", "cn"],
                                                      {"input": block, "h": self._h, "c": self._c})
             return np.asarray(probs, np.float32).reshape(-1)
-        out = np.empty(len(frames), np.float32)
+        out = np.empty(len(block), np.float32)
         sr = np.array(SAMPLE_RATE, np.int64)
         for i, row in enumerate(block):
             p, self._state = self._sess.run(None, {"input": row[None], "state": self._state, "sr": sr})
@@ -182,6 +229,4 @@ def make_vad(kind: str = "auto") -> FrameVAD:
         return SileroVAD()
     if kind == "auto":
         return EnergyVAD()
-    from vocalis.errors import ConfigError
-
     raise ConfigError(f"vad={kind!r} must be one of ('auto', 'silero', 'energy')")
