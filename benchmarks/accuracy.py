@@ -12,6 +12,7 @@ recipe is re-run, each with its own date and commit); make_report.py renders doc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -23,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS, commit, corpus_or_exit, save
 from vocalis.corpora import load_corpus
 from vocalis.training.cv import cross_validate, featurize
-from vocalis.training.recipes import RECIPES, get_recipe
+from vocalis.training.recipes import RECIPES, TORCH_HEADS, get_recipe
 
 ORDER = ["classic-mlp", "classic-logreg", "classicplus-logreg", "classic-svm", "classic-cnn1d", "logmel-cnn2d", "logmel-crnn",
          "whisper-logreg", "fusion-logreg", "whisper-layers-logreg", "whisper-voiced-logreg",
-         "whisper-voiced-aug-logreg"]
+         "whisper-voiced-aug-logreg", "whisper-span-aug-logreg"]
 
 
 def main() -> None:
@@ -36,12 +37,16 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="*", default=[r for r in ORDER if r in RECIPES])
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--splits", nargs="*", default=["speaker", "random"])
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for the PyTorch recipes (their own setting otherwise; results do not depend on it)")
     args = ap.parse_args()
     corpus = load_corpus(corpus_or_exit("ravdess", args.data))
     previous = RESULTS / "accuracy.json"
     rows = json.loads(previous.read_text())["rows"] if previous.is_file() else []
     for name in args.recipes:
         recipe = get_recipe(name)
+        if args.threads and recipe.head in TORCH_HEADS:
+            recipe = dataclasses.replace(recipe, params={**recipe.params, "threads": args.threads})
         t0 = time.perf_counter()
         data = featurize(corpus, recipe)
         t_feat = time.perf_counter() - t0

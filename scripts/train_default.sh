@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:-../shared/data}"
-.venv/bin/vocalis train "$data/ravdess" "$data/tess" --recipe whisper-voiced-aug-logreg --cv 6 \
+.venv/bin/vocalis train "$data/ravdess" "$data/tess" --recipe whisper-span-aug-logreg --cv 6 \
   --out src/vocalis/data/default.vocalis --json

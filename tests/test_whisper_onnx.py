@@ -257,3 +257,47 @@ def test_voiced_pooling_is_defined_on_silence() -> None:
 def test_invalid_voiced_config(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         WhisperLayers(**kwargs)  # type: ignore[arg-type]
+
+
+# --- voiced span: the encoder sees only the speech stretch -------------------------------------
+
+
+def test_default_config_has_no_span_keys() -> None:
+    cfg = WhisperLayers(quantized=True, frames="voiced").get_config()
+    assert not {"span", "span_margin"} & set(cfg)
+    ex = WhisperLayers(quantized=True, frames="voiced", span="voiced", span_margin=0.1)
+    cfg = ex.get_config()
+    assert cfg["span"] == "voiced" and cfg["span_margin"] == 0.1 and from_config(cfg) == ex
+
+
+def test_voiced_span_runs_the_encoder_on_the_speech_stretch_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    sr = 16_000
+    voice = harmonic(200, 1.0, vibrato=0.05)
+    x = np.concatenate([np.zeros(sr, np.float32), voice, np.zeros(sr, np.float32)])
+    ex = WhisperLayers(frames="voiced", span="voiced", span_margin=0.2)
+    first, last = ex.voiced_span(x)
+    assert abs(first - (sr - int(0.2 * sr)) // 320) <= 2 and abs(last - (2 * sr + int(0.2 * sr)) // 320) <= 2
+    seen: list[int] = []
+    real = WhisperLayers._hidden_16k
+
+    def spy(self: WhisperLayers, sess: object, n_mels: int, audio: np.ndarray) -> np.ndarray:
+        seen.append(audio.size)
+        return real(self, sess, n_mels, audio)
+
+    monkeypatch.setattr(WhisperLayers, "_hidden_16k", spy)
+    v = ex(x)
+    assert seen == [(last - first) * 320] and seen[0] < 0.5 * x.size  # 1.4 s of the 3 s clip
+    full = WhisperLayers(frames="voiced")(x)
+    assert v.shape == full.shape and np.isfinite(v).all()
+    cos = float(v @ full / np.linalg.norm(v) / np.linalg.norm(full))
+    assert 0.9 < cos < 0.99999  # the same steps pooled, a shorter context: close, not identical
+
+
+def test_voiced_span_on_silence_and_config_errors() -> None:
+    v = WhisperLayers(frames="voiced", span="voiced")(np.zeros(16_000, np.float32))
+    assert v.shape == (5 * 768,) and np.isfinite(v).all()
+    with pytest.raises(ConfigError, match='span="voiced" needs frames="voiced"'):
+        WhisperLayers(span="voiced")
+    for kw in ({"span": "speech"}, {"frames": "voiced", "span_margin": -1}, {"frames": "voiced", "span_margin": True}):
+        with pytest.raises(ConfigError):
+            WhisperLayers(**kw)  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ from vocalis.features.logmel import LogMel
 POOLINGS = ("mean", "mean_std")
 COMBINES = ("concat", "mean")
 FRAMES = ("all", "voiced")
+SPANS = ("clip", "voiced")
 _STEP = 320  # samples of 16 kHz audio per encoder output step (20 ms: hop 160, then stride 2)
 GRAPH_VERSION = 1  # bump when the exported graph changes (invalidates cached files)
 _MAX_FRAMES = 3000  # Whisper's 30 s context
@@ -377,14 +378,21 @@ class WhisperLayers:
     ``frames`` chooses the time steps that are pooled: ``"all"``, or ``"voiced"``: only the steps
     whose 20 ms of audio (the samples ``[320 j, 320 (j + 1))`` at 16 kHz for step ``j``) are
     louder than both ``voiced_db`` dB below the clip's loudest step and ``floor_db`` dB above its
-    noise floor (the 10th percentile of the steps' power). The encoder still sees the whole clip;
-    the silences before, between and after words are just left out of the mean and std (in acted
-    corpora about half of every clip is silence, which dilutes the mean and inflates the std).
+    noise floor (the 10th percentile of the steps' power). The silences before, between and after
+    words are left out of the mean and std (in acted corpora about half of every clip is silence,
+    which dilutes the mean and inflates the std).
     The noise-floor bound matters on noisy audio: at 20 dB SNR the noise alone lies within 35 dB
     of the loudest step, and a peak-relative rule alone would keep every step. That bound never
     rises above ``floor_db`` dB below the loudest step, so a clip without pauses (a held vowel,
     steady noise) keeps the steps within that range instead of only its loudest one. The loudest
     step is always kept, so the vector is defined for any clip, even silence.
+
+    ``span`` chooses what the encoder sees: ``"clip"``, the whole clip, or ``"voiced"`` (only with
+    ``frames="voiced"``): the stretch from the first to the last voiced step, widened by
+    ``span_margin`` seconds on each side. Leading and trailing silence then costs nothing (the
+    encoder's cost grows with its input length; RAVDESS clips are about half silence), while the
+    pauses between words stay in the encoder's context. The voiced steps are chosen on the whole
+    clip first, so both spans pool the same steps.
     """
 
     kind: ClassVar[str] = "whisper_layers"
@@ -399,6 +407,8 @@ class WhisperLayers:
     frames: str = "all"
     voiced_db: float = 35.0
     floor_db: float = 6.0
+    span: str = "clip"
+    span_margin: float = 0.25
 
     def __post_init__(self) -> None:
         try:
@@ -423,12 +433,22 @@ class WhisperLayers:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 200:
                 raise ConfigError(f"whisper_layers {name}={v!r} must be a number in [0, 200]")
             object.__setattr__(self, name, float(v))
+        if self.span not in SPANS:
+            raise ConfigError(f"whisper_layers span={self.span!r} must be one of {SPANS}")
+        if self.span == "voiced" and self.frames != "voiced":
+            raise ConfigError('whisper_layers span="voiced" needs frames="voiced" (it trims to the voiced steps)')
+        m = self.span_margin
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m <= 30:
+            raise ConfigError(f"whisper_layers span_margin={m!r} must be a number of seconds in [0, 30]")
+        object.__setattr__(self, "span_margin", float(m))
 
     def get_config(self) -> dict[str, Any]:
         cfg = dataclass_config(self)
         if (self.frames, self.voiced_db, self.floor_db) == ("all", 35.0, 6.0):
             # configs written before ``frames`` existed stay byte-identical (bundle manifests, cache keys)
             del cfg["frames"], cfg["voiced_db"], cfg["floor_db"]
+        if (self.span, self.span_margin) == ("clip", 0.25):
+            del cfg["span"], cfg["span_margin"]  # the same for configs written before ``span`` existed
         return cfg
 
     def _session(self) -> Any:
@@ -508,5 +528,27 @@ class WhisperLayers:
             return self.pool(self.hidden_states(audio, sample_rate))
         x = resample(audio, sample_rate, SAMPLE_RATE)
         sess = self._session()
-        hidden = self._hidden_16k(sess, int(sess.get_inputs()[0].shape[1]), x)
-        return self.pool(hidden, self.voiced_steps(x, hidden.shape[1]))
+        n_mels = int(sess.get_inputs()[0].shape[1])
+        if self.span == "clip":
+            hidden = self._hidden_16k(sess, n_mels, x)
+            return self.pool(hidden, self.voiced_steps(x, hidden.shape[1]))
+        first, last = self.voiced_span(x)
+        hidden = self._hidden_16k(sess, n_mels, x[first * _STEP : last * _STEP])
+        mask = np.zeros(hidden.shape[1], bool)
+        voiced = self.voiced_steps(x, -(-len(x) // _STEP))[first:last]
+        mask[: min(len(voiced), len(mask))] = voiced[: len(mask)]
+        if not mask.any():  # cannot happen (the loudest step is inside the span); keep pool() defined
+            mask[0] = True
+        return self.pool(hidden, mask)
+
+    def voiced_span(self, audio_16k: np.ndarray) -> tuple[int, int]:
+        """``(first, last)`` encoder steps (end exclusive) that ``span="voiced"`` keeps.
+
+        >>> x = np.zeros(16000, np.float32); x[4800:6400] = 0.5   # voiced from 0.3 s to 0.4 s
+        >>> WhisperLayers(frames="voiced", span="voiced", span_margin=0.1).voiced_span(x)
+        (10, 25)
+        """
+        n = -(-len(audio_16k) // _STEP)
+        idx = np.flatnonzero(self.voiced_steps(audio_16k, n))
+        margin = round(self.span_margin * SAMPLE_RATE / _STEP)
+        return max(0, int(idx[0]) - margin), min(n, int(idx[-1]) + 1 + margin)

@@ -116,6 +116,11 @@ RECIPES: dict[str, Recipe] = {
                {"C": 0.01}, augment=AugmentConfig(copies=2).to_dict(),
                description="whisper-voiced-logreg trained with 2 augmented copies of every training clip "
                            "(noise 10-30 dB SNR, tempo, pitch, shift, gain; test folds never augmented)"),
+        Recipe("whisper-span-aug-logreg",
+               {**_WL, "frames": "voiced", "voiced_db": 35.0, "floor_db": 6.0, "span": "voiced", "span_margin": 0.25},
+               "logreg", {"C": 0.01}, augment=AugmentConfig(copies=2).to_dict(),
+               description="whisper-voiced-aug-logreg with the encoder run only from 0.25 s before the first "
+                           "voiced step to 0.25 s after the last (leading/trailing silence skipped)"),
         Recipe("whisper-logreg", _W, "logreg", {"C": 0.05},
                description="Whisper tiny.en encoder (mean+std pooled), logistic regression"),
         Recipe("fusion-logreg", {"type": "concat", "parts": [_W, {"type": "classic"}, {"type": "prosody"}]},
@@ -145,7 +150,7 @@ RECIPES: dict[str, Recipe] = {
     ]
 }
 
-DEFAULT_RECIPE = "whisper-voiced-aug-logreg"
+DEFAULT_RECIPE = "whisper-span-aug-logreg"
 
 
 def get_recipe(name: str | None = None) -> Recipe:
