@@ -323,3 +323,29 @@ def test_screamed_calls_for_help_drive_urgency_through_the_scream_detector(analy
     assert any(r.kind == "affect" and r.text.startswith("screaming") for r in rep.reasons)
     plain = CallAnalyzer(analyzer.bundle, asr_model=None, scream_model=False).analyse(call)
     assert all("scream" not in row for row in plain.timeline) and rep.affect >= plain.affect
+
+
+def test_onnx_encoder_transcribes_like_ctranslate2(tmp_path: Path) -> None:
+    """The onnxruntime encoder under faster-whisper's decoder: same words, its own cached model."""
+    from vocalis.danger.keywords import load_asr
+    from vocalis.triage.transcript import Transcriber
+
+    speech = say("There is a fire in the building and my neighbour is hurt", tmp_path)
+    texts = {}
+    for enc in ("onnx", "ctranslate2"):
+        tr = Transcriber(encoder=enc).transcribe(speech)
+        texts[enc] = tr.text.lower()
+        assert {"fire", "building", "hurt"} <= set(texts[enc].replace(".", " ").replace(",", " ").split())
+        assert tr.words and all(0.0 <= w.start <= w.end <= speech.size / SR + 0.05 for w in tr.words)
+    onnx_m, ct2_m = load_asr(encoder="onnx"), load_asr(encoder="ctranslate2")
+    assert onnx_m is not ct2_m and load_asr(encoder="onnx") is onnx_m
+    mel = np.zeros((80, 3000), np.float32)
+    out = np.asarray(onnx_m.encode(mel))
+    ref = np.asarray(ct2_m.encode(mel))
+    assert out.shape == ref.shape == (1, 1500, 384)
+    cos = float((out * ref).sum() / np.linalg.norm(out) / np.linalg.norm(ref))
+    assert cos > 0.95  # int8 weights: close to CTranslate2's encoder, not identical
+    with pytest.raises(ConfigError, match="encoder='tpu'"):
+        Transcriber(encoder="tpu")
+    with pytest.raises(ConfigError, match="encoder='tpu'"):
+        load_asr(encoder="tpu")

@@ -33,11 +33,13 @@ class AnalyzerSpec:
     language: str | None = "en"
     threads: int = 1
     scream_model: str | bool | None = None  # None = the bundled detector, False = none
+    asr_encoder: str = "onnx"
 
     def build(self) -> CallAnalyzer:
         lex = GravityLexicon.from_dict(self.lexicon) if self.lexicon is not None else None
         return CallAnalyzer(self.model, asr_model=self.asr_model, lexicon=lex, config=self.config,
-                            threads=self.threads, language=self.language, scream_model=self.scream_model)
+                            threads=self.threads, language=self.language, scream_model=self.scream_model,
+                            asr_encoder=self.asr_encoder)
 
 
 def find_calls(inputs: Sequence[str | Path]) -> list[Path]:

@@ -101,10 +101,16 @@ class Transcriber:
 
     ``model`` is ``"tiny.en"`` (packaged), another Whisper size (downloaded once for users with
     internet) or a CTranslate2 model directory; ``language=None`` lets a multilingual model detect it.
+    ``encoder``: ``"onnx"`` (default: the int8 onnxruntime encoder, faster on a CPU at the same word
+    error rate; see :func:`vocalis.danger.keywords.load_asr`) or ``"ctranslate2"``.
     """
 
     def __init__(self, model: str = "tiny.en", *, compute_type: str = "int8", threads: int = 1,
-                 beam_size: int = 1, language: str | None = "en") -> None:
+                 beam_size: int = 1, language: str | None = "en", encoder: str = "onnx") -> None:
+        from vocalis.danger.keywords import ENCODERS
+
+        if encoder not in ENCODERS:
+            raise ConfigError(f"encoder={encoder!r} must be one of {ENCODERS}")
         if beam_size < 1:
             raise ConfigError(f"beam_size={beam_size} must be >= 1")
         if threads < 1:
@@ -116,11 +122,12 @@ class Transcriber:
         self.threads = threads
         self.beam_size = beam_size
         self.language = language
+        self.encoder = encoder
 
     def _model(self) -> Any:
-        from vocalis.danger.keywords import load_asr  # one cached WhisperModel per (path, type, threads)
+        from vocalis.danger.keywords import load_asr  # one cached model per (path, type, threads, encoder)
 
-        return load_asr(self.model_name, self.compute_type, self.threads)
+        return load_asr(self.model_name, self.compute_type, self.threads, encoder=self.encoder)
 
     def transcribe(self, audio: np.ndarray, spans: list[SpeechSpan] | None = None,
                    sample_rate: int = SAMPLE_RATE) -> Transcript:
