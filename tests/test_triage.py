@@ -349,3 +349,18 @@ def test_onnx_encoder_transcribes_like_ctranslate2(tmp_path: Path) -> None:
         Transcriber(encoder="tpu")
     with pytest.raises(ConfigError, match="encoder='tpu'"):
         load_asr(encoder="tpu")
+
+
+def test_onnx_encoder_falls_back_to_ctranslate2_when_the_graph_cannot_be_built(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from vocalis.danger import keywords
+
+    def broken(*a: Any, **k: Any) -> None:
+        raise RuntimeError("unknown layout")
+
+    monkeypatch.setattr(keywords, "_use_onnx_encoder", broken)
+    monkeypatch.setattr(keywords, "_asr_models", {})
+    with caplog.at_level("WARNING", logger="vocalis.asr"):
+        m = keywords.load_asr(encoder="onnx")
+    assert "ONNX encoder unavailable (unknown layout)" in caplog.text
+    assert "encode" not in vars(m)  # faster-whisper's own method, not an instance override

@@ -11,6 +11,7 @@ apostrophes only). Custom keywords are matched as whole words, plus any variants
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -121,7 +122,11 @@ def load_asr(model: str = "tiny.en", compute_type: str = "int8", threads: int = 
             except Exception as e:
                 raise ModelError(f"asr model={model!r} at {path} could not be loaded: {e}") from e
             if encoder == "onnx":
-                _use_onnx_encoder(m, path, threads)
+                try:
+                    _use_onnx_encoder(m, path, threads)
+                except Exception as e:  # a model the graph builder does not know: faster-whisper's own encoder
+                    logging.getLogger("vocalis.asr").warning(
+                        "asr model=%r: ONNX encoder unavailable (%s); using CTranslate2's", model, e)
             _asr_models[key] = m
         return _asr_models[key]
 
