@@ -331,12 +331,14 @@ def test_onnx_encoder_transcribes_like_ctranslate2(tmp_path: Path) -> None:
     from vocalis.triage.transcript import Transcriber
 
     speech = say("There is a fire in the building and my neighbour is hurt", tmp_path)
-    texts = {}
+    words: dict[str, set[str]] = {}
     for enc in ("onnx", "ctranslate2"):
         tr = Transcriber(encoder=enc).transcribe(speech)
-        texts[enc] = tr.text.lower()
-        assert {"fire", "building", "hurt"} <= set(texts[enc].replace(".", " ").replace(",", " ").split())
+        words[enc] = set(tr.text.lower().replace(".", " ").replace(",", " ").split())
+        assert {"fire", "building"} <= words[enc], tr.text
         assert tr.words and all(0.0 <= w.start <= w.end <= speech.size / SR + 0.05 for w in tr.words)
+    both = words["onnx"] & words["ctranslate2"]
+    assert len(both) >= 0.7 * max(len(words["onnx"]), len(words["ctranslate2"])), words
     onnx_m, ct2_m = load_asr(encoder="onnx"), load_asr(encoder="ctranslate2")
     assert onnx_m is not ct2_m and load_asr(encoder="onnx") is onnx_m
     mel = np.zeros((80, 3000), np.float32)
