@@ -40,7 +40,11 @@ def accuracy(out: list[str]) -> None:
     out.append(_meta(r) + "\n")
     out.append("Speaker-independent (SI): 6 folds, test actors 1-4, 5-8, …, 21-24, no actor in both train "
                "and test. Random: 6 stratified folds over clips, every actor in train and test (the leak). "
-               "WA = accuracy, UA = mean per-class recall, 8 classes (chance 0.125 WA). Mean over folds.\n")
+               "WA = accuracy, UA = mean per-class recall, 8 classes (chance 0.125 WA). Mean over folds. "
+               "The line above names the last run; every row was made by `python benchmarks/accuracy.py "
+               "--recipes RECIPE` (both splits; `--splits speaker` or `--splits random` for one, the other "
+               "kept; the PyTorch rows with `--threads 1` or `2`, which does not change results) on the date "
+               "and commit in its last column.\n")
     out.append("| recipe | what | SI WA | SI UA | random WA | random UA | leak (WA) | row date, commit |")
     out.append("|---|---|---:|---:|---:|---:|---:|---|")
     for row in r["rows"]:
