@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--splits", nargs="*", default=["speaker", "random"])
     ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads for the PyTorch recipes (their own setting otherwise; results do not depend on it)")
+                    help="CPU threads for the PyTorch recipes (their own setting otherwise)")
     args = ap.parse_args()
     corpus = load_corpus(corpus_or_exit("ravdess", args.data))
     previous = RESULTS / "accuracy.json"

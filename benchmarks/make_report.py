@@ -43,7 +43,7 @@ def accuracy(out: list[str]) -> None:
                "WA = accuracy, UA = mean per-class recall, 8 classes (chance 0.125 WA). Mean over folds. "
                "The line above names the last run; every row was made by `python benchmarks/accuracy.py "
                "--recipes RECIPE` (both splits; `--splits speaker` or `--splits random` for one, the other "
-               "kept; the PyTorch rows with `--threads 1` or `2`, which does not change results) on the date "
+               "kept; the PyTorch rows with `--threads 1` or `2`) on the date "
                "and commit in its last column.\n")
     out.append("| recipe | what | SI WA | SI UA | random WA | random UA | leak (WA) | row date, commit |")
     out.append("|---|---|---:|---:|---:|---:|---:|---|")
