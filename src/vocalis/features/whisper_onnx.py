@@ -532,10 +532,11 @@ class WhisperLayers:
         if self.span == "clip":
             hidden = self._hidden_16k(sess, n_mels, x)
             return self.pool(hidden, self.voiced_steps(x, hidden.shape[1]))
-        first, last = self.voiced_span(x)
+        voiced = self.voiced_steps(x, -(-len(x) // _STEP))
+        first, last = self._span(voiced)
         hidden = self._hidden_16k(sess, n_mels, x[first * _STEP : last * _STEP])
         mask = np.zeros(hidden.shape[1], bool)
-        voiced = self.voiced_steps(x, -(-len(x) // _STEP))[first:last]
+        voiced = voiced[first:last]
         mask[: min(len(voiced), len(mask))] = voiced[: len(mask)]
         if not mask.any():  # cannot happen (the loudest step is inside the span); keep pool() defined
             mask[0] = True
@@ -548,7 +549,10 @@ class WhisperLayers:
         >>> WhisperLayers(frames="voiced", span="voiced", span_margin=0.1).voiced_span(x)
         (10, 25)
         """
-        n = -(-len(audio_16k) // _STEP)
-        idx = np.flatnonzero(self.voiced_steps(audio_16k, n))
+        return self._span(self.voiced_steps(audio_16k, -(-len(audio_16k) // _STEP)))
+
+    def _span(self, voiced: np.ndarray) -> tuple[int, int]:
+        """The span of a clip's voiced-step mask (all its steps), widened by ``span_margin``."""
+        idx = np.flatnonzero(voiced)
         margin = round(self.span_margin * SAMPLE_RATE / _STEP)
-        return max(0, int(idx[0]) - margin), min(n, int(idx[-1]) + 1 + margin)
+        return max(0, int(idx[0]) - margin), min(len(voiced), int(idx[-1]) + 1 + margin)

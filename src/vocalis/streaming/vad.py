@@ -14,7 +14,7 @@ and the ``gate_frames - 1`` frames before it are all below ``gate_dbfs`` dBFS; t
 quiet stretch still go through the model, so its hangover after speech is kept, and its recurrent
 state is held over the skipped stretch (it has settled on silence by then). On RAVDESS, TESS and
 screams-corpus audio the gate skips ~24 % of the frames and the speech decisions (p > 0.5) agree
-with the ungated model on 99.5 % of them (``tests/test_vad.py`` checks >= 98 %).
+with the ungated model on 99.5 % of them (``tests/test_streaming.py`` checks >= 98 %).
 """
 
 from __future__ import annotations
@@ -130,16 +130,13 @@ class SileroVAD:
 
     def reset(self) -> None:
         self._framer.reset()
-        self._reset_state()
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._state = np.zeros((2, 1, 128), np.float32)
         self._context = np.zeros(CONTEXT, np.float32)
         self._quiet_run = 0  # consecutive quiet frames up to the last one seen
         self.frames_skipped = 0
         self.frames_seen = 0
-
-    def _reset_state(self) -> None:
-        self._h = np.zeros((1, 1, 128), np.float32)
-        self._c = np.zeros((1, 1, 128), np.float32)
-        self._state = np.zeros((2, 1, 128), np.float32)
 
     def _skips(self, frames: np.ndarray) -> np.ndarray:
         """Which ``frames`` the silence gate skips (see the module docstring); updates the quiet run."""
