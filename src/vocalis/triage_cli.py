@@ -16,6 +16,7 @@ def triage(
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Caller-state bundle (default: the bundled emotion model, mapped to caller states).")] = None,
     asr_model: Annotated[str, typer.Option("--asr-model", help="Whisper model: tiny.en (packaged, offline), another size (downloaded) or a CTranslate2 folder.")] = "tiny.en",
     asr_encoder: Annotated[str, typer.Option("--asr-encoder", help="Whisper encoder runtime: onnx (int8 onnxruntime, faster on a CPU) or ctranslate2.")] = "onnx",
+    asr_decoder: Annotated[str, typer.Option("--asr-decoder", help="Whisper decoder runtime for greedy decoding: onnx (int8 onnxruntime, faster on a CPU) or ctranslate2.")] = "onnx",
     no_transcript: Annotated[bool, typer.Option("--no-transcript", help="Skip speech-to-text (voice only).")] = False,
     language: Annotated[str | None, typer.Option("--language", help="Spoken language for a multilingual model ('auto' detects).")] = "en",
     lexicon: Annotated[Path | None, typer.Option("--lexicon", help="Gravity lexicon JSON (see vocalis.triage.lexicon).")] = None,
@@ -47,7 +48,7 @@ def triage(
     spec = AnalyzerSpec(model=str(model) if model else None, asr_model=None if no_transcript else asr_model,
                         lexicon=lex, config=TriageConfig(window_s=window, hop_s=window), language=lang,
                         scream_model=False if no_scream else (str(scream_model) if scream_model else None),
-                        asr_encoder=asr_encoder)
+                        asr_encoder=asr_encoder, asr_decoder=asr_decoder)
     spec.build()  # fail fast (bad model, lexicon or config) before starting workers
     n_jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     reports: list[dict[str, Any]] = []

@@ -13,12 +13,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from vocalis.batch.core import STAGE, Analyser, BatchSpec, BatchSummary, ParquetSink, Progress
 from vocalis.errors import ConfigError
+from vocalis.processes import single_threaded_children
 
 _worker: Analyser | None = None
 
@@ -31,23 +31,6 @@ def _init(spec: BatchSpec) -> None:
 def _analyse(files: list[str]) -> Any:
     assert _worker is not None
     return _worker.analyse_paths(files)
-
-
-#: Set (unless already set) while worker processes start, so each runs single-threaded BLAS/OpenMP
-#: like a Ray worker does: no oversubscription, and the same float results as the Ray engine.
-_CHILD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    added = [k for k in _CHILD_ENV if k not in os.environ]
-    for k in added:
-        os.environ[k] = "1"
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
 
 
 def _chunks(files: Sequence[str], size: int) -> Iterator[list[str]]:
@@ -85,7 +68,7 @@ def analyse_local(files: Sequence[str], out: str | Path, spec: BatchSpec | None 
                 take(analyser.analyse_paths(part))
         else:
             del analyser
-            with _single_threaded_children(), ProcessPoolExecutor(
+            with single_threaded_children(), ProcessPoolExecutor(
                     max_workers=n_workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(spec,)) as pool:
                 pending: deque[Future[Any]] = deque()
                 for part in _chunks(files, size):

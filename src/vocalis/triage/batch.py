@@ -7,7 +7,6 @@ analyse nearly twice as many calls per second as one two-threaded analyser.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from vocalis.corpora.folders import AUDIO_EXTENSIONS
 from vocalis.errors import ConfigError, DataError, VocalisError
+from vocalis.processes import single_threaded_children
 from vocalis.triage.call import CallAnalyzer, TriageConfig
 from vocalis.triage.lexicon import GravityLexicon
 
@@ -34,12 +34,13 @@ class AnalyzerSpec:
     threads: int = 1
     scream_model: str | bool | None = None  # None = the bundled detector, False = none
     asr_encoder: str = "onnx"
+    asr_decoder: str = "onnx"
 
     def build(self) -> CallAnalyzer:
         lex = GravityLexicon.from_dict(self.lexicon) if self.lexicon is not None else None
         return CallAnalyzer(self.model, asr_model=self.asr_model, lexicon=lex, config=self.config,
                             threads=self.threads, language=self.language, scream_model=self.scream_model,
-                            asr_encoder=self.asr_encoder)
+                            asr_encoder=self.asr_encoder, asr_decoder=self.asr_decoder)
 
 
 def find_calls(inputs: Sequence[str | Path]) -> list[Path]:
@@ -69,7 +70,6 @@ _worker: CallAnalyzer | None = None
 
 def _init(spec: AnalyzerSpec) -> None:
     global _worker
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker = spec.build()
 
 
@@ -101,8 +101,9 @@ def triage_files(files: Sequence[Path], spec: AnalyzerSpec, *, jobs: int = 1,
                 progress("triage", n, total)
             yield f, rep, err
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=mp.get_context("spawn"),
-                             initializer=_init, initargs=(spec,)) as pool:
+    with single_threaded_children(), ProcessPoolExecutor(max_workers=min(jobs, total),
+                                                         mp_context=mp.get_context("spawn"),
+                                                         initializer=_init, initargs=(spec,)) as pool:
         futs: dict[Future[tuple[str, dict[str, Any] | None, str | None]], Path] = {
             pool.submit(_analyse, str(f), cid): f for f, cid in zip(files, ids)
         }

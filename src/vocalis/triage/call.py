@@ -125,7 +125,8 @@ class CallAnalyzer:
     def __init__(self, model: str | Path | Bundle | None = None, *, asr_model: str | None = "tiny.en",
                  lexicon: GravityLexicon | str | Path | None = None, config: TriageConfig | None = None,
                  threads: int = 1, language: str | None = "en", urgent_states: Sequence[str] | None = None,
-                 scream_model: str | Path | Bundle | bool | None = None, asr_encoder: str = "onnx") -> None:
+                 scream_model: str | Path | Bundle | bool | None = None, asr_encoder: str = "onnx",
+                 asr_decoder: str = "onnx") -> None:
         self.bundle = model if isinstance(model, Bundle) else load_bundle(model, threads=threads)
         self.caller = CallerStateModel(self.bundle, urgent_states)
         self.scream: Bundle | None = None
@@ -138,7 +139,7 @@ class CallAnalyzer:
                 raise ConfigError(f"scream_model={sm.source}: labels={sm.labels} must include 'scream'")
             self.scream = sm
         self.transcriber = Transcriber(asr_model, threads=threads, language=language,
-                                       encoder=asr_encoder) if asr_model else None
+                                       encoder=asr_encoder, decoder=asr_decoder) if asr_model else None
         if lexicon is None:
             lexicon = GravityLexicon()
         elif not isinstance(lexicon, GravityLexicon):

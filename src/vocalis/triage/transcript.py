@@ -102,15 +102,20 @@ class Transcriber:
     ``model`` is ``"tiny.en"`` (packaged), another Whisper size (downloaded once for users with
     internet) or a CTranslate2 model directory; ``language=None`` lets a multilingual model detect it.
     ``encoder``: ``"onnx"`` (default: the int8 onnxruntime encoder, faster on a CPU at the same word
-    error rate; see :func:`vocalis.danger.keywords.load_asr`) or ``"ctranslate2"``.
+    error rate; see :func:`vocalis.danger.keywords.load_asr`) or ``"ctranslate2"``; ``decoder``
+    likewise (``"onnx"``: greedy decoding on the int8 graphs of :mod:`vocalis.asr.decoder`; beam
+    search, ``beam_size`` > 1, stays CTranslate2's).
     """
 
     def __init__(self, model: str = "tiny.en", *, compute_type: str = "int8", threads: int = 1,
-                 beam_size: int = 1, language: str | None = "en", encoder: str = "onnx") -> None:
+                 beam_size: int = 1, language: str | None = "en", encoder: str = "onnx",
+                 decoder: str = "onnx") -> None:
         from vocalis.danger.keywords import ENCODERS
 
         if encoder not in ENCODERS:
             raise ConfigError(f"encoder={encoder!r} must be one of {ENCODERS}")
+        if decoder not in ENCODERS:
+            raise ConfigError(f"decoder={decoder!r} must be one of {ENCODERS}")
         if beam_size < 1:
             raise ConfigError(f"beam_size={beam_size} must be >= 1")
         if threads < 1:
@@ -123,11 +128,12 @@ class Transcriber:
         self.beam_size = beam_size
         self.language = language
         self.encoder = encoder
+        self.decoder = decoder
 
     def _model(self) -> Any:
         from vocalis.danger.keywords import load_asr  # one cached model per (path, type, threads, encoder)
 
-        return load_asr(self.model_name, self.compute_type, self.threads, encoder=self.encoder)
+        return load_asr(self.model_name, self.compute_type, self.threads, encoder=self.encoder, decoder=self.decoder)
 
     def transcribe(self, audio: np.ndarray, spans: list[SpeechSpan] | None = None,
                    sample_rate: int = SAMPLE_RATE) -> Transcript:
