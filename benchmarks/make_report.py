@@ -246,6 +246,12 @@ def triage(out: list[str]) -> None:
     out.extend(report_lines(_load("triage")))
 
 
+def asr(out: list[str]) -> None:
+    from asr import report_lines
+
+    out.extend(report_lines(_load("asr")))
+
+
 def batch(out: list[str]) -> None:
     from batch import report_lines
 
@@ -274,6 +280,7 @@ def main() -> None:
     danger(out)
     personalisation(out)
     triage(out)
+    asr(out)
     batch(out)
     load_streams(out)
     extra = REPO / "benchmarks" / "notes.md"

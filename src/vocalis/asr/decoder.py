@@ -36,7 +36,7 @@ import numpy as np
 from vocalis.errors import ModelError, require
 from vocalis.features._ct2 import CT2Model, read_model_bin
 
-GRAPH_VERSION = 2  # bump when the exported graphs change (invalidates cached files)
+GRAPH_VERSION = 3  # bump when the exported graphs change (invalidates cached files)
 _LN_EPS = 1e-5
 _NEG = np.float32(-np.inf)
 
@@ -173,7 +173,7 @@ class _Graph:
 
 
 def build_cross(weights: DecoderWeights) -> Any:
-    """``encoder`` ``[S, d]`` -> ``cross_k_i``, ``cross_v_i`` ``[h, S, dh]`` for every layer ``i``."""
+    """``encoder`` ``[S, d]`` -> ``cross_k_i`` ``[h, dh, S]`` (transposed) and ``cross_v_i`` ``[h, S, dh]`` per layer."""
     from onnx import TensorProto
 
     g = _Graph()
@@ -184,9 +184,11 @@ def build_cross(weights: DecoderWeights) -> Any:
     for i, b in enumerate(weights.blocks):
         kv = g.node("Transpose", [g.node("Reshape", [g.linear("encoder", b["kv_w"], b["kv_b"], f"layer_{i}.kv"), shape])],
                     perm=[1, 2, 0, 3])  # [2, h, S, dh]
-        for j, kind in enumerate("kv"):
-            g.node("Gather", [kv, g.const(f"layer_{i}.idx{j}", np.array(j, np.int64))], out=f"cross_{kind}_{i}", axis=0)
-            outs.append(g.helper.make_tensor_value_info(f"cross_{kind}_{i}", TensorProto.FLOAT, [h, "frames", dh]))
+        k = g.node("Gather", [kv, g.const(f"layer_{i}.idx0", np.array(0, np.int64))], axis=0)
+        g.node("Transpose", [k], out=f"cross_k_{i}", perm=[0, 2, 1])  # keys transposed once per window
+        g.node("Gather", [kv, g.const(f"layer_{i}.idx1", np.array(1, np.int64))], out=f"cross_v_{i}", axis=0)
+        outs.append(g.helper.make_tensor_value_info(f"cross_k_{i}", TensorProto.FLOAT, [h, dh, "frames"]))
+        outs.append(g.helper.make_tensor_value_info(f"cross_v_{i}", TensorProto.FLOAT, [h, "frames", dh]))
     return g.model("whisper_decoder_cross", [g.helper.make_tensor_value_info("encoder", TensorProto.FLOAT, ["frames", d])],
                    outs)
 
@@ -226,7 +228,8 @@ def build_step(weights: DecoderWeights) -> Any:
     for i, b in enumerate(weights.blocks):
         p = f"layer_{i}"
         inputs += [vi(f"past_{kind}_{i}", TensorProto.FLOAT, [h, "past", dh]) for kind in "kv"]
-        inputs += [vi(f"cross_{kind}_{i}", TensorProto.FLOAT, [h, "frames", dh]) for kind in "kv"]
+        inputs += [vi(f"cross_k_{i}", TensorProto.FLOAT, [h, dh, "frames"]),
+                   vi(f"cross_v_{i}", TensorProto.FLOAT, [h, "frames", dh])]
         outputs += [vi(f"present_{kind}_{i}", TensorProto.FLOAT, [h, "total", dh]) for kind in "kv"]
         # self-attention (the 1/sqrt(dh) scale folded into the query projection)
         qkv_w, qkv_b = b["qkv_w"].copy(), b["qkv_b"].copy()
@@ -246,7 +249,7 @@ def build_step(weights: DecoderWeights) -> Any:
         y = g.layer_norm(x, b["ln2_g"], b["ln2_b"], p + ".ln2")
         q = g.node("Transpose", [g.node("Reshape", [g.linear(y, b["q_w"] * scale, b["q_b"] * scale, p + ".q"), heads])],
                    perm=[1, 0, 2])  # [h, n, dh]
-        s = g.node("MatMul", [q, g.node("Transpose", [f"cross_k_{i}"], perm=[0, 2, 1])])
+        s = g.node("MatMul", [q, f"cross_k_{i}"])
         a = g.node("MatMul", [g.node("Softmax", [s], axis=-1), f"cross_v_{i}"])
         a = g.node("Reshape", [g.node("Transpose", [a], perm=[1, 0, 2]), merge])
         x = g.node("Add", [x, g.linear(a, b["xout_w"], b["xout_b"], p + ".xout")])
@@ -369,11 +372,13 @@ def special_tokens(model_dir: Path) -> SpecialTokens:
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     m = x.max()
-    return x - (m + np.log(np.exp(x - m).sum()))
+    return x - (m + np.log(np.exp(x - m, dtype=np.float64).sum()))
 
 
-def _timestamp_rules(logits: np.ndarray, seq: list[int], sp: SpecialTokens, max_initial: int | None) -> None:
-    """Whisper's timestamp rules on one step's ``logits`` (in place); ``seq`` = the tokens sampled so far."""
+def _timestamp_rules(logits: np.ndarray, seq: list[int], sp: SpecialTokens, max_initial: int | None) -> np.ndarray:
+    """Whisper's timestamp rules on one step's ``logits`` (in place; ``seq`` = the tokens sampled so far).
+
+    Returns the log-probabilities of the final logits."""
     tb = sp.timestamp_begin
     logits[sp.no_timestamps] = _NEG
     if seq:
@@ -397,6 +402,8 @@ def _timestamp_rules(logits: np.ndarray, seq: list[int], sp: SpecialTokens, max_
     top = ts.max()
     if np.isfinite(top) and top + np.log(np.exp(ts - top).sum()) > logp[:tb].max():
         logits[:tb] = _NEG
+        return _log_softmax(logits)
+    return logp
 
 
 class OnnxWhisperDecoder:
@@ -451,9 +458,8 @@ class OnnxWhisperDecoder:
             row[suppress_idx] = _NEG
             if step == 0 and suppress_blank:
                 row[list(sp.suppress_begin)] = _NEG
-            if timestamps:
-                _timestamp_rules(row, tokens, sp, max_initial_timestamp_index)
-            logp = _log_softmax(row.astype(np.float64))
+            logp = (_timestamp_rules(row, tokens, sp, max_initial_timestamp_index) if timestamps
+                    else _log_softmax(row))
             t = int(np.argmax(logp))
             cum += float(logp[t])
             if t == sp.eot:
