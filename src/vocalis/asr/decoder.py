@@ -390,9 +390,8 @@ def _timestamp_rules(logits: np.ndarray, seq: list[int], sp: SpecialTokens, max_
             else:  # an opening timestamp: another timestamp or the end, no text
                 logits[: sp.eot] = _NEG
         stamps = [t for t in seq if t >= tb]
-        if stamps:  # timestamps do not decrease, and a segment is not empty
-            last = stamps[-1] if last_ts and not penultimate_ts else stamps[-1] + 1
-            logits[tb:last] = _NEG
+        if stamps:  # timestamps do not decrease (CTranslate2's rule: an equal one is allowed)
+            logits[tb:stamps[-1]] = _NEG
     else:
         logits[:tb] = _NEG  # the first token is a timestamp
         if max_initial is not None:
@@ -437,15 +436,17 @@ class OnnxWhisperDecoder:
         if suppress_tokens and -1 in suppress_tokens:
             suppress += list(sp.suppress)
         suppress_idx = np.unique(np.asarray(suppress, np.int64)) if suppress else np.zeros(0, np.int64)
-        timestamps = sp.no_timestamps not in prompt
+        timestamps = prompt[-1] != sp.no_timestamps  # as CTranslate2: a prompt ending in <|notimestamps|>
         tokens: list[int] = []
         cum = 0.0
         no_speech = 0.0
         nxt = np.asarray([prompt], np.int64)
-        n_ctx = self._n_ctx
-        # CTranslate2 generates at most max_length // 2 tokens whatever the prompt (checked against
-        # ctranslate2 4.x: 12 tokens for max_length 25, 224 for 448); positions stop at n_ctx
-        for step in range(max(0, min(max_length // 2, n_ctx - len(prompt)))):
+        # as CTranslate2 4.x (measured): at most min(max_length // 2, max_length - start) new tokens,
+        # start = the position of <|startoftranscript|> after a previous-text prompt, else 0 (224 new
+        # tokens for 448 and [sot]; 29 for 60 and a 32-token previous-text prompt); positions stop at n_ctx
+        start = prompt.index(sp.sot) if sp.sot in prompt and prompt[0] != sp.sot else 0
+        n_new = min(max_length // 2, max_length - start, self._n_ctx - len(prompt))
+        for step in range(max(0, n_new)):
             feed["tokens"] = nxt
             out = self._step.run(None, feed)
             logits = out[0]

@@ -86,6 +86,13 @@ def _call_ids(files: Sequence[Path]) -> list[str]:
     return [str(f) if stems.count(f.stem) > 1 else f.stem for f in files]
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # reported by the worker that opens it
+        return 0
+
+
 def triage_files(files: Sequence[Path], spec: AnalyzerSpec, *, jobs: int = 1,
                  progress: Progress | None = None) -> Iterator[tuple[Path, dict[str, Any] | None, str | None]]:
     """Yield ``(file, report dict or None, error or None)`` as calls finish (any order)."""
@@ -104,8 +111,10 @@ def triage_files(files: Sequence[Path], spec: AnalyzerSpec, *, jobs: int = 1,
     with single_threaded_children(), ProcessPoolExecutor(max_workers=min(jobs, total),
                                                          mp_context=mp.get_context("spawn"),
                                                          initializer=_init, initargs=(spec,)) as pool:
+        # largest files first: the pool then ends with short calls, not one long call on one core
+        order = sorted(range(total), key=lambda i: -_size(files[i]))
         futs: dict[Future[tuple[str, dict[str, Any] | None, str | None]], Path] = {
-            pool.submit(_analyse, str(f), cid): f for f, cid in zip(files, ids)
+            pool.submit(_analyse, str(files[i]), ids[i]): files[i] for i in order
         }
         for n, fut in enumerate(as_completed(futs), 1):
             _, rep, err = fut.result()
