@@ -73,7 +73,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=12)
     args = ap.parse_args()
+    from threadpoolctl import threadpool_limits
+
     from vocalis.triage.call import speech_spans
+
+    threadpool_limits(1)  # one thread everywhere, like a triage worker
     from vocalis.triage.transcript import Transcriber
 
     calls = build(args.calls)
