@@ -138,3 +138,23 @@ def test_damaged_mp3_decodes_the_same_way_every_time() -> None:
             except AudioError as e:
                 outcomes.append(str(e).encode())
         assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_ffmpeg_allocations_are_capped_once_pyav_decodes(tmp_path: Path) -> None:
+    """A container header claiming a huge element must not make FFmpeg allocate (and zero) gigabytes."""
+    import ctypes
+
+    from vocalis.audio import io as audio_io
+
+    path = _encode_av(tmp_path / "clip.webm", tone(440.0, 0.5, sr=48_000), 48_000, "webm", "libopus")
+    assert load_audio(path).size > 0  # the first PyAV decode sets the cap
+    if not audio_io.cap_ffmpeg_allocations():
+        pytest.skip("libavutil not found in /proc/self/maps (not Linux): FFmpeg keeps its own 2 GiB limit")
+    with open("/proc/self/maps", encoding="utf-8") as fh:
+        lib = ctypes.CDLL(sorted({ln.split()[-1] for ln in fh if "libavutil" in ln and "/" in ln})[0])
+    lib.av_malloc.argtypes, lib.av_malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+    lib.av_free.argtypes = [ctypes.c_void_p]
+    small = lib.av_malloc(1 << 20)
+    assert small
+    lib.av_free(small)
+    assert not lib.av_malloc(audio_io.FFMPEG_MAX_ALLOC + 1)  # refused instead of allocated

@@ -27,6 +27,11 @@ MAX_CHANNELS = 64
 MAX_FRAMES_PER_SECOND = 1000
 """Decoded frames (packets) allowed per second of ``max_duration``: more means a file of empty packets."""
 
+FFMPEG_MAX_ALLOC = 256 << 20
+"""Largest single allocation FFmpeg may make while decoding (its default is 2 GiB): a container
+header can claim an element of any size, and FFmpeg zero-fills what it allocates for it, so a
+crafted 1 KB WebM could cost gigabytes of memory (a fuzzing finding). Audio never needs blocks this big."""
+
 _BLOCK = 65_536
 _SNIFF_BYTES = 65_536
 
@@ -238,9 +243,41 @@ def _read_soundfile(
         return None
 
 
+_ffmpeg_capped = False
+
+
+def cap_ffmpeg_allocations(limit: int = FFMPEG_MAX_ALLOC) -> bool:
+    """Set FFmpeg's ``av_max_alloc`` in the libavutil PyAV loaded (found in ``/proc/self/maps``).
+
+    Returns whether it was set; False where the library cannot be found (not Linux, a PyAV built
+    without a separate libavutil), which leaves FFmpeg's own 2 GiB limit.
+    """
+    import ctypes
+
+    import av  # noqa: F401  (loads libavutil)
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as fh:
+            paths = sorted({line.split()[-1] for line in fh if "libavutil" in line and "/" in line})
+        if not paths:
+            return False
+        lib = ctypes.CDLL(paths[0])
+        lib.av_max_alloc.argtypes = [ctypes.c_size_t]
+        lib.av_max_alloc.restype = None
+        lib.av_max_alloc(int(limit))
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def _read_av(source: Source, max_duration: float | None, name: str, target: int) -> tuple[np.ndarray, int]:
     """Demux and decode with PyAV; stops as soon as ``max_duration`` seconds were decoded."""
     import av
+
+    global _ffmpeg_capped
+    if not _ffmpeg_capped:
+        _ffmpeg_capped = True
+        cap_ffmpeg_allocations()
 
     fobj: str | BinaryIO = str(source) if isinstance(source, (str, Path)) else (
         io.BytesIO(source) if isinstance(source, bytes) else source
