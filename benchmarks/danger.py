@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS, corpus_or_exit, save  # noqa: E402
 from vocalis.audio.constants import SAMPLE_RATE  # noqa: E402
 from vocalis.bundle.runtime import Bundle, load_bundle  # noqa: E402
-from vocalis.danger.keywords import KeywordMatcher, load_asr, transcribe  # noqa: E402
+from vocalis.danger.keywords import SPOTTER_RUNTIME, KeywordMatcher, load_asr, transcribe  # noqa: E402
 from vocalis.danger.policy import DangerPolicy, PolicyConfig  # noqa: E402
 from vocalis.danger.train import (  # noqa: E402
     Clip,
@@ -253,7 +253,7 @@ def main() -> None:
             cached = json.loads(args.transcripts.read_text())
             transcripts, asr_ms = cached["text"], cached["ms"]
         else:
-            model = load_asr()
+            model = load_asr(**SPOTTER_RUNTIME)  # the live spotter's runtime
             for c in test:
                 x = c.audio()
                 t0 = time.perf_counter()

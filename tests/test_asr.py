@@ -150,3 +150,17 @@ def test_onnx_decoder_transcribes_and_falls_back(tmp_path: Path, monkeypatch: py
         fallback = keywords.load_asr(decoder="onnx")
     assert "ONNX decoder unavailable (unknown layout)" in caplog.text
     assert not isinstance(fallback.model, HybridWhisper)
+
+
+def test_keyword_spotter_hears_a_call_for_help_on_its_runtime(tmp_path: Path) -> None:
+    from vocalis.danger.keywords import SPOTTER_RUNTIME, AsrKeywordSpotter
+
+    spotter = AsrKeywordSpotter()
+    assert spotter.runtime == SPOTTER_RUNTIME == {"encoder": "onnx", "decoder": "onnx"}
+    hits, text = spotter.spot(say("Help! Somebody help me!", tmp_path, "help"))
+    assert hits == ["help"], text
+    assert isinstance(spotter._model.model, HybridWhisper)
+    calm, text = spotter.spot(say("The weather is lovely this afternoon.", tmp_path, "calm"))
+    assert calm == [], text
+    with pytest.raises(ConfigError, match="decoder='cuda'"):
+        AsrKeywordSpotter(decoder="cuda")

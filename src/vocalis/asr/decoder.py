@@ -372,7 +372,7 @@ def special_tokens(model_dir: Path) -> SpecialTokens:
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     m = x.max()
-    return x - (m + np.log(np.exp(x - m, dtype=np.float64).sum()))
+    return x - (m + np.log(np.exp(x - m).sum(dtype=np.float64))).astype(x.dtype)
 
 
 def _timestamp_rules(logits: np.ndarray, seq: list[int], sp: SpecialTokens, max_initial: int | None) -> np.ndarray:

@@ -172,20 +172,32 @@ def transcribe(audio: np.ndarray, model: Any, *, max_new_tokens: int = 24) -> st
     return " ".join(s.text.strip() for s in segments).strip()
 
 
+SPOTTER_RUNTIME = {"encoder": "onnx", "decoder": "onnx"}
+"""The keyword spotter's Whisper runtime: onnxruntime int8 encoder and decoder (497 vs 826 ms per
+held-out screams clip for CTranslate2's, the same keyword hits but one clip; ``benchmarks/notes.md``)."""
+
+
 class AsrKeywordSpotter:
-    """``spot(audio) -> (hits, transcript)`` with faster-whisper ``tiny.en`` + :class:`KeywordMatcher`."""
+    """``spot(audio) -> (hits, transcript)`` with faster-whisper ``tiny.en`` + :class:`KeywordMatcher`.
+
+    ``encoder``/``decoder``: the Whisper runtime (:func:`load_asr`; default :data:`SPOTTER_RUNTIME`).
+    """
 
     def __init__(self, keywords: Iterable[str] = DEFAULT_KEYWORDS, *, model: str = "tiny.en",
-                 variants: Mapping[str, Sequence[str]] | None = None, threads: int = 1) -> None:
+                 variants: Mapping[str, Sequence[str]] | None = None, threads: int = 1,
+                 encoder: str = SPOTTER_RUNTIME["encoder"], decoder: str = SPOTTER_RUNTIME["decoder"]) -> None:
+        if encoder not in ENCODERS or decoder not in ENCODERS:
+            raise ConfigError(f"encoder={encoder!r}, decoder={decoder!r}: each must be one of {ENCODERS}")
         self.matcher = KeywordMatcher(tuple(keywords), dict(variants or {}))
         self.model_name = model
         self.threads = threads
+        self.runtime = {"encoder": encoder, "decoder": decoder}
         self._model: Any = None
 
     def spot(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[list[str], str]:
         if sample_rate != SAMPLE_RATE:
             raise ConfigError(f"sample_rate={sample_rate} must be {SAMPLE_RATE} for keyword spotting")
         if self._model is None:
-            self._model = load_asr(self.model_name, threads=self.threads)
+            self._model = load_asr(self.model_name, threads=self.threads, **self.runtime)
         text = transcribe(audio, self._model)
         return self.matcher.match(text), text
