@@ -33,15 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from vocalis.errors import ModelError, require
+from vocalis.errors import ModelError
 from vocalis.features._ct2 import CT2Model, read_model_bin
+from vocalis.features.whisper_onnx import GraphWriter, _session
 
 GRAPH_VERSION = 3  # bump when the exported graphs change (invalidates cached files)
-_LN_EPS = 1e-5
 _NEG = np.float32(-np.inf)
 
-_sessions: dict[tuple[str, int], Any] = {}
-_lock = threading.Lock()
 _build_lock = threading.Lock()
 
 
@@ -124,59 +122,11 @@ def decoder_weights(model: CT2Model) -> DecoderWeights:
 # ONNX graphs
 
 
-class _Graph:
-    """A tiny ``onnx.helper`` graph writer: numbered nodes, named initialisers."""
-
-    def __init__(self) -> None:
-        from onnx import helper, numpy_helper
-
-        self.helper, self.numpy_helper = helper, numpy_helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self._n = 0
-
-    def const(self, name: str, arr: np.ndarray) -> str:
-        self.inits.append(self.numpy_helper.from_array(np.array(arr, order="C"), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        self._n += 1
-        out = out or f"{op.lower()}_{self._n}"
-        self.nodes.append(self.helper.make_node(op, inputs, [out], name=f"n{self._n}_{op.lower()}", **attrs))
-        return out
-
-    def linear(self, x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
-        y = self.node("MatMul", [x, self.const(name + ".weight", w.T.astype(np.float32))])
-        return self.node("Add", [y, self.const(name + ".bias", b.astype(np.float32))])
-
-    def layer_norm(self, x: str, g: np.ndarray, b: np.ndarray, name: str) -> str:
-        return self.node("LayerNormalization", [x, self.const(name + ".gamma", g), self.const(name + ".beta", b)],
-                         axis=-1, epsilon=_LN_EPS)
-
-    def gelu(self, x: str) -> str:  # exact (erf) GELU, fused by onnxruntime
-        if "sqrt2" not in {i.name for i in self.inits}:
-            self.const("sqrt2", np.array(np.sqrt(2.0), np.float32))
-            self.const("one", np.array(1.0, np.float32))
-            self.const("half", np.array(0.5, np.float32))
-        e = self.node("Erf", [self.node("Div", [x, "sqrt2"])])
-        return self.node("Mul", [self.node("Mul", [x, "half"]), self.node("Add", [e, "one"])])
-
-    def model(self, name: str, inputs: list[Any], outputs: list[Any], meta: dict[str, str] | None = None) -> Any:
-        onnx: Any = require("onnx", "train")
-        graph = self.helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
-        model = self.helper.make_model(graph, opset_imports=[self.helper.make_opsetid("", 17)],
-                                       producer_name="vocalis")
-        model.ir_version = 8
-        self.helper.set_model_props(model, meta or {})
-        onnx.checker.check_model(model)
-        return model
-
-
 def build_cross(weights: DecoderWeights) -> Any:
     """``encoder`` ``[S, d]`` -> ``cross_k_i`` ``[h, dh, S]`` (transposed) and ``cross_v_i`` ``[h, S, dh]`` per layer."""
     from onnx import TensorProto
 
-    g = _Graph()
+    g = GraphWriter()
     d, h = weights.d_model, weights.num_heads
     dh = d // h
     shape = g.const("kv_shape", np.array([-1, 2, h, dh], np.int64))
@@ -198,7 +148,7 @@ def build_step(weights: DecoderWeights) -> Any:
     ``logits`` ``[n, vocab]`` + ``present_k_i``/``present_v_i`` ``[h, P + n, dh]``."""
     from onnx import TensorProto
 
-    g = _Graph()
+    g = GraphWriter()
     vi = g.helper.make_tensor_value_info
     d, h = weights.d_model, weights.num_heads
     dh = d // h
@@ -263,7 +213,7 @@ def build_step(weights: DecoderWeights) -> Any:
 
 def ensure_graphs(model_dir: Path, quantized: bool = True) -> tuple[Path, Path]:
     """Paths of the cached ``cross`` and ``step`` graphs of a CTranslate2 Whisper directory (built if missing)."""
-    from vocalis.features.whisper_onnx import _atomic_write, _cache_key, backbone_dir
+    from vocalis.features.whisper_onnx import _atomic_write, _cache_key, backbone_dir, quantize_weights
 
     model_bin = Path(model_dir) / "model.bin"
     key = f"{_cache_key(model_bin)}.dec{GRAPH_VERSION}"
@@ -279,43 +229,9 @@ def ensure_graphs(model_dir: Path, quantized: bool = True) -> tuple[Path, Path]:
                     weights = weights or decoder_weights(read_model_bin(model_bin))
                     _atomic_write(fp32, build(weights).SerializeToString())
                 if quantized:
-                    _quantize(fp32, int8)
+                    quantize_weights(fp32, int8)
             out.append(want)
     return out[0], out[1]
-
-
-def _quantize(src: Path, dst: Path) -> None:
-    """int8 weights for the weight products only (as the encoder: per channel, 7-bit range)."""
-    import shutil
-    import tempfile
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from vocalis.features.whisper_onnx import _weight_matmuls, backbone_dir
-
-    with tempfile.TemporaryDirectory(dir=backbone_dir()) as work:
-        a, b = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
-        shutil.copyfile(src, a)
-        quantize_dynamic(a, b, weight_type=QuantType.QInt8, nodes_to_quantize=_weight_matmuls(a),
-                         op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
-        b.replace(dst)
-
-
-def _session(path: Path, threads: int) -> Any:
-    key = (str(path), threads)
-    with _lock:
-        if key not in _sessions:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            try:
-                _sessions[key] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            except Exception as e:
-                raise ModelError(f"ONNX Whisper decoder at {path} could not be loaded: {e}") from e
-        return _sessions[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,8 +327,8 @@ class OnnxWhisperDecoder:
     def __init__(self, model_dir: str | Path, *, threads: int = 1, quantized: bool = True) -> None:
         self.model_dir = Path(model_dir)
         cross, step = ensure_graphs(self.model_dir, quantized=quantized)
-        self._cross = _session(cross, threads)
-        self._step = _session(step, threads)
+        self._cross = _session(cross, threads, "decoder")
+        self._step = _session(step, threads, "decoder")
         self.n_layers = sum(1 for i in self._cross.get_outputs() if i.name.startswith("cross_k_"))
         shape = self._step.get_inputs()[1].shape
         self._heads, self._dh = int(shape[0]), int(shape[2])

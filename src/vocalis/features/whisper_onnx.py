@@ -196,41 +196,63 @@ def reference_hidden_states(weights: EncoderWeights, mel: np.ndarray) -> np.ndar
 # ONNX graph
 
 
-def build_onnx(weights: EncoderWeights, opset: int = 17) -> Any:
-    """The encoder as an ``onnx.ModelProto``: ``mel`` [1, n_mels, T] -> ``hidden`` [L + 1, T/2, d]."""
-    onnx: Any = require("onnx", "train")
-    from onnx import TensorProto, helper, numpy_helper
+class GraphWriter:
+    """A small ``onnx.helper`` graph writer (numbered nodes, named initialisers, the Whisper blocks'
+    pieces); used for the encoder here and the decoder in :mod:`vocalis.asr.decoder`."""
 
-    nodes: list[Any] = []
-    inits: list[Any] = []
-    counter = [0]
+    def __init__(self) -> None:
+        require("onnx", "train")
+        from onnx import helper, numpy_helper
 
-    def const(name: str, arr: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.array(arr, order="C"), name))  # keeps 0-d shapes
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self._n = 0
+        for name, value in (("sqrt2", np.sqrt(2.0)), ("one", 1.0), ("half", 0.5)):  # for gelu
+            self.const(name, np.array(value, np.float32))
+
+    def const(self, name: str, arr: np.ndarray) -> str:
+        self.inits.append(self.numpy_helper.from_array(np.array(arr, order="C"), name))  # keeps 0-d shapes
         return name
 
-    def node(op: str, inputs: list[str], **attrs: Any) -> str:
-        counter[0] += 1
-        out = f"{op.lower()}_{counter[0]}"
-        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
+    def node(self, op: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
+        """Add a node; its output is ``out`` or a fresh ``<op>_<n>`` name. Returns the output name."""
+        self._n += 1
+        auto = f"{op.lower()}_{self._n}"
+        self.nodes.append(self.helper.make_node(op, inputs, [out or auto], name=auto, **attrs))
+        return out or auto
 
-    sqrt2 = const("sqrt2", np.array(np.sqrt(2.0), np.float32))
-    one = const("one", np.array(1.0, np.float32))
-    half = const("half", np.array(0.5, np.float32))
+    def linear(self, x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
+        y = self.node("MatMul", [x, self.const(name + ".weight", w.T.astype(np.float32))])
+        return self.node("Add", [y, self.const(name + ".bias", b.astype(np.float32))])
 
-    def gelu(x: str) -> str:  # exact (erf) GELU; onnxruntime fuses this pattern into Gelu
-        e = node("Erf", [node("Div", [x, sqrt2])])
-        return node("Mul", [node("Mul", [x, half]), node("Add", [e, one])])
+    def layer_norm(self, x: str, g: np.ndarray, b: np.ndarray, name: str) -> str:
+        return self.node("LayerNormalization", [x, self.const(name + ".gamma", g), self.const(name + ".beta", b)],
+                         axis=-1, epsilon=_LN_EPS)
 
-    def linear(x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
-        y = node("MatMul", [x, const(name + ".weight", w.T.astype(np.float32))])
-        return node("Add", [y, const(name + ".bias", b.astype(np.float32))])
+    def gelu(self, x: str) -> str:  # exact (erf) GELU; onnxruntime fuses this pattern into Gelu
+        e = self.node("Erf", [self.node("Div", [x, "sqrt2"])])
+        return self.node("Mul", [self.node("Mul", [x, "half"]), self.node("Add", [e, "one"])])
 
-    def layer_norm(x: str, g: np.ndarray, b: np.ndarray, name: str) -> str:
-        return node("LayerNormalization", [x, const(name + ".gamma", g), const(name + ".beta", b)],
-                    axis=-1, epsilon=_LN_EPS)
+    def model(self, name: str, inputs: list[Any], outputs: list[Any], meta: dict[str, str] | None = None,
+              opset: int = 17) -> Any:
+        onnx: Any = require("onnx", "train")
+        graph = self.helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = self.helper.make_model(graph, opset_imports=[self.helper.make_opsetid("", opset)],
+                                       producer_name="vocalis")
+        model.ir_version = 8
+        if meta:
+            self.helper.set_model_props(model, meta)
+        onnx.checker.check_model(model)
+        return model
 
+
+def build_onnx(weights: EncoderWeights, opset: int = 17) -> Any:
+    """The encoder as an ``onnx.ModelProto``: ``mel`` [1, n_mels, T] -> ``hidden`` [L + 1, T/2, d]."""
+    from onnx import TensorProto
+
+    g = GraphWriter()
+    const, node, linear, layer_norm, gelu = g.const, g.node, g.linear, g.layer_norm, g.gelu
     d, h = weights.d_model, weights.num_heads
     dh = d // h
     x = node("Conv", ["mel", const("conv1.weight", weights.conv1_w), const("conv1.bias", weights.conv1_b)],
@@ -268,18 +290,10 @@ def build_onnx(weights: EncoderWeights, opset: int = 17) -> Any:
         if i == weights.n_layers - 1:
             x = layer_norm(x, weights.ln_post_g, weights.ln_post_b, "ln_post")
         hidden.append(x)
-    stacked = [node("Unsqueeze", [s, "axes0"]) for s in hidden]
-    nodes.append(helper.make_node("Concat", stacked, ["hidden"], name="concat_hidden", axis=0))
-    graph = helper.make_graph(
-        nodes, "whisper_encoder_layers",
-        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, weights.n_mels, "frames"])],
-        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [weights.n_layers + 1, "steps", d])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="vocalis")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    node("Concat", [node("Unsqueeze", [s, "axes0"]) for s in hidden], out="hidden", axis=0)
+    vi = g.helper.make_tensor_value_info
+    return g.model("whisper_encoder_layers", [vi("mel", TensorProto.FLOAT, [1, weights.n_mels, "frames"])],
+                   [vi("hidden", TensorProto.FLOAT, [weights.n_layers + 1, "steps", d])], opset=opset)
 
 
 def backbone_dir() -> Path:
@@ -318,23 +332,30 @@ def _ensure_onnx(model_dir: Path, quantized: bool) -> Path:
         return fp32
     int8 = backbone_dir() / f"{key}.int8.onnx"
     if not int8.is_file():
-        require("onnx", "train")
-        import shutil
-        import tempfile
-
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        # Only the weight MatMuls; attention products and the convolutions stay float. Per-channel
-        # 7-bit weights (reduce_range) were both the closest to float32 (last-layer cosine 0.991
-        # vs 0.975 per-tensor 8-bit on a harmonic test signal) and the fastest on an AVX2 CPU.
-        # quantize_dynamic writes scratch files next to its input: work on a private copy
-        with tempfile.TemporaryDirectory(dir=backbone_dir()) as work:
-            src, dst = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
-            shutil.copyfile(fp32, src)
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, nodes_to_quantize=_weight_matmuls(src),
-                             op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
-            dst.replace(int8)
+        quantize_weights(fp32, int8)
     return int8
+
+
+def quantize_weights(src: Path, dst: Path) -> None:
+    """Write ``src`` with int8 weight products to ``dst`` (used for the encoder and the decoder).
+
+    Only the weight MatMuls; attention products and the convolutions stay float. Per-channel 7-bit
+    weights (reduce_range) were both the closest to float32 (last-layer cosine 0.991 vs 0.975
+    per-tensor 8-bit on a harmonic test signal) and the fastest on an AVX2 CPU.
+    """
+    require("onnx", "train")
+    import shutil
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # quantize_dynamic writes scratch files next to its input: work on a private copy
+    with tempfile.TemporaryDirectory(dir=backbone_dir()) as work:
+        a, b = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
+        shutil.copyfile(src, a)
+        quantize_dynamic(a, b, weight_type=QuantType.QInt8, nodes_to_quantize=_weight_matmuls(a),
+                         op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
+        b.replace(dst)
 
 
 def _weight_matmuls(path: Path) -> list[str]:
@@ -344,7 +365,8 @@ def _weight_matmuls(path: Path) -> list[str]:
     return [n.name for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
 
 
-def _session(path: Path, threads: int) -> Any:
+def _session(path: Path, threads: int, what: str = "encoder") -> Any:
+    """One cached onnxruntime session per graph file and thread count (``what`` names it in errors)."""
     key = (str(path), threads)
     with _lock:
         if key not in _sessions:
@@ -357,7 +379,7 @@ def _session(path: Path, threads: int) -> Any:
             try:
                 _sessions[key] = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             except Exception as e:
-                raise ModelError(f"ONNX Whisper encoder at {path} could not be loaded: {e}") from e
+                raise ModelError(f"ONNX Whisper {what} at {path} could not be loaded: {e}") from e
         return _sessions[key]
 
 
