@@ -13,7 +13,11 @@ from vocalis.asr.decoder import (
     HybridWhisper,
     OnnxWhisperDecoder,
     SpecialTokens,
+    _looping,
     _timestamp_rules,
+    align_trace,
+    median_filter,
+    negative_dtw,
     special_tokens,
 )
 from vocalis.errors import ConfigError
@@ -106,9 +110,9 @@ def test_hybrid_model_hands_beam_search_to_ctranslate2() -> None:
         is_multilingual = False
 
     class FakeDecoder:
-        def generate(self, enc: np.ndarray, prompt: list[int], **k: Any) -> str:
+        def generate_batch(self, enc: np.ndarray, prompts: list[list[int]], **k: Any) -> tuple[list[str], list[None]]:
             calls.append(f"onnx{enc.shape}")
-            return "onnx"
+            return ["onnx"] * len(prompts), [None] * len(prompts)
 
     h = HybridWhisper(Fake(), FakeDecoder())  # type: ignore[arg-type]
     enc = np.zeros((1, 4, 8), np.float32)
@@ -116,7 +120,8 @@ def test_hybrid_model_hands_beam_search_to_ctranslate2() -> None:
     assert h.generate(enc, [[1]], beam_size=5) == ["ct2"]
     assert h.generate(enc, [[1]], beam_size=1, sampling_topk=0, sampling_temperature=0.4) == ["ct2"]
     assert h.generate(enc, [[1]], repetition_penalty=1.2) == ["ct2"]
-    assert calls == ["onnx(4, 8)", "ct2", "ct2", "ct2"]
+    assert h.generate(enc, [[1]], sampling_topk=1, sampling_temperature=0.0) == ["onnx"]  # top-1: greedy
+    assert calls == ["onnx(1, 4, 8)", "ct2", "ct2", "ct2", "onnx(1, 4, 8)"]
     assert h.is_multilingual is False  # everything else is the CTranslate2 model's
     assert special_tokens(resolve_model_path("tiny.en")).timestamp_begin == 50363
 
@@ -164,3 +169,118 @@ def test_keyword_spotter_hears_a_call_for_help_on_its_runtime(tmp_path: Path) ->
     assert calm == [], text
     with pytest.raises(ConfigError, match="decoder='cuda'"):
         AsrKeywordSpotter(decoder="cuda")
+
+
+def test_batched_decoding_and_word_timing_reproduce_ctranslate2(float32_whisper: Any, tmp_path: Path) -> None:
+    """Float32: windows decoded together give each window's lone tokens, and word timing read from
+    the decoding pass gives CTranslate2's teacher-forced ``align`` path and token probabilities."""
+    import ctranslate2
+
+    path, fw = float32_whisper
+    dec = OnnxWhisperDecoder(path, quantized=False)
+    sp = dec.tokens
+    clips = [say("Please come quickly, my father is not breathing.", tmp_path, "a"),
+             say("There is a fire in our building and people are trapped upstairs.", tmp_path, "b"),
+             say("Help.", tmp_path, "c")]
+    enc = np.stack([np.asarray(fw.encode(fw.feature_extractor(np.pad(c, (0, 30 * 16000 - c.size)))[:, :3000]))[0]
+                    for c in clips])
+    prompt = [sp.sot, sp.no_timestamps]
+    results, traces = dec.generate_batch(enc, [prompt] * 3, trace=True)
+    for i, clip in enumerate(clips):
+        alone = fw.model.generate(ctranslate2.StorageView.from_array(enc[i:i + 1]), [prompt], beam_size=1,
+                                  suppress_tokens=[-1])[0]
+        assert results[i].sequences_ids == alone.sequences_ids
+        assert dec.generate(enc[i], prompt).sequences_ids == alone.sequences_ids
+        text = results[i].sequences_ids[0]
+        trace = traces[i]
+        assert trace is not None and trace.tokens == tuple(text) and trace.qk.shape[1] == len(prompt) + len(text) + 1
+        frames = int(np.ceil(clip.size / 16000)) * 100
+        ref = fw.model.align(ctranslate2.StorageView.from_array(enc[i:i + 1]), [sp.sot], [text], [frames],
+                             median_filter_width=7)[0]
+        got = align_trace(trace, frames, 7)
+        assert [tuple(p) for p in ref.alignments] == got.alignments
+        assert got.text_token_probs == pytest.approx(list(ref.text_token_probs), abs=1e-3)
+    # with timestamps there is no trace (the decoding context differs from the alignment's)
+    assert dec.generate_batch(enc[:1], [[sp.sot]], trace=True)[1] == [None]
+
+
+def test_hybrid_align_answers_from_traces_and_falls_back() -> None:
+    from vocalis.asr.decoder import AlignmentResult, _Trace
+
+    class Fake:
+        def align(self, *a: Any, **k: Any) -> list[str]:
+            return ["ct2"]
+
+    class FakeDecoder:
+        tokens = SP
+
+    h = HybridWhisper(Fake(), FakeDecoder())  # type: ignore[arg-type]
+    enc = np.random.default_rng(0).standard_normal((1, 6, 4)).astype(np.float32)
+    qk = np.random.default_rng(1).standard_normal((2, 6, 6)).astype(np.float32)  # prompt 2 + 3 tokens + end
+    h._local.traces = [_Trace(enc[0], (SP.sot, SP.no_timestamps), (1, 2, 3), qk, [0.5, 0.6, 0.7])]
+    got = h.align(enc, [SP.sot], [[1, 2, 3]], [12])
+    assert isinstance(got[0], AlignmentResult) and got[0].text_token_probs == [0.5, 0.6, 0.7]
+    assert got[0].alignments[0] == (0, 0) and got[0].alignments[-1] == (3, 5)
+    assert h.align(enc, [SP.sot], [[1, 2, 4]], [12]) == ["ct2"]  # other tokens
+    assert h.align(enc + 1, [SP.sot], [[1, 2, 3]], [12]) == ["ct2"]  # another window
+
+
+def test_median_filter_and_dtw_against_plain_references() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 40)).astype(np.float32)
+    x[0, 0, 10:20] = 0.25  # ties
+    for width in (7, 5):
+        r = width // 2
+        padded = np.pad(x, [(0, 0), (0, 0), (r, r)], mode="reflect")  # CTranslate2's mirrored edges
+        ref = np.stack([np.median(padded[..., j:j + width], axis=-1) for j in range(x.shape[-1])], axis=-1)
+        assert np.array_equal(median_filter(x, width), ref.astype(np.float32))
+    assert np.array_equal(median_filter(x[..., :3], 7), x[..., :3])  # too short: passes through
+
+    def plain_dtw(m: np.ndarray) -> list[tuple[int, int]]:  # CTranslate2's negative_dtw, cell by cell
+        n, k = m.shape
+        cost = np.full((n + 1, k + 1), np.inf)
+        cost[0, 0] = 0
+        trace = np.zeros((n + 1, k + 1), int)
+        for j in range(1, k + 1):
+            for i in range(1, n + 1):
+                c0, c1, c2 = cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1]
+                c, t = (c0, 0) if c0 < c1 and c0 < c2 else (c1, 1) if c1 < c0 and c1 < c2 else (c2, 2)
+                cost[i, j] = -m[i - 1, j - 1] + c
+                trace[i, j] = t
+        trace[0, :] = 2
+        trace[:, 0] = 1
+        path, i, j = [], n, k
+        while i > 0 or j > 0:
+            path.append((i - 1, j - 1))
+            t = trace[i, j]
+            i, j = (i - 1, j - 1) if t == 0 else (i - 1, j) if t == 1 else (i, j - 1)
+        return path[::-1]
+
+    for shape in ((5, 30), (12, 12), (1, 9), (9, 1)):
+        m = rng.standard_normal(shape)
+        assert negative_dtw(m) == plain_dtw(m), shape
+
+
+def test_loop_rules() -> None:
+    from types import SimpleNamespace
+
+    from vocalis.triage.transcript import loop_start, plan_windows
+
+    assert _looping([5, 6, 7] + [1, 2] * 21, 40)  # the last 40 tokens repeat the 40 two before them
+    assert not _looping([5, 6, 7] + [1, 2] * 20, 40)
+    assert not _looping(list(range(100)), 40)
+
+    def words(text: str) -> list[Any]:
+        return [SimpleNamespace(word=" " + w) for w in text.split()]
+
+    said = "my father is not breathing please come"
+    assert loop_start(words(said)) is None
+    assert loop_start(words(said + " ha ha ha ha")) is None  # laughter, not a loop
+    looped = words(said + " oh my god," * 6)
+    assert loop_start(looped) == len(said.split()) + 2 * 3  # the words before it and two periods kept
+    assert loop_start(words(said + " ha" * 12)) == len(said.split()) + 2
+
+    assert plan_windows([10, 10, 5]) == [(0.0, 25.0)]
+    assert plan_windows([12.0, 12.0, 12.0]) == [(0.0, 24.0), (24.0, 36.0)]  # filled, cut at a pause
+    assert plan_windows([45.0]) == [(0.0, 30.0), (30.0, 45.0)]  # no pause fits: cut inside the span
+    assert plan_windows([]) == []

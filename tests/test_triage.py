@@ -47,6 +47,9 @@ from vocalis.triage.priority import WindowAffect, level, score, sustained_run
     ("there is no one injured", [("injured", True)]),  # two-word negator
     ("my daughter had a seizure and she is unresponsive", [("seizure", False), ("unresponsive", False)]),
     ("I would like to report a broken street light", []),
+    # an unpunctuated transcript: the "not" of a hit negates nothing after it
+    ("my husband is not breathing he collapsed", [("not breathing", False), ("collapsed", False)]),
+    ("there is no fire no smoke", [("fire", True), ("smoke", True)]),
 ])
 def test_lexicon_finds_grave_terms_and_their_negation(text: str, expected: list[tuple[str, bool]]) -> None:
     hits = GravityLexicon().find_text(text)

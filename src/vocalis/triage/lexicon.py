@@ -179,18 +179,20 @@ class GravityLexicon:
         return {"terms": [asdict(t) for t in self.terms], "negators": list(self.negators),
                 "negation_window": self.negation_window}
 
-    def _negator(self, tokens: Sequence[Token], i: int) -> int | None:
-        """Index of a negator within the window before token ``i`` in the same clause, else None."""
+    def _negator(self, tokens: Sequence[Token], i: int, floor: int = 0) -> int | None:
+        """Index of a negator within the window before token ``i`` in the same clause and not before
+        ``floor`` (the end of the previous hit: the "not" of "not breathing" negates nothing after
+        it, as an unpunctuated transcript "not breathing he collapsed" needs), else None."""
         neg1 = {n for n in self.negators if " " not in n}
         neg2 = {tuple(n.split()) for n in self.negators if " " in n}
         j = i - 1
-        while j >= 0 and i - j <= self.negation_window:
+        while j >= floor and i - j <= self.negation_window:
             tok = tokens[j]
             if tok.clause_end or tok.word in _SCOPE_BREAKERS:
                 return None
             if tok.word in neg1:
                 return j
-            if j > 0 and (tokens[j - 1].word, tok.word) in neg2:
+            if j > floor and (tokens[j - 1].word, tok.word) in neg2:
                 return j - 1
             j -= 1
         return None
@@ -199,18 +201,19 @@ class GravityLexicon:
         """All hits in ``tokens``, in order, longest phrase first at each position."""
         hits: list[GravityHit] = []
         i, n, longest = 0, len(tokens), self.max_len
+        floor = 0  # the end of the last hit
         while i < n:
             for k in range(min(longest, n - i), 0, -1):
                 key = tuple(t.word for t in tokens[i:i + k])
                 term = self._index.get(key)
                 if term is None or any(t.clause_end for t in tokens[i:i + k - 1]):
                     continue
-                neg = self._negator(tokens, i)
+                neg = self._negator(tokens, i, floor)
                 negated = neg is not None
                 ctx = " ".join(t.word for t in tokens[neg if neg is not None else i:i + k])
                 hits.append(GravityHit(term.phrase, term.category, 0.0 if negated else term.weight, negated,
                                        tokens[i].start, tokens[i + k - 1].end, ctx))
-                i += k
+                i = floor = i + k
                 break
             else:
                 i += 1
