@@ -179,7 +179,7 @@ def report_lines(r: dict[str, Any] | None) -> list[str]:
     out.append(f"Method: {r['calls']} constructed calls, {r['audio_min']} min of audio; {r['method']}. Urgent = "
                "medical, violence and voice-only calls; not urgent = routine, prank, pocket and silent calls. "
                "Whole pipeline per call: decode, Silero VAD, faster-whisper tiny.en transcript of the speech "
-               "with word timestamps (int8, greedy), caller state per 3 s speech window (default emotion "
+               "(pause-cut windows of up to 30 s decoded together, int8, greedy, word timestamps), caller state per 3 s speech window (default emotion "
                f"model), lexicon, signals, priority; {r['jobs']} worker processes of one thread each.\n")
     out.append("| metric | result | target |")
     out.append("|---|---|---|")

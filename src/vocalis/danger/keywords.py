@@ -105,8 +105,9 @@ def load_asr(model: str = "tiny.en", compute_type: str = "int8", threads: int = 
     on the triage benchmark's constructed calls (0.361 vs 0.365; ``benchmarks/notes.md``). The
     decoder (and the word alignment) stay CTranslate2's unless ``decoder="onnx"``: greedy decoding
     then runs on the int8 onnxruntime graphs of :mod:`vocalis.asr.decoder` (~2.5x faster per token
-    here than CTranslate2's int8 decoder, which has no fast int8 path on AMD CPUs); word alignment,
-    beam search and sampling stay CTranslate2's.
+    here than CTranslate2's int8 decoder, which has no fast int8 path on AMD CPUs; several windows
+    decoded together), and windows decoded without timestamps are word-timed from that decoding
+    pass; beam search, sampling and the alignment of timestamped windows stay CTranslate2's.
     """
     from vocalis.features.whisper import resolve_model_path
 
