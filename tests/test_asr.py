@@ -284,3 +284,56 @@ def test_loop_rules() -> None:
     assert plan_windows([12.0, 12.0, 12.0]) == [(0.0, 24.0), (24.0, 36.0)]  # filled, cut at a pause
     assert plan_windows([45.0]) == [(0.0, 30.0), (30.0, 45.0)]  # no pause fits: cut inside the span
     assert plan_windows([]) == []
+
+
+def test_transcriber_cuts_a_repetition_loop_and_decodes_the_rest_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window whose words end in a loop keeps the words before it (and two periods) and the audio
+    after them is decoded again; a loop that comes back is cut without a third decode."""
+    from types import SimpleNamespace
+
+    import faster_whisper
+
+    from vocalis.triage import transcript
+
+    asked: list[list[tuple[float, float]]] = []
+
+    from faster_whisper.transcribe import Segment, Word
+
+    def seg(a: float, words: list[tuple[str, float, float]]) -> Any:
+        ws = [Word(start=s, end=e, word=" " + w, probability=0.9) for w, s, e in words]
+        return Segment(id=1, seek=int(a * 100), start=ws[0].start, end=ws[-1].end, text="".join(w.word for w in ws),
+                       tokens=[1], avg_logprob=-0.2, compression_ratio=1.0, no_speech_prob=0.01, words=ws,
+                       temperature=0.0)
+
+    class FakePipeline:
+        def __init__(self, model: Any) -> None:
+            pass
+
+        def transcribe(self, audio: np.ndarray, clip_timestamps: list[dict[str, float]], **kw: Any) -> Any:
+            assert kw["without_timestamps"] and kw["word_timestamps"]
+            windows = [(c["start"], c["end"]) for c in clip_timestamps]
+            asked.append(windows)
+            out = []
+            for a, _ in windows:
+                if a == 0.0:  # "fire in the kitchen" then a "ha" loop from 2.0 s on
+                    out.append(seg(a, [("fire", 0.1, 0.5), ("in", 0.5, 0.7), ("the", 0.7, 0.9), ("kitchen", 0.9, 1.5)]
+                                   + [("ha", 2.0 + 0.1 * k, 2.1 + 0.1 * k) for k in range(20)]))
+                elif len(asked) == 2:  # the audio after the kept words: more speech, then the loop again
+                    out.append(seg(a, [("send", a + 0.5, a + 0.9), ("help", a + 1.0, a + 1.4)]
+                                   + [("oh", a + 2 + 0.2 * k, a + 2.1 + 0.2 * k) for k in range(12)]))
+                else:  # the audio after "oh oh": the loop again, cut without a fourth decode
+                    out.append(seg(a, [("now", a + 0.2, a + 0.5)] + [("oh", a + 1 + 0.2 * k, a + 1.1 + 0.2 * k)
+                                                                      for k in range(12)]))
+            return out, SimpleNamespace(language="en")
+
+    monkeypatch.setattr(faster_whisper, "BatchedInferencePipeline", FakePipeline)
+    tr = transcript.Transcriber(decoder="ctranslate2")
+    model = SimpleNamespace(model=object(), frames_per_second=100)
+    monkeypatch.setattr(tr, "_model", lambda: model)
+    got = tr.transcribe(np.zeros(10 * 16000, np.float32))
+    words = [w.text for w in got.words]
+    assert asked[0] == [(0.0, 10.0)] and asked[1] == [(pytest.approx(2.2), 10.0)]  # resumed after "ha ha"
+    assert len(asked) == 1 + transcript.MAX_REDECODES and asked[2] == [(pytest.approx(4.5), 10.0)]
+    assert words == ["fire", "in", "the", "kitchen", "ha", "ha", "send", "help", "oh", "oh", "now", "oh", "oh"]
+    assert got.segments[0].text == "fire in the kitchen ha ha"
+    assert [w.start for w in got.words] == sorted(w.start for w in got.words)

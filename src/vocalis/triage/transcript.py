@@ -204,13 +204,12 @@ class Transcriber:
             got = by_window.get(int(int(a * sample_rate) / sample_rate * model.frames_per_second), [])
             words = [w for s in got for w in (s.words or [])]
             cut = loop_start(words)
-            if cut is not None and depth < MAX_REDECODES:
+            if cut is not None:  # keep the words before the loop (and two of its periods) ...
                 kept = words[:cut]
                 resume = float(kept[-1].end) if kept else a
-                if b - resume > 1.0:  # the loop hid speech: keep the words before it, decode the rest again
+                got = [replace(got[0], text="".join(w.word for w in kept), words=kept, end=resume, tokens=[])]
+                if depth < MAX_REDECODES and b - resume > 1.0:  # ... and decode the audio it hid again
                     rest.append((resume, b))
-                    got = [replace(got[0], text="".join(w.word for w in kept), words=kept,
-                                   end=resume, tokens=[])] if kept else []
             out += got
         if rest:
             out = sorted(out + self._decode(model, speech, rest, sample_rate, depth + 1)[0], key=lambda s: s.start)
