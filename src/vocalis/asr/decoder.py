@@ -7,11 +7,13 @@ graphs (weights read by :mod:`vocalis.features._ct2`, like the encoder of
 :mod:`vocalis.features.whisper_onnx`), quantises their weight products to int8 and runs greedy
 decoding on them:
 
-* ``cross``: the encoder output ``[S, d]`` -> each layer's cross-attention keys and values (once
-  per 30 s window);
-* ``step``: new tokens ``[1, n]`` + the cached self-attention keys/values of the ``P`` tokens
-  before them -> logits ``[n, vocab]`` + the cache of ``P + n`` tokens (the prompt in one call,
-  then one token per call).
+* ``cross``: the encoder outputs ``[B, S, d]`` -> each layer's cross-attention keys and values
+  (once per 30 s window);
+* ``step``: new tokens ``[B, n]`` + the cached self-attention keys/values of the ``P`` tokens
+  before them -> logits ``[B, n, vocab]`` + the cache of ``P + n`` tokens (the prompt in one call,
+  then one token per call) + the alignment heads' cross-attention scores. Several windows are
+  decoded together: they share the reads of the 51,864-word output projection, the largest part
+  of a step.
 
 :class:`OnnxWhisperDecoder` answers CTranslate2's ``Whisper.generate`` for what faster-whisper's
 greedy transcription asks (one prompt, ``beam_size=1``, no sampling, no repetition penalty):
@@ -19,7 +21,9 @@ the suppressed tokens, blank suppression at the first step, Whisper's timestamp 
 monotonic, ``max_initial_timestamp_index``, timestamps when their summed probability beats every
 text token), ``scores`` (summed log-probabilities of the chosen tokens / length ** length_penalty,
 the end token's included) and ``no_speech_prob`` (at the start-of-transcript position, before any
-suppression). Anything else (beam search, sampling, language detection, word alignment) goes to the
+suppression). Windows decoded without timestamp tokens keep their alignment heads' scores, from
+which :func:`align_trace` times the words as CTranslate2's ``align`` does from a second pass.
+Anything else (beam search, sampling, language detection, aligning timestamped windows) goes to the
 CTranslate2 model it wraps (:class:`HybridWhisper`).
 """
 
