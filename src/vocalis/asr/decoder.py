@@ -310,11 +310,6 @@ def special_tokens(model_dir: Path) -> SpecialTokens:
         raise ModelError(f"Whisper vocabulary at {vocab_file} has no {e} token") from e
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    m = x.max()
-    return x - (m + np.log(np.exp(x - m).sum(dtype=np.float64))).astype(x.dtype)
-
-
 LOOP_PERIOD = 16  # longest repeated block (tokens) that ``stop_loops`` looks for
 
 
@@ -330,6 +325,10 @@ def _looping(seq: list[int], tail: int) -> bool:
 def _logsumexp(x: np.ndarray) -> float:
     m = float(x.max())
     return m + float(np.log(np.exp(x - m).sum(dtype=np.float64)))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    return x - np.asarray(_logsumexp(x), x.dtype)  # type: ignore[no-any-return]
 
 
 def _timestamp_rules(logits: np.ndarray, seq: list[int], sp: SpecialTokens, max_initial: int | None) -> np.ndarray:
@@ -506,7 +505,8 @@ class OnnxWhisperDecoder:
         if len({len(p) for p in prompts}) > 1:  # one step feeds every window the same number of tokens
             pairs = [self.generate_batch(enc[i:i + 1], [p], max_length=max_length, length_penalty=length_penalty,
                                          suppress_blank=suppress_blank, suppress_tokens=suppress_tokens,
-                                         max_initial_timestamp_index=max_initial_timestamp_index, trace=trace)
+                                         max_initial_timestamp_index=max_initial_timestamp_index, trace=trace,
+                                         stop_loops=stop_loops)
                      for i, p in enumerate(prompts)]
             return [r for rs, _ in pairs for r in rs], [t for _, ts in pairs for t in ts]
         n_batch = len(prompts)
@@ -558,7 +558,6 @@ class OnnxWhisperDecoder:
                     no_speech[b] = float(np.exp(_log_softmax(at)[sp.no_speech]))
                 row = logits[r, -1].astype(np.float32, copy=True)
                 text_lse = _logsumexp(row[: sp.eot]) if tracing[b] else 0.0
-                raw = row.copy() if tracing[b] else row
                 row[suppress_idx] = _NEG
                 if step == 0 and suppress_blank:
                     row[list(sp.suppress_begin)] = _NEG
@@ -571,7 +570,7 @@ class OnnxWhisperDecoder:
                 else:
                     tokens[b].append(t)
                     if tracing[b]:
-                        probs[b].append(float(np.exp(float(raw[t]) - text_lse)) if t < sp.eot else 0.0)
+                        probs[b].append(float(np.exp(float(logits[r, -1, t]) - text_lse)) if t < sp.eot else 0.0)
                     if stop_loops and _looping(tokens[b], stop_loops):
                         ended[b] = True
                         t = sp.eot
