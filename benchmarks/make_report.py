@@ -238,6 +238,20 @@ def danger(out: list[str]) -> None:
                        f"({a['clip']['precision']:.3f} / {a['clip']['recall']:.3f}) | {a['alerts_per_hour']:.2f} "
                        f"({a['alerts']}) | {a.get('fa_episodes_at_0.75x', '–')} |")
         out.append("")
+    b = _load("scream_backbone")
+    if b:
+        out.append(f"**A scream head on the shared Whisper backbone** (not in the live path yet; {_meta(b)}). "
+                   f"{b['method']}\n")
+        ths = ("0.2", "0.5", "0.7")
+        out.append("| head | validation side: clip F1 at " + " / ".join(ths) + " | test side: clip F1 at "
+                   + " / ".join(ths) + " | test recall at 0.5 | test window FPR at 0.5 |")
+        out.append("|---|---|---|---|---|")
+        for head, res in b["results"].items():
+            val, test = res["validation"]["by_threshold"], res["test"]["by_threshold"]
+            out.append(f"| {head} | " + " / ".join(f"{val[t]['f1']:.3f}" for t in ths) + " | "
+                       + " / ".join(f"{test[t]['f1']:.3f}" for t in ths)
+                       + f" | {test['0.5']['recall']:.2f} | {test['0.5']['window_fpr_acted_and_noise']} |")
+        out.append("")
 
 
 def triage(out: list[str]) -> None:

@@ -1,0 +1,143 @@
+"""A scream head on the shared Whisper backbone vs the shipped cheap detector, window by window.
+
+Question (issue #4, "a model of its own or a head on the shared backbone -- measured, not
+assumed"): does a head on the embedding the default emotion model already computes (its exact
+feature config: Whisper tiny.en encoder over the voiced span, mean+std) find the shouted calls for
+help the cheap ``band-svm`` detector misses?
+
+Method. The same clips, split and crops as `vocalis.danger.train`: 2 s crops of every clip
+(screams every 0.5 s, acted speech every 1 s), one channel-augmented copy of every clip in each
+fit, the test side never augmented nor looked at for choices. Two evaluations per head:
+
+* `validation`: fitted on the training side minus its validation part
+  (`validation_split`), scored on that validation part;
+* `test`: fitted on the whole training side, scored on the held-out test side.
+
+Clip-level danger F1 on the `screams` clips with a clip flagged when one of its 2 s windows
+reaches the threshold (what streaming sees, without the policy's N-of-M), and the window
+false-positive rate on acted speech (every emotion) and synthetic noise of the same side. This is
+**not** the streaming + policy number of `benchmarks/danger.py`: it measures the heads.
+
+    .venv/bin/python benchmarks/scream_backbone.py [--cache DIR]
+
+``--cache DIR`` keeps the crop features (``band_orig.npz`` ... ``wh_aug.npz``; the Whisper ones
+take ~10 min on 2 cores) and reuses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, corpus_or_exit, save  # noqa: E402
+from vocalis.bundle.runtime import load_bundle  # noqa: E402
+from vocalis.danger.train import (  # noqa: E402
+    CANDIDATES,
+    SEED,
+    _f1,
+    featurize_clips,
+    scream_dataset,
+    validation_split,
+)
+from vocalis.training.recipes import Recipe  # noqa: E402
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def _features(clips: list[Any], name: str, recipe: Recipe, cache: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for tag, kw in (("orig", {}), ("aug", {"augment_seed": SEED + 1000})):
+        path = cache / f"{name}_{tag}.npz" if cache else None
+        if path is not None and path.is_file():
+            d = np.load(path)
+            out[tag] = (d["X"], d["ci"])
+            continue
+        t0 = time.time()
+        f = featurize_clips(clips, recipe, workers=2, **kw)  # type: ignore[arg-type]
+        print(f"  {name} {tag}: {f.X.shape} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, X=f.X, ci=f.clip_index, whole=f.whole)
+        out[tag] = (f.X, f.clip_index)
+    return out
+
+
+def _head(kind: str) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if kind == "svm":
+        return make_pipeline(StandardScaler(), SVC(C=3.0, probability=True, class_weight="balanced", random_state=0))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000, class_weight="balanced"))
+
+
+def evaluate(clips: list[Any], feats: list[dict[str, tuple[np.ndarray, np.ndarray]]], kind: str,
+             train: np.ndarray, scored: np.ndarray) -> dict[str, Any]:
+    y_clip = np.array([c.label for c in clips])
+    src = np.array([c.source for c in clips])
+    Xo = np.concatenate([f["orig"][0] for f in feats], 1)
+    ci = feats[0]["orig"][1]
+    Xa = np.concatenate([f["aug"][0] for f in feats], 1)
+    cia = feats[0]["aug"][1]
+    est = _head(kind)
+    est.fit(np.concatenate([Xo[train[ci]], Xa[train[cia]]]),
+            np.concatenate([y_clip[ci][train[ci]], y_clip[cia][train[cia]]]))
+    p = est.predict_proba(Xo)[:, 1]
+    p_max = np.zeros(len(clips))
+    np.maximum.at(p_max, ci, p)
+    scr = scored & (src == "screams")
+    neg = scored[ci] & np.isin(src[ci], ["ravdess", "tess", "synthetic"])
+    rows = {}
+    for th in THRESHOLDS:
+        f = _f1(y_clip[scr], (p_max[scr] >= th).astype(int))
+        rows[f"{th:.1f}"] = {**f, "window_fpr_acted_and_noise": round(float((p[neg] >= th).mean()), 5)}
+    return {"clips": int(scr.sum()), "negative_windows": int(neg.sum()), "by_threshold": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--cache", type=Path, default=None)
+    args = ap.parse_args()
+    for name in ("screams", "ravdess", "tess"):
+        corpus_or_exit(name, args.data)
+    t_all = time.time()
+    clips = scream_dataset(args.data)
+    emotion = load_bundle()
+    backbone = Recipe("backbone", dict(emotion.manifest.features), "logreg")
+    band = _features(clips, "band", CANDIDATES["band-svm"], args.cache)
+    wh = _features(clips, "wh", backbone, args.cache)
+    is_test = np.array([c.split == "test" for c in clips])
+    val = validation_split(clips)
+    heads = {"band-svm (shipped recipe)": ([band], "svm"), "backbone-logreg": ([wh], "logreg"),
+             "backbone-svm": ([wh], "svm"), "backbone+band-svm": ([wh, band], "svm")}
+    results: dict[str, Any] = {}
+    for label, (feats, kind) in heads.items():
+        results[label] = {
+            "validation": evaluate(clips, feats, kind, ~is_test & ~val, val),
+            "test": evaluate(clips, feats, kind, ~is_test, is_test),
+        }
+        for side in ("validation", "test"):
+            row = " ".join(f"{th}:{v['f1']:.3f}" for th, v in results[label][side]["by_threshold"].items())
+            print(f"{label:28} {side:10} {row}", file=sys.stderr, flush=True)
+    save("scream_backbone", {
+        "method": __doc__.split("Method. ")[1].split("    .venv")[0].strip(),
+        "backbone_features": dict(emotion.manifest.features),
+        "results": results, "total_wall_s": round(time.time() - t_all, 1),
+    }, "python benchmarks/scream_backbone.py --cache /tmp/w")
+
+
+if __name__ == "__main__":
+    main()
