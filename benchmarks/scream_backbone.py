@@ -42,9 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, corpus_or_exit, save  # noqa: E402
 from vocalis.bundle.runtime import load_bundle  # noqa: E402
 from vocalis.danger.train import (  # noqa: E402
+    BAND_FEATURES,
     CANDIDATES,
     SEED,
+    Clip,
+    CropFeatures,
     _f1,
+    _fit,
     featurize_clips,
     scream_dataset,
     validation_split,
@@ -52,49 +56,45 @@ from vocalis.danger.train import (  # noqa: E402
 from vocalis.training.recipes import Recipe  # noqa: E402
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+Features = tuple[CropFeatures, CropFeatures]  # the original crops, one channel-augmented copy
 
 
-def _features(clips: list[Any], name: str, recipe: Recipe, cache: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for tag, kw in (("orig", {}), ("aug", {"augment_seed": SEED + 1000})):
+def _features(clips: list[Clip], name: str, recipe: Recipe, cache: Path | None) -> Features:
+    out = []
+    for tag, seed in (("orig", None), ("aug", SEED + 1000)):
         path = cache / f"{name}_{tag}.npz" if cache else None
         if path is not None and path.is_file():
             d = np.load(path)
-            out[tag] = (d["X"], d["ci"])
+            out.append(CropFeatures(d["X"], d["ci"], d["whole"]))
             continue
         t0 = time.time()
-        f = featurize_clips(clips, recipe, workers=2, **kw)  # type: ignore[arg-type]
+        f = featurize_clips(clips, recipe, workers=2, augment_seed=seed)
         print(f"  {name} {tag}: {f.X.shape} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path, X=f.X, ci=f.clip_index, whole=f.whole)
-        out[tag] = (f.X, f.clip_index)
-    return out
+        out.append(f)
+    return out[0], out[1]
 
 
-def _head(kind: str) -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
+def _side_by_side(*parts: Features) -> Features:
+    """Feature sets of the same crops joined column-wise (what a ``concat`` extractor computes)."""
+    def join(k: int) -> CropFeatures:
+        return CropFeatures(np.concatenate([p[k].X for p in parts], 1), parts[0][k].clip_index,
+                            np.concatenate([p[k].whole for p in parts], 1))
 
-    if kind == "svm":
-        return make_pipeline(StandardScaler(), SVC(C=3.0, probability=True, class_weight="balanced", random_state=0))
-    return make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000, class_weight="balanced"))
+    return join(0), join(1)
 
 
-def evaluate(clips: list[Any], feats: list[dict[str, tuple[np.ndarray, np.ndarray]]], kind: str,
-             train: np.ndarray, scored: np.ndarray) -> dict[str, Any]:
+def evaluate(clips: list[Clip], feats: Features, recipe: Recipe, train: np.ndarray, scored: np.ndarray
+             ) -> dict[str, Any]:
+    """Fit ``recipe``'s head on the ``train`` clips (original + augmented crops), score the ``scored`` side."""
+    orig, aug = feats
     y_clip = np.array([c.label for c in clips])
     src = np.array([c.source for c in clips])
-    Xo = np.concatenate([f["orig"][0] for f in feats], 1)
-    ci = feats[0]["orig"][1]
-    Xa = np.concatenate([f["aug"][0] for f in feats], 1)
-    cia = feats[0]["aug"][1]
-    est = _head(kind)
-    est.fit(np.concatenate([Xo[train[ci]], Xa[train[cia]]]),
-            np.concatenate([y_clip[ci][train[ci]], y_clip[cia][train[cia]]]))
-    p = est.predict_proba(Xo)[:, 1]
+    est = _fit(recipe, 0, clips, train, orig, aug)
+    p = est.predict_proba(orig.X)[:, 1]
+    ci = orig.clip_index
     p_max = np.zeros(len(clips))
     np.maximum.at(p_max, ci, p)
     scr = scored & (src == "screams")
@@ -116,18 +116,25 @@ def main() -> None:
     t_all = time.time()
     clips = scream_dataset(args.data)
     emotion = load_bundle()
-    backbone = Recipe("backbone", dict(emotion.manifest.features), "logreg")
-    band = _features(clips, "band", CANDIDATES["band-svm"], args.cache)
-    wh = _features(clips, "wh", backbone, args.cache)
+    backbone = dict(emotion.manifest.features)
+    band_recipe = CANDIDATES["band-svm"]
+    band = _features(clips, "band", band_recipe, args.cache)
+    wh = _features(clips, "wh", Recipe("backbone", backbone, "logreg"), args.cache)
     is_test = np.array([c.split == "test" for c in clips])
     val = validation_split(clips)
-    heads = {"band-svm (shipped recipe)": ([band], "svm"), "backbone-logreg": ([wh], "logreg"),
-             "backbone-svm": ([wh], "svm"), "backbone+band-svm": ([wh, band], "svm")}
+    svm = (band_recipe.head, band_recipe.params)
+    heads: dict[str, tuple[Features, Recipe]] = {
+        "band-svm (shipped recipe)": (band, band_recipe),
+        "backbone-logreg": (wh, Recipe("backbone-logreg", backbone, "logreg", {"C": 0.05})),
+        "backbone-svm": (wh, Recipe("backbone-svm", backbone, *svm)),
+        "backbone+band-svm": (_side_by_side(wh, band),
+                              Recipe("backbone-band-svm", {"type": "concat", "parts": [backbone, BAND_FEATURES]}, *svm)),
+    }
     results: dict[str, Any] = {}
-    for label, (feats, kind) in heads.items():
+    for label, (feats, recipe) in heads.items():
         results[label] = {
-            "validation": evaluate(clips, feats, kind, ~is_test & ~val, val),
-            "test": evaluate(clips, feats, kind, ~is_test, is_test),
+            "validation": evaluate(clips, feats, recipe, ~is_test & ~val, val),
+            "test": evaluate(clips, feats, recipe, ~is_test, is_test),
         }
         for side in ("validation", "test"):
             row = " ".join(f"{th}:{v['f1']:.3f}" for th, v in results[label][side]["by_threshold"].items())
@@ -136,7 +143,7 @@ def main() -> None:
         "method": __doc__.split("Method. ")[1].split("    .venv")[0].strip(),
         "backbone_features": dict(emotion.manifest.features),
         "results": results, "total_wall_s": round(time.time() - t_all, 1),
-    }, "python benchmarks/scream_backbone.py --cache /tmp/w")
+    }, "python benchmarks/scream_backbone.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
