@@ -9,6 +9,7 @@ Screenshots go to ``$VOCALIS_SCREENSHOTS_DIR`` when set (``docs/screenshots`` is
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -62,11 +63,31 @@ def _browser(clip: Path) -> Iterator[Any]:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.errors = errors  # type: ignore[attr-defined]
+        received: list[str | bytes] = []
+        page.on("websocket", lambda sock: sock.on("framereceived", lambda f: received.append(f)))
         try:
             yield page
+        except Exception as e:  # what the server said, to tell a slow server from a wrong decision
+            e.add_note("stream messages: " + _summary(received))
+            raise
         finally:
             context.close()
             browser.close()
+
+
+def _summary(frames: list[str | bytes], last: int = 60) -> str:
+    out = []
+    for f in frames[-last:]:
+        try:
+            m = json.loads(f)
+        except ValueError:
+            out.append("?")
+            continue
+        if m.get("type") == "prediction":
+            out.append(f"p{m.get('t_end')}:{m.get('risk')}")
+        else:
+            out.append(f"{m.get('type')}{'@' + str(m['t']) if 't' in m else ''}:{m.get('remaining', m.get('code', ''))}")
+    return f"{len(frames)} received, the last {len(out)}: " + " ".join(out)
 
 
 def _login(page: Any, server: LiveServer, email: str) -> None:

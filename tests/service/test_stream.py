@@ -419,6 +419,79 @@ def test_countdown_runs_on_when_the_audio_stops(setup: Callable[..., Any]) -> No
     assert alert["alert_id"] and _rows(client, Alert)[0].status == "confirmed"
 
 
+def test_a_burst_of_audio_does_not_shorten_the_countdown(setup: Callable[..., Any]) -> None:
+    # 6 s of screaming at once: the policy's 2 s countdown is over in stream time within the burst,
+    # but the user must still get 2 s on the wall clock to cancel
+    client, acct, _ = setup(countdown_s=2.0)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(6.0, 0.5))
+        countdown, _ = recv_until(sock, "countdown")
+        shown = time.monotonic()
+        assert countdown["remaining"] == 2.0
+        alert, between = recv_until(sock, "alert")
+        waited = time.monotonic() - shown
+        assert any(m["type"] == "prediction" and m["t_end"] >= 5.0 for m in between)  # the burst was scored
+        assert waited >= 1.8, f"the alert came {waited:.2f} s after the countdown"
+        assert alert["alert_id"] == countdown["alert_id"] and alert["deliveries"] == 2
+    assert [a.status for a in _rows(client, Alert)] == ["confirmed"]
+
+
+def test_cancel_works_until_the_wall_clock_countdown_ends(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(countdown_s=5.0)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(6.0, 0.5))  # the policy's countdown ends at t = 6.0 in stream time
+        countdown, _ = recv_until(sock, "countdown")
+        seen: list[dict[str, Any]] = []
+        while not any(m["type"] == "prediction" and m["t_end"] >= 6.0 for m in seen):
+            seen.append(sock.receive_json())
+        assert not [m for m in seen if m["type"] == "alert"]
+        assert [m["remaining"] for m in seen if m["type"] == "countdown"][-1] > 0  # wall-clock time left
+        sock.send_json({"type": "Cancel"})
+        cancelled, rest = recv_until(sock, "cancelled")
+        assert cancelled["alert_id"] == countdown["alert_id"] and cancelled["reason"] == "user"
+        assert not [m for m in rest if m["type"] == "alert"]
+        sock.send_json({"type": "CloseStream"})
+        _, rest = recv_until(sock, "finalized")
+        assert not [m for m in rest if m["type"] == "alert"]
+    assert [a.status for a in _rows(client, Alert)] == ["cancelled"] and _rows(client, Delivery) == []
+
+
+def test_the_countdown_finishes_when_the_connection_is_lost(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(countdown_s=1.0)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(1.5, 0.5))
+        countdown, _ = recv_until(sock, "countdown")
+    # the socket is gone: nobody cancelled, so the alert goes out when the countdown ends
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and [a.status for a in _rows(client, Alert)] != ["confirmed"]:
+        time.sleep(0.05)
+    rows = _rows(client, Alert)
+    assert [(a.id, a.status) for a in rows] == [(countdown["alert_id"], "confirmed")]
+    assert sorted(d.channel for d in _rows(client, Delivery)) == ["call", "sms"]
+
+
+def test_a_countdown_cancelled_over_rest_sends_nothing(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(countdown_s=1.0)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(1.5, 0.5))
+        countdown, _ = recv_until(sock, "countdown")
+        r = client.post(f"/v1/alerts/{countdown['alert_id']}/cancel", headers=acct.headers)
+        assert r.status_code == 200, r.text
+        sock.send_bytes(pcm(2.0, 0.5))  # the policy's countdown runs out in stream time
+        cancelled, before = recv_until(sock, "cancelled")
+        assert cancelled["alert_id"] == countdown["alert_id"]
+        assert not [m for m in before if m["type"] == "alert"]
+    assert [a.status for a in _rows(client, Alert)] == ["cancelled"] and _rows(client, Delivery) == []
+
+
 def test_panic_raises_a_confirmed_alert_at_once(setup: Callable[..., Any]) -> None:
     client, acct, _ = setup()
     _contact(client, acct)

@@ -14,6 +14,16 @@ Alert life cycle: the policy's first ``countdown`` creates an alert in status ``
 deliveries); ``Cancel`` cancels it; ``alert`` confirms it, which writes the outbox rows the relay
 delivers, and the session then reports ``alert.status`` as deliveries progress.
 
+The user always gets the whole countdown on the wall clock to cancel. The policy counts in stream
+time, and stream time runs faster than the wall clock whenever windows arrive in a burst (a
+client sending faster than real time, or the server catching up after it fell behind), so the
+policy's ``alert`` is held until ``countdown_s`` wall seconds after the first ``countdown`` message
+was sent (``Cancel`` still cancels it), and every ``countdown`` message's ``remaining`` is the
+larger of the policy's and the wall clock's. When the connection ends during a countdown (the
+browser closed, the network lost, ``CloseStream``, a limit), nobody can cancel on this socket any
+more: the countdown runs out on the wall clock and the alert is confirmed, unless it was cancelled
+meanwhile with ``POST /v1/alerts/{id}/cancel`` (what the web UI's Cancel does without a socket).
+
 Shutdown (:func:`close_streams`, called by ``vocalis serve`` on SIGTERM before the server closes its
 connections): new sessions are refused with 503; a running countdown may finish within
 ``shutdown_grace_s`` (``Cancel`` still works) and is confirmed when the grace runs out, since nobody
@@ -34,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import anyio
 import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, WebSocket
@@ -213,6 +224,8 @@ class StreamSession:
         self.policy_offset = 0.0
         self.last_window_mono = time.monotonic()
         self.pending_alert: str | None = None
+        self.countdown_end_mono: float | None = None  # wall-clock end of the running countdown
+        self.held_alert: Event | None = None  # the policy's alert, held until countdown_end_mono
         self.location: svc.Location | None = None
         self.alert_ids: list[str] = []
         self.history = _History(settings.history_every_s)
@@ -316,8 +329,8 @@ class StreamSession:
                 return
             try:
                 await self.ws.send_text(json.dumps(msg))
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self.out.close()
+            except (WebSocketDisconnect, RuntimeError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self.out.close()  # the client is gone (an alert may still be raised: finish_countdown)
                 return
 
     async def worker(self) -> None:
@@ -384,6 +397,8 @@ class StreamSession:
             stalled = time.monotonic() - self.last_window_mono
             if not self.policy.counting_down or stalled < 1.0:
                 continue
+            if self.engine_session is not None and self.engine_session.queued > 0:
+                continue  # audio is waiting: the server is behind, the sound has not stopped
             async with self.lock:
                 t = max(self.policy.clock, 0.0) + stalled
                 self.last_window_mono = time.monotonic()
@@ -454,22 +469,71 @@ class StreamSession:
             elif kind == "countdown":
                 if self.pending_alert is None:
                     self.pending_alert = await self._db(self._create, "stream", ev, "countdown")
+                    self.countdown_end_mono = time.monotonic() + float(ev.remaining or 0.0)
+                d["remaining"] = round(max(float(ev.remaining or 0.0), self._wall_left()), 3)
                 self.send({"type": "countdown", "alert_id": self.pending_alert, **d})
             elif kind == "alert":
-                await self._raise_alert(ev)
+                if ev.reason != "panic" and self.pending_alert is not None and self._wall_left() > 0:
+                    self.held_alert = ev  # the user still has wall-clock time to cancel
+                    self.tasks.append(asyncio.create_task(self._release_held(), name=f"stream-hold-{self.id}"))
+                else:
+                    await self._raise_alert(ev)
             elif kind == "cancelled":
+                self.held_alert, self.countdown_end_mono = None, None
                 alert_id, self.pending_alert = self.pending_alert, None
                 if alert_id is not None:
                     with contextlib.suppress(ConflictError):
                         await self._db(self._cancel, alert_id)
                 self.send({"type": "cancelled", "alert_id": alert_id, **d})
 
+    def _wall_left(self) -> float:
+        """Wall-clock seconds left of the running countdown (0 when none runs)."""
+        end = self.countdown_end_mono
+        return 0.0 if end is None else max(0.0, end - time.monotonic())
+
+    async def _release_held(self) -> None:
+        """Raise the held alert once the countdown's wall-clock time is over (unless cancelled)."""
+        while self.held_alert is not None:
+            left = self._wall_left()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue
+            async with self.lock:
+                ev, self.held_alert = self.held_alert, None
+                if ev is not None:
+                    await self._raise_alert(ev)
+
+    async def finish_countdown(self) -> None:
+        """The session ends during a countdown: run it out on the wall clock, then confirm the alert.
+
+        Nobody can send ``Cancel`` on a closed socket; ``POST /v1/alerts/{id}/cancel`` still can,
+        and then nothing is sent.
+        """
+        if self.policy is None or self.pending_alert is None:
+            return
+        if self.engine_session is not None:
+            self.engine_session.close()  # no more audio comes: free the engine's share now
+        while self._wall_left() > 0 and self.pending_alert is not None:
+            await asyncio.sleep(self._wall_left())
+        async with self.lock:
+            if self.pending_alert is None:
+                return
+            ev = self.held_alert or Event("alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4),
+                                          "connection closed during the countdown")
+            self.held_alert = None
+            await self._raise_alert(ev)
+
     async def _raise_alert(self, ev: Event) -> None:
         manual = ev.reason == "panic"
         alert_id = self.pending_alert
         self.pending_alert = None
+        self.held_alert, self.countdown_end_mono = None, None
         if alert_id is not None and not manual:
-            n = await self._db(self._confirm, alert_id)
+            try:
+                n = await self._db(self._confirm, alert_id)
+            except ConflictError:  # cancelled through the REST API meanwhile
+                self.send({"type": "cancelled", "alert_id": alert_id, "t": ev.t, "reason": "user"})
+                return
         else:
             if alert_id is not None:  # a panic during a countdown replaces it
                 with contextlib.suppress(ConflictError):
@@ -599,6 +663,9 @@ class StreamSession:
                     events = self.policy.panic(t, reason="panic")
                 else:
                     events = self.policy.cancel(t)
+                    if self.held_alert is not None:  # over in stream time, not yet on the wall clock
+                        events = [e for e in events if e.type != "alert"]
+                        events.append(Event("cancelled", t, reason="user"))
                     if not any(e.type == "cancelled" for e in events):
                         self.send(ws.error_message("no_countdown", "Cancel: no countdown is running"))
                 await self._events(events)
@@ -618,13 +685,13 @@ class StreamSession:
     async def go_away(self, deadline: float) -> None:
         """Server shutdown: let a running countdown end until ``deadline`` (``time.monotonic()``),
         confirm its alert if it still runs then, and end the session with 1001."""
-        while (self.fatal is None and self.policy is not None and self.policy.counting_down
+        while (self.fatal is None and self.policy is not None and self.pending_alert is not None
                and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
         if self.fatal is None and self.policy is not None:
             async with self.lock:
-                if self.policy.counting_down and self.pending_alert is not None:
-                    await self._raise_alert(Event(
+                if self.pending_alert is not None:
+                    await self._raise_alert(self.held_alert or Event(
                         "alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4),
                         "server shutting down during the countdown"))
         self._fail(ws.CLOSE_GOING_AWAY, "going_away", "the server is shutting down; reconnect in a moment")
@@ -865,6 +932,10 @@ async def stream(websocket: WebSocket) -> None:
             with contextlib.suppress(Exception):
                 await websocket.send_text(json.dumps(ws.error_message("internal_error", "internal server error")))
         finally:
+            try:
+                await session.finish_countdown()
+            except Exception:
+                log.exception("stream session %s: the countdown's alert could not be raised", session.id)
             await session.shutdown()
         if websocket.application_state == WebSocketState.CONNECTED and \
                 websocket.client_state == WebSocketState.CONNECTED:
