@@ -3,7 +3,11 @@
 Everything is measured with a scream detector trained only on the **training side** of the
 held-out split of :mod:`vocalis.danger.train` (``--holdout-model``; rebuilt when absent), so
 no clip, speaker or recording session scored here was seen in training. The shipped
-``data/scream.vocalis`` is the same recipe refitted on all data.
+``data/scream.vocalis`` is the same recipe refitted on all data. ``--backbone-holdout-model PATH``
+adds a second scream head on the emotion model's embedding (trained on the training side by
+:func:`vocalis.danger.train.train_backbone_scream_head` when PATH is missing; none ships): it runs
+with every emotion run (every 4th hop), its score is held over the windows that overlap it and
+fused with ``w_backbone`` = ``on_threshold`` / its own operating point (chosen on its training side).
 
 1. **Clip-level danger F1** on the held-out ``screams`` clips (danger 1 vs 0):
    (a) offline — the bundle on the whole clip, P(scream) >= the operating point;
@@ -59,6 +63,7 @@ from vocalis.danger.train import (  # noqa: E402
     apply_channel,
     scream_dataset,
     synthetic_negative,
+    train_backbone_scream_head,
     train_scream_detector,
 )
 from vocalis.streaming.predictor import StreamConfig, StreamingPredictor, WindowResult  # noqa: E402
@@ -104,14 +109,15 @@ def stream(pred: StreamingPredictor, pol: DangerPolicy, x: np.ndarray, chunk: in
     return windows, events
 
 
-def clip_level(test: list[Clip], scream: Bundle, emotion: Bundle | None, transcripts: dict[str, str],
+def clip_level(test: list[Clip], heads: dict[str, Any], emotion: Bundle | None, transcripts: dict[str, str],
                policy: PolicyConfig) -> dict[str, Any]:
     matcher = KeywordMatcher()
     y = [c.label for c in test]
     offline, streaming, streaming_scream_only = [], [], []
     spotter = CachedSpotter()
+    scream = heads["scream_model"]
     pred = StreamingPredictor(StreamConfig(), emotion_model=emotion if emotion is not None else False,
-                              scream_model=scream, keyword_spotter=spotter)
+                              keyword_spotter=spotter, **heads)
     bare = StreamingPredictor(StreamConfig(asr="off"), emotion_model=False, scream_model=scream, keyword_spotter=False)
     for c in test:
         x = c.audio()
@@ -131,13 +137,13 @@ def clip_level(test: list[Clip], scream: Bundle, emotion: Bundle | None, transcr
             "streaming_policy_scream_only": _f1(y, streaming_scream_only), "streaming_by_subset": per_subset}
 
 
-def band_limited_clips(test: list[Clip], scream: Bundle, emotion: Bundle | None, channel: str,
+def band_limited_clips(test: list[Clip], heads: dict[str, Any], emotion: Bundle | None, channel: str,
                        policy: PolicyConfig) -> dict[str, Any]:
     """Streaming + policy clip-level F1 with every held-out clip through ``channel`` (no ASR)."""
     y, flagged = [], []
     per_subset: dict[str, dict[str, int]] = {}
     pred = StreamingPredictor(StreamConfig(asr="off"), emotion_model=emotion if emotion is not None else False,
-                              scream_model=scream, keyword_spotter=False)
+                              keyword_spotter=False, **heads)
     for c in test:
         _, ev = stream(pred, DangerPolicy(policy), apply_channel(c.audio(), channel))
         f = int(any(e.type == "danger.started" for e in ev))
@@ -199,10 +205,14 @@ def previous_detector(path: Path, setup: dict[str, Any]) -> dict[str, Any] | Non
         return None
     old = json.loads(path.read_text())
     try:
-        if _setup(old["scream_model"]["recipe"], old["operating_point"]["on_threshold"], old["policy_config"]) == setup:
+        recipe = old["scream_model"]["recipe"]
+        if (old.get("backbone_scream_model") or {}).get("recipe"):
+            recipe = f"{recipe} + {old['backbone_scream_model']['recipe']}"
+        if _setup(recipe, old["operating_point"]["on_threshold"], old["policy_config"]) == setup:
             return old.get("previous")
-        return {"what": f"{old['scream_model']['recipe']} at P >= {old['operating_point']['on_threshold']}, "
-                        f"policy {json.dumps({k: old['policy_config'][k] for k in ('w_distress', 'w_keyword')})}, "
+        weights = ("w_distress", "w_keyword", "w_backbone")
+        return {"what": f"{recipe} at P >= {old['operating_point']['on_threshold']}, "
+                        f"policy {json.dumps({k: old['policy_config'].get(k, 0.0) for k in weights})}, "
                         f"commit {old['commit']}",
                 "clip_f1": old["clip_level"]["streaming_policy"]["f1"],
                 "alerts_per_hour": old["false_alerts"]["alerts_per_hour"],
@@ -213,14 +223,21 @@ def previous_detector(path: Path, setup: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def _setup(recipe: Any, on: float, policy: dict[str, Any]) -> dict[str, Any]:
-    return {"recipe": recipe, "on_threshold": on, **{k: policy.get(k) for k in ("w_distress", "w_keyword", "n_on",
-                                                                                "m_windows", "min_duration_s")}}
+    return {"recipe": recipe, "on_threshold": on, "w_backbone": policy.get("w_backbone", 0.0),
+            **{k: policy.get(k) for k in ("w_distress", "w_keyword", "n_on", "m_windows", "min_duration_s")}}
+
+
+def _recipes(scream: Bundle, backbone: Bundle | None) -> str:
+    name = str(scream.manifest.recipe.get("name"))
+    return name if backbone is None else f"{name} + {backbone.manifest.recipe.get('name')}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--holdout-model", type=Path, default=RESULTS / "scream-holdout.vocalis")
+    ap.add_argument("--backbone-holdout-model", type=Path, default=None,
+                    help="also fuse a scream head on the emotion embedding (trained here when the file is missing)")
     ap.add_argument("--noise-minutes", type=float, default=30.0)
     ap.add_argument("--max-speech-clips", type=int, default=0, help="0 = all held-out speech")
     ap.add_argument("--no-emotion", action="store_true")
@@ -240,8 +257,18 @@ def main() -> None:
     scream = load_bundle(args.holdout_model)
     # the operating point chosen by cross-validation on the training side (train.cross_validate)
     on = float(scream.manifest.metrics.get("operating_point", PolicyConfig().on_threshold))
-    policy = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
     emotion = None if args.no_emotion else load_bundle()
+    backbone: Bundle | None = None
+    if emotion is not None and args.backbone_holdout_model is not None:
+        if not args.backbone_holdout_model.is_file():
+            print("training the held-out backbone scream head ...", file=sys.stderr)
+            tmp = RESULTS / "scream-backbone-all.tmp.vocalis"
+            train_backbone_scream_head(args.data, tmp, holdout_out=args.backbone_holdout_model, emotion=emotion)
+            tmp.unlink(missing_ok=True)
+        backbone = load_bundle(args.backbone_holdout_model)
+    w_backbone = 0.0 if backbone is None else on / float(backbone.manifest.metrics["operating_point"])
+    policy = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on), w_backbone=w_backbone)
+    heads = {"scream_model": scream, "backbone_scream_model": backbone if backbone is not None else False}
     clips = scream_dataset(args.data)
     test = [c for c in clips if c.split == "test" and c.source == "screams"]
 
@@ -262,7 +289,7 @@ def main() -> None:
             args.transcripts.parent.mkdir(parents=True, exist_ok=True)
             args.transcripts.write_text(json.dumps({"text": transcripts, "ms": asr_ms}, indent=1))
     print("clip level ...", file=sys.stderr)
-    clip = clip_level(test, scream, emotion, transcripts, policy)
+    clip = clip_level(test, heads, emotion, transcripts, policy)
     kw = keyword_eval(test, transcripts) if transcripts else {}
 
     # false alerts per hour
@@ -275,8 +302,8 @@ def main() -> None:
     x, speech_s = non_danger_audio(clips_fa, args.noise_minutes)
     hours = x.size / SAMPLE_RATE / 3600
     pred = StreamingPredictor(StreamConfig(asr="off" if args.no_asr else "auto"),
-                              emotion_model=emotion if emotion is not None else False, scream_model=scream,
-                              keyword_spotter=False if args.no_asr else None)
+                              emotion_model=emotion if emotion is not None else False,
+                              keyword_spotter=False if args.no_asr else None, **heads)
     pol = DangerPolicy(policy)
     t0 = time.time()
     windows, events = stream(pred, pol, x)
@@ -314,7 +341,7 @@ def main() -> None:
         after = np.concatenate([f.audio() for f in rng.sample(filler, 2)])[: 4 * SAMPLE_RATE]
         y = np.concatenate([before, c.audio(), after])
         p = StreamingPredictor(StreamConfig(asr="off"), emotion_model=emotion if emotion is not None else False,
-                               scream_model=scream, keyword_spotter=False)
+                               keyword_spotter=False, **heads)
         _, ev = stream(p, DangerPolicy(policy), y)
         st = [e.t for e in ev if e.type == "danger.started" and e.t > 6.0]
         if st:
@@ -328,10 +355,10 @@ def main() -> None:
     band: dict[str, Any] = {}
     for ch in args.channels:
         print(f"band-limited: {ch} ...", file=sys.stderr)
-        bc = band_limited_clips(test, scream, emotion, ch, policy)
+        bc = band_limited_clips(test, heads, emotion, ch, policy)
         xb = apply_channel(x, ch)
         pb = StreamingPredictor(StreamConfig(asr="off"), emotion_model=emotion if emotion is not None else False,
-                                scream_model=scream, keyword_spotter=False)
+                                keyword_spotter=False, **heads)
         _, evb = stream(pb, DangerPolicy(policy), xb)
         n_alerts = sum(e.type == "alert" for e in evb)
         n_eps = sum(e.type == "danger.started" for e in evb)
@@ -343,10 +370,14 @@ def main() -> None:
         "scream_model": {"path": str(args.holdout_model), "recipe": scream.manifest.recipe.get("name"),
                          "held_out": scream.manifest.metrics.get("held_out", {})},
         "emotion_model": None if emotion is None else emotion.manifest.name,
+        "backbone_scream_model": None if backbone is None else {
+            "path": str(args.backbone_holdout_model), "recipe": backbone.manifest.recipe.get("name"),
+            "operating_point": backbone.manifest.metrics.get("operating_point"),
+            "held_out": backbone.manifest.metrics.get("held_out", {})},
         "operating_point": {"on_threshold": on, "chosen_on": "cross-validation on the training side through the "
                             "streaming policy (vocalis.danger.train.cross_validate); the held-out test side was not "
                             "used"},
-        "previous": previous_detector(RESULTS / "danger.json", _setup(scream.manifest.recipe.get("name"), on,
+        "previous": previous_detector(RESULTS / "danger.json", _setup(_recipes(scream, backbone), on,
                                                                        dict(policy.__dict__))),
         "stream_config": StreamConfig().__dict__, "policy_config": dict(policy.__dict__),
         "clip_level": clip, "keywords": {**kw, "asr_ms_per_clip": summarize(asr_ms)},

@@ -193,6 +193,15 @@ def danger(out: list[str]) -> None:
         "is trained with low-pass, telephone-band, EQ and gain augmentation on features below 4 kHz, because "
         "browsers and phones remove the top band (an earlier full-band model scored 0.957 here but fired on "
         "band-limited quiet rooms in a real browser).\n")
+    bb = r.get("backbone_scream_model")
+    if bb:
+        out.append(
+            f"A second scream head (`{bb['recipe']}`, trained on the same training side: "
+            "`scream-backbone-holdout.vocalis`) reads the embedding the emotion model computes anyway (Whisper "
+            "tiny.en encoder, every 4th hop); its score is held over the windows that overlap the scored one and "
+            f"fused with weight `w_backbone` = {r['policy_config'].get('w_backbone', 0):.2f} (= the scream "
+            f"threshold / its own operating point {bb['operating_point']}, chosen on its training side), so it "
+            "alone alarms exactly at that point. The cheap detector still scores every window.\n")
     out.append("| metric | result | target |")
     out.append("|---|---|---|")
     out.append(f"| clip-level danger F1, streaming + policy ({sp['n']} held-out clips) | **{sp['f1']:.3f}** "
@@ -206,7 +215,8 @@ def danger(out: list[str]) -> None:
                f"**{lat['median']:.1f} s median** (p90 {lat['p90']:.1f} s, {lat['missed']} missed) | <= 3 s |")
     dp = cost["danger_path_vad_plus_scream"]
     out.append(f"| per-window cost of the danger path (VAD + scream), one thread | **{dp['median']:.1f} ms median** | <= 5 ms |")
-    out.append(f"| emotion model (every 4th hop) | {cost['emotion']['median']:.1f} ms per call | – |")
+    what = "emotion model + backbone scream head" if bb else "emotion model"
+    out.append(f"| {what} (every 4th hop) | {cost['emotion']['median']:.1f} ms per call | – |")
     out.append(f"| whole window incl. emotion | {cost['window_total']['median']:.1f} ms median, "
                f"{cost['window_total']['mean']:.1f} ms mean | – |")
     for name, b in (r.get("band_limited") or {}).items():
@@ -218,7 +228,7 @@ def danger(out: list[str]) -> None:
                f"{kw['any_keyword']['precision']:.2f}, recall {kw['any_keyword']['recall']:.2f} | – |\n")
     prev = r.get("previous")
     if prev:
-        out.append(f"Before (session 1: {prev['what']}): clip F1 {prev['clip_f1']:.3f}, "
+        out.append(f"Before ({prev['what']}): clip F1 {prev['clip_f1']:.3f}, "
                    f"{prev['alerts_per_hour']:.2f} false alerts / h, {prev['latency_median_s']:.1f} s median latency, "
                    f"{prev['danger_path_ms']:.1f} ms per window.\n")
     v = _load("scream-validation")
@@ -240,7 +250,8 @@ def danger(out: list[str]) -> None:
         out.append("")
     b = _load("scream_backbone")
     if b:
-        out.append(f"**A scream head on the shared Whisper backbone** (not in the live path yet; {_meta(b)}). "
+        out.append(f"**A scream head on the shared Whisper backbone**, the heads measured alone (session 6, "
+                   f"before it went into the live path; {_meta(b)}). "
                    f"{b['method']}\n")
         ths = ("0.2", "0.5", "0.7")
         out.append("| head | validation side: clip F1 at " + " / ".join(ths) + " | test side: clip F1 at "
@@ -251,6 +262,24 @@ def danger(out: list[str]) -> None:
             out.append(f"| {head} | " + " / ".join(f"{val[t]['f1']:.3f}" for t in ths) + " | "
                        + " / ".join(f"{test[t]['f1']:.3f}" for t in ths)
                        + f" | {test['0.5']['recall']:.2f} | {test['0.5']['window_fpr_acted_and_noise']} |")
+        out.append("")
+    f = _load("scream_fusion")
+    if f:
+        out.append(f"**The backbone head in the live policy, cross-validated** (session 7; {_meta(f)}). "
+                   f"{f['method']}\n")
+        out.append("| head | chosen threshold | clip F1 without the head | clip F1 at the head's threshold "
+                   "0.5 / 0.9 / 0.98 | false alerts / h (worst channel) without / at 0.5 / 0.9 / 0.98 | "
+                   "quiet backgrounds flagged (original channel) without / at 0.9 |")
+        out.append("|---|---|---|---|---|---|")
+        for name, v in f["results"].items():
+            t = v["by_threshold"]
+            ks = ("0.50", "0.90", "0.98")
+            q = [t[k]["by_subset"]["original"]["quiet_background"] for k in ("none", "0.90")]
+            out.append(f"| {name} | {v['threshold'] if v['threshold'] is not None else 'none allowed'} | "
+                       f"{t['none']['mean_clip_f1']:.3f} | " + " / ".join(f"{t[k]['mean_clip_f1']:.3f}" for k in ks)
+                       + f" | {t['none']['max_false_alerts_per_hour']:.2f} / "
+                       + " / ".join(f"{t[k]['max_false_alerts_per_hour']:.2f}" for k in ks)
+                       + f" | {q[0]['flagged']}/{q[0]['n']} / {q[1]['flagged']}/{q[1]['n']} |")
         out.append("")
 
 

@@ -18,6 +18,7 @@ class W:
     scream: float
     probabilities: dict[str, float] = field(default_factory=dict)
     keywords: list[str] = field(default_factory=list)
+    scream_backbone: float | None = None
 
 
 def run(policy: DangerPolicy, scores: list[float], t0: float = 0.0) -> list[Event]:
@@ -156,6 +157,37 @@ def test_risk_fusion_weights() -> None:
     fused = DangerPolicy(PolicyConfig(w_distress=0.15))
     assert fused.risk(W(1.0, 0.0, {"fear": 1.0})) == pytest.approx(0.15)
     assert fused._reasons(W(1.0, 0.0, {"fear": 1.0})) == "distress" and p._reasons(W(1.0, 0.0, {"fear": 1.0})) == "risk"
+
+
+def test_backbone_scream_score_is_fused_with_its_own_weight() -> None:
+    assert PolicyConfig().w_backbone == 0.0  # no backbone head ships (the policy module says why)
+    p = DangerPolicy(PolicyConfig(w_backbone=0.4))
+    c = p.config
+    assert p.risk(W(1.0, 0.0, scream_backbone=None)) == 0.0
+    assert p.risk(W(1.0, 0.0, scream_backbone=0.5)) == pytest.approx(c.w_backbone * 0.5)
+    both = p.risk(W(1.0, 0.1, scream_backbone=0.3))
+    assert both == pytest.approx(1 - (1 - 0.1) * (1 - c.w_backbone * 0.3))  # noisy-OR, not a max
+    assert p._reasons(W(1.0, 0.0, scream_backbone=0.9)) == "scream"
+    off = DangerPolicy(PolicyConfig(w_backbone=0.0))
+    assert off.risk(W(1.0, 0.0, scream_backbone=1.0)) == 0.0
+
+
+def test_a_held_backbone_score_alone_starts_an_episode() -> None:
+    """The cheap head misses a shouted call (P 0.02); the backbone head, computed once every 2 s and
+    held over the four windows that overlap it, reaches on_threshold at its operating point."""
+    c = PolicyConfig(w_backbone=0.4)
+    op = c.on_threshold / c.w_backbone  # the backbone head's operating point (0.5)
+    held = [W(2.0 + i * HOP, 0.02, scream_backbone=op if i < 4 else None) for i in range(8)]
+    p = DangerPolicy(c)
+    ev = [e for w in held for e in p.push(w)]
+    assert types(ev)[:2] == ["danger.started", "countdown"] and ev[0].reason == "scream"
+    # the same score on one window only (no hold) does not pass N-of-M / the minimum duration
+    once = [W(2.0 + i * HOP, 0.02, scream_backbone=op if i == 0 else None) for i in range(8)]
+    q = DangerPolicy(c)
+    assert not [e for w in once for e in q.push(w)]
+    below = [W(2.0 + i * HOP, 0.02, scream_backbone=0.9 * op if i < 4 else None) for i in range(8)]
+    r = DangerPolicy(c)
+    assert not [e for w in below for e in r.push(w)]
 
 
 def test_time_must_not_go_back() -> None:

@@ -90,3 +90,65 @@ def test_cv_folds_keep_people_apart() -> None:
     assert {int(f) for c, f in zip(clips, folds) if c.source == "tess" and f >= 0} == {4}
     per_fold = [sum(1 for c, f in zip(clips, folds) if f == k and c.source == "screams") for k in range(4)]
     assert min(per_fold) >= 30
+
+
+def test_held_backbone_scores_repeat_over_the_overlapping_windows_and_reach_the_policy() -> None:
+    from vocalis.danger.validation import held_backbone
+
+    held = held_backbone(np.array([0.1, 0.9, 0.2]), 10, 4)  # runs on windows 0, 4, 8
+    assert held.tolist() == [0.1] * 4 + [0.9] * 4 + [0.2] * 2
+    with pytest.raises(ValueError, match="cover 4 windows, not 10"):
+        held_backbone(np.array([0.1]), 10, 4)
+    cfg = PolicyConfig(on_threshold=0.5, off_threshold=0.1, w_backbone=0.5)
+    cheap = [0.05] * 12
+    with_head = ValidationStream(name="c", fold=0, label=1, subset="s", seconds=7.5, scores=np.asarray(cheap),
+                                 clip=0, backbone=held_backbone(np.array([0.0, 1.0, 0.0]), 12, 4))
+    ev = run_policy(with_head, cfg)
+    assert [e.type for e in ev][:1] == ["danger.started"] and 4.0 <= ev[0].t <= 6.0  # windows 4-7 (t 4.0-5.5)
+    without = ValidationStream(name="c", fold=0, label=1, subset="s", seconds=7.5, scores=np.asarray(cheap), clip=0)
+    assert run_policy(without, cfg) == []
+
+
+def test_stream_crops_play_each_speaker_as_one_stream() -> None:
+    from vocalis.danger.train import Clip, stream_crops
+    from vocalis.training.recipes import Recipe
+
+    clips = [Clip("screams", 1, "user:a", "train", synth=0)]
+    clips += [Clip("ravdess", 0, f"ravdess:0{a}", "train", synth=10 * a + k) for a in (1, 2) for k in range(3)]
+    clips += [Clip("ravdess", 0, "ravdess:13", "test", synth=99)]
+    recipe = Recipe("rms", {"type": "classic", "features": ["rms"], "stats": ["mean"]}, "logreg")
+    f = stream_crops(clips, recipe, workers=1)
+    assert set(f.clip_index.tolist()) == {1, 4}  # one owner per training-side speaker, the test side left out
+    per_speaker = [int((f.clip_index == i).sum()) for i in (1, 4)]
+    audio_s = [sum(clips[i].audio().size for i in range(j, j + 3)) / SR for j in (1, 4)]
+    for n, s in zip(per_speaker, audio_s):  # 2 s windows every 2 s over the clips and their pauses
+        assert s / 2.0 - 1 <= n <= (s + 3 * 1.5) / 2.0 + 1
+    again = stream_crops(clips, recipe, workers=2)
+    assert np.array_equal(f.X, again.X)  # seeded per speaker: the same stream every time
+
+
+def test_backbone_threshold_may_add_recall_but_no_false_alerts() -> None:
+    from vocalis.danger.train import choose_backbone_threshold
+
+    def stream(cheap: list[float], head: list[float], label: int, clip: int = 0) -> ValidationStream:
+        n = len(cheap)
+        return ValidationStream(name=f"s{clip}", fold=0, label=label, subset="non_danger" if clip < 0 else "s",
+                                seconds=3600.0 if clip < 0 else 2.0 + 0.5 * (n - 1), scores=np.asarray(cheap),
+                                clip=clip, backbone=np.asarray(head))
+
+    quiet = [0.0] * 7200  # one hour of non-danger windows
+    loud_head = list(quiet)
+    loud_head[1000:1004] = [0.75] * 4  # the head alone would alarm at thresholds <= 0.75
+    missed = stream([0.0] * 8, [0.92] * 4 + [0.0] * 4, 1)  # a scream call only the head finds (0.92)
+    found = stream([0.9] * 8, [0.9] * 8, 1, 1)
+    calm = stream([0.0] * 8, [0.1] * 8, 0, 2)
+    streams = {"original": [missed, found, calm, stream(quiet, loud_head, 0, -1)]}
+    out = choose_backbone_threshold(streams, (0.5, 0.7, 0.8, 0.9, 0.95))
+    t = out["by_threshold"]
+    assert t["none"]["mean_clip_f1"] < t["0.80"]["mean_clip_f1"] == t["0.90"]["mean_clip_f1"]
+    assert t["0.70"]["false_alerts_per_hour"]["original"] == 1.0 > t["none"]["false_alerts_per_hour"]["original"]
+    # 0.5 / 0.7 add a false alert; 0.8 and 0.9 find the call without one (tie: the higher); 0.95 misses it
+    assert out["threshold"] == 0.9 and out["w_backbone"] == round(0.2 / 0.9, 4)
+    worse = choose_backbone_threshold({"original": [missed, found, calm, stream(quiet, [0.99] * 7200, 0, -1)]},
+                                      (0.5, 0.9))
+    assert worse["threshold"] is None and worse["w_backbone"] == 0.0  # every threshold adds false alerts

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import SR, harmonic, noise
 from vocalis.bundle.manifest import Manifest
 from vocalis.bundle.runtime import Bundle, load_bundle, save_bundle
-from vocalis.errors import AudioError, ConfigError
+from vocalis.errors import AudioError, ConfigError, ModelError
 from vocalis.streaming.predictor import StreamConfig, StreamingPredictor
 from vocalis.streaming.ring import RingBuffer
 from vocalis.streaming.vad import EnergyVAD, silero_onnx_path
@@ -19,7 +19,7 @@ TINY_FEATURES = {"type": "classic", "features": ["rms", "zcr"], "stats": ["mean"
                  "n_mfcc": 13}
 
 
-def tiny_bundle(path: Path, labels: list[str]) -> Bundle:
+def tiny_bundle(path: Path, labels: list[str], features: dict | None = None) -> Bundle:
     """A logistic regression on RMS/ZCR statistics: loud -> last label."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -28,7 +28,7 @@ def tiny_bundle(path: Path, labels: list[str]) -> Bundle:
     from vocalis.features.base import from_config
     from vocalis.models.heads import sklearn_to_onnx
 
-    ex = from_config(dict(TINY_FEATURES))
+    ex = from_config(dict(features or TINY_FEATURES))
     quiet = [ex(noise(2.0, amp=a, seed=i)) for i, a in enumerate(np.linspace(0.001, 0.01, 8))]
     loud = [ex(harmonic(300 + 20 * i, 2.0, amp=a)) for i, a in enumerate(np.linspace(0.3, 0.8, 8))]
     X = np.stack(quiet + loud)
@@ -193,6 +193,47 @@ def test_emotion_every_k_hops(scream_bundle: Bundle, emotion_bundle: Bundle) -> 
     none = feed(make(scream_bundle, emotion_model=False), harmonic(250, 2.0), 1600)
     assert none[0].probabilities == {} and "emotion" not in none[0].timings_ms
 
+
+
+def test_backbone_scream_head_rides_on_the_emotion_pass_and_is_held(
+        scream_bundle: Bundle, emotion_bundle: Bundle, tmp_path: Path) -> None:
+    """A second scream head on the emotion model's features: computed with every emotion run and
+    held over the windows that overlap that run's window, never longer."""
+    head = tiny_bundle(tmp_path / "bb.vocalis", ["non_scream", "scream"])  # the emotion bundle's features
+    x = np.concatenate([harmonic(300, 2.0, amp=0.6), noise(6.0, amp=0.003)])  # loud, then quiet
+    res = feed(make(scream_bundle, emotion_model=emotion_bundle, emotion_every=4, vad="energy"), x, 1600)
+    assert all(r.scream_backbone is None for r in res)  # no head by default
+    p = StreamingPredictor(StreamConfig(emotion_every=4, vad="energy"), emotion_model=emotion_bundle,
+                           scream_model=scream_bundle, keyword_spotter=False, backbone_scream_model=head)
+    res = feed(p, x, 1600)
+    assert [r.t_end for r in res] == [2.0 + 0.5 * i for i in range(13)]
+    assert [r.emotion_fresh for r in res] == [i % 4 == 0 for i in range(13)]
+    for i, r in enumerate(res):  # each value is the last emotion window's, held over the 3 windows after it
+        assert r.scream_backbone == res[4 * (i // 4)].scream_backbone
+    assert res[0].scream_backbone == pytest.approx(head.predict_proba(x[: 2 * SR])[1], abs=1e-5)
+    assert res[0].scream_backbone > 0.5 > res[4].scream_backbone  # the loud first window, then quiet
+    # shed the emotion run at hop 4: hop 3 still overlaps hop 0's window, hop 4 no longer does
+    q = StreamingPredictor(StreamConfig(emotion_every=4, vad="energy"), emotion_model=emotion_bundle,
+                           scream_model=scream_bundle, keyword_spotter=False, backbone_scream_model=head)
+    ws = q.advance(x[: 4 * SR])
+    probs, bb = q.score_shared(ws[0])
+    assert bb == pytest.approx(res[0].scream_backbone, abs=1e-5)
+    assert np.allclose(probs, q.score_emotion(ws[0]))
+    out = [q.complete(ws[0], 0.0, probs, backbone=bb)] + [q.complete(w, 0.0) for w in ws[1:]]
+    assert [o.scream_backbone is not None for o in out] == [True, True, True, True, False]
+    assert out[4].emotion_deferred
+    none = StreamingPredictor(StreamConfig(emotion_every=4, vad="energy"), emotion_model=emotion_bundle,
+                              scream_model=scream_bundle, keyword_spotter=False, backbone_scream_model=False)
+    assert all(r.scream_backbone is None for r in feed(none, x, 1600))
+
+
+def test_backbone_head_must_read_the_emotion_models_features(
+        scream_bundle: Bundle, emotion_bundle: Bundle, tmp_path: Path) -> None:
+    other = tiny_bundle(tmp_path / "other.vocalis", ["non_scream", "scream"],
+                        {**TINY_FEATURES, "stats": ["mean", "std"]})
+    with pytest.raises(ModelError, match=r"feature config .* must be the emotion model's"):
+        StreamingPredictor(StreamConfig(), emotion_model=emotion_bundle, scream_model=scream_bundle,
+                           keyword_spotter=False, backbone_scream_model=other)
 
 
 def test_two_phase_api_matches_push_and_defers_emotion(scream_bundle: Bundle, emotion_bundle: Bundle) -> None:

@@ -279,6 +279,32 @@ def test_real_predictor_end_to_end(setup: Callable[..., Any]) -> None:
     p = preds[0]
     assert p["probabilities"] and abs(sum(p["probabilities"].values()) - 1) < 0.01
     assert p["label"] in p["probabilities"] and 0 <= p["scream"] <= 1 and 0 <= p["risk"] <= 1
+    assert p["scream_backbone"] is None  # no backbone scream head by default
+
+
+def test_a_backbone_scream_head_rides_on_the_engines_emotion_runs(setup: Callable[..., Any], tmp_path: Any) -> None:
+    """A predictor with a second scream head on the emotion features, through the stream engine:
+    the head's score comes with each emotion run, is held on the windows after it and is fused."""
+    from tests.test_streaming import tiny_bundle
+    from vocalis.streaming.predictor import StreamingPredictor
+
+    emo = tiny_bundle(tmp_path / "emo.vocalis", ["neutral", "angry", "fear"])
+    scream = tiny_bundle(tmp_path / "scream.vocalis", ["non_scream", "scream"])
+    head = tiny_bundle(tmp_path / "head.vocalis", ["non_scream", "scream"])  # the emotion bundle's features
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=4, max_backlog_s=10.0, policy={"w_backbone": 0.4})
+    client.app.state.stream_predictor_factory = lambda cfg: StreamingPredictor(  # type: ignore[attr-defined]
+        cfg, emotion_model=emo, scream_model=scream, keyword_spotter=False, backbone_scream_model=head)
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        for _ in range(16):
+            sock.send_bytes(pcm(0.25, 0.02))
+        preds = [recv_until(sock, "prediction")[0] for _ in range(5)]
+    assert [q["emotion_fresh"] for q in preds] == [True, False, False, False, True]
+    first = preds[0]["scream_backbone"]
+    assert isinstance(first, float) and 0 <= first <= 1
+    assert [q["scream_backbone"] for q in preds[:4]] == [first] * 4
+    for q in preds:
+        assert q["risk"] == pytest.approx(1 - (1 - q["scream"]) * (1 - 0.4 * q["scream_backbone"]), abs=2e-4)
 
 
 # -- limits ---------------------------------------------------------------------------------------

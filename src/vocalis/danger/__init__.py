@@ -1,6 +1,7 @@
 """Danger detection: scream/shout detector, calls for help, and the alerting policy.
 
-* :mod:`vocalis.danger.train` — builds the scream detector bundle (``data/scream.vocalis``);
+* :mod:`vocalis.danger.train` — builds the scream detector bundle (``data/scream.vocalis``) and,
+  optionally, a scream head on the emotion model's embedding (:func:`~vocalis.danger.train.train_backbone_scream_head`);
 * :mod:`vocalis.danger.keywords` — "help" / "bachao" spotting on an ASR transcript;
 * :mod:`vocalis.danger.policy` — :class:`DangerPolicy`, a pure state machine turning window
   scores into events (it never sends anything);

@@ -2,7 +2,8 @@
 
 Both yield plain dicts, each with ``"type"`` and ``"t"`` (seconds of stream time):
 
-* ``{"type": "window", "t": t_end, "t_start", "probabilities", "voice", "scream", "risk", "keywords", ...}``
+* ``{"type": "window", "t": t_end, "t_start", "probabilities", "voice", "scream", "scream_backbone", "risk",
+  "keywords", ...}`` (``scream_backbone``: the second scream head's held score, ``null`` when none)
   once per hop;
 * the policy's events: ``{"type": "danger.started" | "countdown" | "alert" | "cancelled" | "danger.ended", "t", ...}``.
 
@@ -52,6 +53,7 @@ def window_dict(w: WindowResult, risk: float) -> dict[str, Any]:
         "probabilities": w.probabilities,
         "voice": w.voice,
         "scream": w.scream,
+        "scream_backbone": w.scream_backbone,
         "risk": round(risk, 4),
         "keywords": list(w.keywords),
         "voice_model": w.voice_model,

@@ -1,14 +1,25 @@
 """DangerPolicy: a pure state machine from window scores to danger events. It never sends anything.
 
-Risk of a window (noisy-OR of three cues, each weighted into [0, 1])::
+Risk of a window (noisy-OR of four cues, each weighted into [0, 1])::
 
-    risk = 1 - (1 - w_scream * scream) * (1 - w_distress * distress) * (1 - w_keyword * heard)
+    risk = 1 - (1 - w_scream * scream) * (1 - w_backbone * backbone)
+             * (1 - w_distress * distress) * (1 - w_keyword * heard)
 
 ``distress`` is the summed emotion probability of :attr:`PolicyConfig.distress_labels`
 (default ``fear``); ``heard`` is 1 when the window has a keyword hit. With the defaults a
 scream alone can raise the alarm (``on_threshold`` 0.2 is the shipped scream detector's operating
 point, ``metrics.operating_point`` in its bundle, chosen on the training side), while a calm "help"
 (0.15) cannot; a call for help *and* a scream-like voice can.
+
+``backbone`` is an optional second scream head's P(scream) on the emotion model's embedding
+(``WindowResult.scream_backbone``: computed with every emotion run and held over the windows that
+overlap it; 0 when absent). Its weight ``w_backbone`` is ``on_threshold`` / that head's operating
+point (``metrics.operating_point`` of its bundle, chosen by
+:func:`vocalis.danger.train.cross_validate_backbone`), so the head alone reaches ``on_threshold``
+exactly at its own operating point; a held score lasts long enough for N-of-M and the minimum
+duration. No such head ships and the default weight is 0: cross-validated through this policy on
+the training side, every head tried lowered clip F1 (0.868 -> 0.81-0.84), calling unseen
+sessions' quiet backgrounds a scream (``benchmarks/scream_fusion.py``).
 
 Distress has no weight by default (``w_distress=0``; set it to fuse fear). The emotion model is
 trained on acted studio speech; on phone audio, quiet rooms and noise its ``fear`` probability is
@@ -65,6 +76,18 @@ class WindowScores(Protocol):
     @property
     def keywords(self) -> list[str]: ...
 
+    # optional: ``scream_backbone: float | None`` (read with getattr; absent = no backbone score)
+
+
+def _backbone(w: Any) -> float:
+    """The window's backbone scream score in [0, 1] (0 when it has none)."""
+    b = getattr(w, "scream_backbone", None)
+    return 0.0 if b is None else min(max(float(b), 0.0), 1.0)
+
+
+W_BACKBONE = 0.0
+"""Default :attr:`PolicyConfig.w_backbone`: no backbone head ships (see the module docstring)."""
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -79,12 +102,13 @@ class PolicyConfig:
     countdown_s: float = 10.0
     cooldown_s: float = 60.0
     w_scream: float = 1.0
+    w_backbone: float = W_BACKBONE
     w_distress: float = 0.0
     w_keyword: float = 0.15
     distress_labels: tuple[str, ...] = ("fear",)
 
     def __post_init__(self) -> None:
-        for name in ("on_threshold", "off_threshold", "w_scream", "w_distress", "w_keyword"):
+        for name in ("on_threshold", "off_threshold", "w_scream", "w_backbone", "w_distress", "w_keyword"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0 or math.isnan(v):
                 raise ConfigError(f"{name}={v!r} must be a number between 0 and 1")
@@ -159,9 +183,11 @@ class DangerPolicy:
         """Fused risk in [0, 1] of one window (see module docstring)."""
         c = self.config
         s = min(max(float(w.scream), 0.0), 1.0)
+        b = _backbone(w)
         d = self.distress(w.probabilities)
         k = 1.0 if w.keywords else 0.0
-        return float(1.0 - (1.0 - c.w_scream * s) * (1.0 - c.w_distress * d) * (1.0 - c.w_keyword * k))
+        return float(1.0 - (1.0 - c.w_scream * s) * (1.0 - c.w_backbone * b)
+                     * (1.0 - c.w_distress * d) * (1.0 - c.w_keyword * k))
 
     # -- state machine ----------------------------------------------------------------------
 
@@ -226,7 +252,7 @@ class DangerPolicy:
     def _reasons(self, w: WindowScores) -> str:
         c = self.config
         parts = []
-        if c.w_scream * w.scream >= 0.5 * c.on_threshold:
+        if max(c.w_scream * w.scream, c.w_backbone * _backbone(w)) >= 0.5 * c.on_threshold:
             parts.append("scream")
         if c.w_distress > 0 and c.w_distress * self.distress(w.probabilities) >= 0.5 * c.w_distress:
             parts.append("distress")

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,27 @@ CANDIDATES: dict[str, Recipe] = {
                description="Whisper tiny.en embedding + cheap features, logistic regression"),
     ]
 }
+BACKBONE_RECIPE = "backbone-logreg"
+BACKBONE_C = 0.05
+
+
+def backbone_recipe(emotion: Any = None) -> Recipe:
+    """A scream head on the emotion model's own embedding (``emotion``: a bundle, a path or ``None``
+    = the packaged default model): the same feature config, so streaming computes the embedding
+    once per emotion run and both heads read it (:mod:`vocalis.streaming.predictor`).
+
+    Logistic regression (C = 0.05): ``benchmarks/scream_backbone.py`` measured held-out clip F1
+    0.973 for it and 0.986 for an RBF SVM on the same vector, whose ONNX graph would carry
+    thousands of 3,840-dim support vectors; the logistic head is one 3,840-weight layer.
+    """
+    from vocalis.bundle.runtime import Bundle, load_bundle
+
+    b = emotion if isinstance(emotion, Bundle) else load_bundle(emotion)
+    return Recipe(BACKBONE_RECIPE, dict(b.manifest.features), "logreg", {"C": BACKBONE_C},
+                  description=f"scream head on the emotion model's embedding ({b.manifest.name}: "
+                              f"{b.manifest.features.get('type')}), logistic regression")
+
+
 DEFAULT_CANDIDATE = "band-svm"
 """Robust to band limiting: ``cheap-svm`` (full-band features, no augmentation; the detector
 shipped before) called 87 % of held-out quiet-background clips a scream once they were low-passed
@@ -449,6 +470,54 @@ def featurize_clips(clips: Sequence[Clip], recipe: Recipe, *, workers: int = 2,
     return CropFeatures(np.stack(rows), np.asarray(index), np.stack(whole))
 
 
+def stream_crops(clips: Sequence[Clip], recipe: Recipe, *, split: str = "train", step_s: float = WINDOW_S,
+                 seed: int = SEED, workers: int = 2, progress: Progress | None = None) -> CropFeatures:
+    """Negatives as streaming sees them: each speaker's acted speech played as one stream, in 2 s windows.
+
+    For every RAVDESS / TESS speaker on the ``split`` side, the speaker's clips are shuffled and
+    concatenated with 0-1.5 s pauses (as the non-danger streams of ``benchmarks/danger.py`` and
+    :func:`vocalis.danger.validation.fa_audio`) and cut into 2 s windows every ``step_s`` (2 s:
+    the windows the emotion model, and the backbone scream head with it, runs on). Such windows
+    hold the end of one utterance, a pause and the start of the next, which the per-clip
+    :func:`crops` never show: the backbone head fitted on crops alone flagged ~2 % of them.
+    Each window's ``clip_index`` is the speaker's first clip: every split here (the held-out test
+    side, :func:`validation_split`, the cross-validation folds) keeps a speaker on one side, so
+    the fits' clip masks select whole speakers. Use them only to fit (``stream_negatives``).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        if c.source in ("ravdess", "tess") and c.label == 0 and c.split == split:
+            groups.setdefault(c.group, []).append(i)
+    ex = recipe.extractor()
+
+    def one(item: tuple[str, list[int]]) -> tuple[int, list[np.ndarray]]:
+        group, idx = item
+        rng = random.Random(f"{seed}:{group}")
+        order = list(idx)
+        rng.shuffle(order)
+        parts: list[np.ndarray] = []
+        for i in order:
+            parts.append(clips[i].audio())
+            parts.append(np.zeros(int(rng.uniform(0.0, 1.5) * SAMPLE_RATE), np.float32))
+        x = np.concatenate(parts).astype(np.float32)
+        return idx[0], [np.asarray(ex(w, SAMPLE_RATE), np.float32) for w in crops(x, step_s=step_s)]
+
+    rows: list[np.ndarray] = []
+    index: list[int] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k, (owner, fs) in enumerate(pool.map(one, sorted(groups.items()))):
+            rows.extend(fs)
+            index.extend([owner] * len(fs))
+            if progress:
+                progress("stream features", k + 1, len(groups))
+    if not rows:
+        raise DataError(f"no RAVDESS / TESS speech on the {split!r} side to make stream windows from")
+    whole = np.zeros((len(clips), rows[0].shape[0]), np.float32)  # not used: these rows only go into fits
+    return CropFeatures(np.stack(rows), np.asarray(index), whole)
+
+
 def _f1(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     tp = int(((pred == 1) & (y == 1)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
@@ -647,6 +716,196 @@ def cross_validate(clips: Sequence[Clip], recipe: Recipe, feats: CropFeatures, a
     }
 
 
+BACKBONE_EVERY = 4
+"""Streaming runs the emotion model, and the backbone head with it, every 4th hop (``StreamConfig.emotion_every``)."""
+HEAD_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def cross_validate_backbone(clips: Sequence[Clip], cheap: Recipe, cheap_feats: CropFeatures,
+                            cheap_augmented: CropFeatures | None, head: Recipe, head_feats: CropFeatures,
+                            head_augmented: CropFeatures | None, *, seed: int = 0, workers: int = 2,
+                            progress: Progress | None = None, channels: Sequence[str] = CHANNELS,
+                            head_thresholds: Sequence[float] = HEAD_THRESHOLDS, policy: Any = None
+                            ) -> dict[str, Any]:
+    """The backbone head's operating point, chosen through the policy *together with* the cheap detector:
+    :func:`backbone_validation_streams` then :func:`choose_backbone_threshold`."""
+    streams = backbone_validation_streams(clips, cheap, cheap_feats, cheap_augmented, head, head_feats,
+                                          head_augmented, seed=seed, workers=workers, progress=progress,
+                                          channels=channels)
+    out = choose_backbone_threshold(streams, head_thresholds, policy)
+    out["method"] += f"; cheap recipe {cheap.name}, head {head.name}"
+    return out
+
+
+def backbone_validation_streams(clips: Sequence[Clip], cheap: Recipe, cheap_feats: CropFeatures,
+                                cheap_augmented: CropFeatures | None, head: Recipe, head_feats: CropFeatures,
+                                head_augmented: CropFeatures | None, *, seed: int = 0, workers: int = 2,
+                                progress: Progress | None = None, channels: Sequence[str] = CHANNELS
+                                ) -> dict[str, list[Any]]:
+    """Validation streams scored by both heads, ``{channel: [ValidationStream, ...]}``:
+    :func:`validation_windows` then :func:`score_validation_windows`."""
+    windows = validation_windows(clips, cheap, head, workers=workers, progress=progress, channels=channels)
+    return score_validation_windows(clips, windows, cheap, cheap_feats, cheap_augmented, head, head_feats,
+                                    head_augmented, seed=seed, progress=progress)
+
+
+ValidationWindows = dict[str, list[tuple[dict[str, Any], np.ndarray, np.ndarray]]]
+"""``{channel: [(stream meta, cheap features per window, head features per BACKBONE_EVERY-th window)]}``."""
+
+
+def validation_windows(clips: Sequence[Clip], cheap: Recipe, head: Recipe, *, workers: int = 2,
+                       progress: Progress | None = None, channels: Sequence[str] = CHANNELS) -> ValidationWindows:
+    """Features of the validation streams of :func:`cross_validate` (training side only): every
+    window of each training-side screams clip and of each fold's non-danger stream
+    (:func:`~vocalis.danger.validation.fa_audio`) for the ``cheap`` recipe, every
+    :data:`BACKBONE_EVERY`-th for the ``head`` recipe (where streaming runs it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vocalis.danger.validation import cv_folds, fa_audio, stream_windows
+
+    folds = cv_folds(clips)
+    n_folds = int(folds.max()) + 1
+    ex_c, ex_h = cheap.extractor(), head.extractor()
+    scr = [i for i, c in enumerate(clips) if folds[i] >= 0 and c.source == "screams"]
+    items: list[tuple[dict[str, Any], int, int]] = [  # (meta, clip or -1, fold)
+        ({"name": str(clips[i].path), "fold": int(folds[i]), "label": clips[i].label, "subset": clips[i].subset,
+          "clip": i}, i, int(folds[i])) for i in scr]
+    items += [({"name": f"non-danger:{k}", "fold": k, "label": 0, "subset": "non_danger", "clip": -1}, -1, k)
+              for k in range(n_folds)]
+
+    def featurize(item: tuple[dict[str, Any], int, int], ch: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        meta, clip, fold = item
+        x = apply_channel(clips[clip].audio() if clip >= 0 else fa_audio(clips, folds, fold), ch)
+        ws = stream_windows(x)
+        xc = np.stack([np.asarray(ex_c(w, SAMPLE_RATE), np.float32) for w in ws])
+        xh = np.stack([np.asarray(ex_h(ws[j], SAMPLE_RATE), np.float32) for j in range(0, len(ws), BACKBONE_EVERY)])
+        return {**meta, "seconds": x.size / SAMPLE_RATE if clip < 0 else WINDOW_S + 0.5 * (len(ws) - 1)}, xc, xh
+
+    windows: ValidationWindows = {}
+    for ch in channels:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            windows[ch] = list(pool.map(lambda it, ch=ch: featurize(it, ch), items))
+        if progress:
+            progress("validation features", len(windows), len(channels))
+    return windows
+
+
+def score_validation_windows(clips: Sequence[Clip], windows: ValidationWindows, cheap: Recipe,
+                             cheap_feats: CropFeatures, cheap_augmented: CropFeatures | None, head: Recipe,
+                             head_feats: CropFeatures, head_augmented: CropFeatures | None, *, seed: int = 0,
+                             progress: Progress | None = None) -> dict[str, list[Any]]:
+    """For every fold, both recipes fitted on the other folds (crops + augmented parts) score the
+    fold's windows; the head's scores are held over the windows after each run
+    (:func:`~vocalis.danger.validation.held_backbone`, as streaming does). ``head_augmented`` may
+    include :func:`stream_crops` (fitted on, never scored)."""
+    from vocalis.danger.validation import ValidationStream, cv_folds, held_backbone
+
+    folds = cv_folds(clips)
+    n_folds = int(folds.max()) + 1
+    streams: dict[str, list[Any]] = {ch: [] for ch in windows}
+    for k in range(n_folds):
+        keep = (folds >= 0) & (folds != k)
+        est_c = _fit(cheap, seed, clips, keep, cheap_feats, cheap_augmented)
+        est_h = _fit(head, seed, clips, keep, head_feats, head_augmented)
+        for ch, rows in windows.items():
+            for meta, xc, xh in rows:
+                if meta["fold"] == k:
+                    sc = est_c.predict_proba(xc)[:, 1]
+                    bb = held_backbone(est_h.predict_proba(xh)[:, 1], len(sc), BACKBONE_EVERY)
+                    streams[ch].append(ValidationStream(scores=sc, backbone=bb, **meta))
+        if progress:
+            progress("validation folds", k + 1, n_folds)
+    return streams
+
+
+def choose_backbone_threshold(streams: Mapping[str, Sequence[Any]], head_thresholds: Sequence[float] = HEAD_THRESHOLDS,
+                              policy: Any = None) -> dict[str, Any]:
+    """Operating point of the backbone head on validation streams scored by both heads.
+
+    Per fold (:func:`backbone_validation_streams`, training side only): the cheap recipe scores
+    every window and the head every :data:`BACKBONE_EVERY`-th, held over the windows after it
+    (:func:`~vocalis.danger.validation.held_backbone`, as streaming does); the real policy
+    (``policy``, default :class:`~vocalis.danger.policy.PolicyConfig`: the cheap detector at its
+    shipped ``on_threshold``) fuses them with ``w_backbone = on_threshold / t`` for every head
+    threshold ``t`` (and without the head: ``"none"``). Allowed: thresholds whose false alerts per
+    hour stay, on every channel, within the larger of
+    :data:`~vocalis.danger.validation.MAX_VALIDATION_FA_PER_H` and what the cheap detector alone
+    causes there (the head may add no false alert); chosen among them: the best mean clip F1, ties
+    to fewer false alerts, then the higher threshold. ``threshold`` is ``None`` when none is allowed
+    (then the head should not be used).
+    """
+    from dataclasses import replace
+
+    from vocalis.danger.policy import PolicyConfig
+    from vocalis.danger.validation import MAX_VALIDATION_FA_PER_H, policy_metrics
+
+    base = policy or PolicyConfig()
+    channels = list(streams)
+    table: dict[str, dict[str, Any]] = {}
+    for t in [None, *head_thresholds]:
+        cfg = replace(base, w_backbone=0.0 if t is None else min(1.0, base.on_threshold / float(t)))
+        per = {ch: policy_metrics(ss, cfg) for ch, ss in streams.items()}
+        table["none" if t is None else f"{t:.2f}"] = {
+            "w_backbone": round(cfg.w_backbone, 4),
+            "clip_f1": {ch: m["clip"]["f1"] for ch, m in per.items()},
+            "mean_clip_f1": round(float(np.mean([m["clip"]["f1"] for m in per.values()])), 4),
+            "false_alerts_per_hour": {ch: m["alerts_per_hour"] for ch, m in per.items()},
+            "max_false_alerts_per_hour": max(m["alerts_per_hour"] for m in per.values()),
+            "by_subset": {ch: m["by_subset"] for ch, m in per.items()},
+            "hours": {ch: m["hours"] for ch, m in per.items()},
+        }
+    alone = table["none"]["false_alerts_per_hour"]
+    ok = [k for k in table if k != "none" and all(
+        v <= max(MAX_VALIDATION_FA_PER_H, alone[ch]) + 1e-9 for ch, v in table[k]["false_alerts_per_hour"].items())]
+    best = max(ok, key=lambda k: (table[k]["mean_clip_f1"], -table[k]["max_false_alerts_per_hour"], float(k)),
+               default=None)
+    some = next(iter(streams.values()))
+    return {
+        "threshold": None if best is None else float(best),
+        "w_backbone": 0.0 if best is None else table[best]["w_backbone"],
+        "criterion": f"max mean clip F1 (streaming + DangerPolicy fusing the cheap detector at P >= "
+                     f"{base.on_threshold} and the backbone head held over {BACKBONE_EVERY} windows, w_backbone = "
+                     f"{base.on_threshold} / threshold) over {channels} with no more false alerts per hour on any "
+                     f"channel than the cheap detector alone (or {MAX_VALIDATION_FA_PER_H})",
+        "method": f"cross-validation on the training side (vocalis.danger.validation): "
+                  f"{len({s.fold for s in some})} person-disjoint folds, {sum(1 for s in some if not s.non_danger)} "
+                  f"screams clips, {table['none']['hours'].get(channels[0], 0.0)} h of non-danger audio per channel",
+        "by_threshold": table,
+    }
+
+
+def train_backbone_scream_head(data_root: str | Path, out: str | Path, *, holdout_out: str | Path | None = None,
+                               emotion: Any = None, cheap: str = DEFAULT_CANDIDATE, workers: int = 2, seed: int = 0,
+                               progress: Progress | None = None) -> dict[str, Any]:
+    """Train the scream head on the emotion model's embedding (``data/scream_backbone.vocalis``).
+
+    :func:`backbone_recipe` on the crops of :func:`scream_dataset` plus one channel-augmented copy
+    and the :func:`stream_crops` negatives; its operating point (and so the policy's
+    ``w_backbone``) by :func:`cross_validate_backbone` next to the ``cheap`` detector, on the
+    training side; then :func:`train_scream_detector` with that point (held-out metrics in the
+    manifest, ``holdout_out`` = the training-side-only bundle). Raises :class:`DataError` when the
+    cross-validation allows no threshold. About 15 minutes on 2 cores (Whisper features).
+    """
+    clips = scream_dataset(data_root)
+    head = backbone_recipe(emotion)
+    c = CANDIDATES[cheap]
+    cheap_feats = featurize_clips(clips, c, workers=workers, progress=progress)
+    cheap_aug = featurize_clips(clips, c, workers=workers, progress=progress, augment_seed=SEED + 1000)
+    head_feats = featurize_clips(clips, head, workers=workers, progress=progress)
+    head_aug = featurize_clips(clips, head, workers=workers, progress=progress, augment_seed=SEED + 1000)
+    negatives = stream_crops(clips, head, workers=workers, progress=progress)
+    both = CropFeatures(np.concatenate([head_aug.X, negatives.X]),
+                        np.concatenate([head_aug.clip_index, negatives.clip_index]), head_aug.whole)
+    validation = cross_validate_backbone(clips, c, cheap_feats, cheap_aug, head, head_feats, both, seed=seed,
+                                         workers=workers, progress=progress)
+    if validation["threshold"] is None:
+        raise DataError("cross-validation through the policy allows no threshold for the backbone head "
+                        f"(it adds false alerts at every one): {validation['by_threshold']}")
+    return train_scream_detector(data_root, out, recipe=head, holdout_out=holdout_out, workers=workers, seed=seed,
+                                 progress=progress, features=head_feats, augmented=head_aug,
+                                 stream_negatives=negatives, name="scream-backbone", validation=validation)
+
+
 def compare_candidates(data_root: str | Path, names: Sequence[str] | None = None, *, workers: int = 2,
                        progress: Progress | None = None) -> dict[str, dict[str, Any]]:
     """Held-out scores of several :data:`CANDIDATES` on the same split."""
@@ -708,7 +967,7 @@ def train_scream_detector(
     data_root: str | Path,
     out: str | Path,
     *,
-    recipe: str = DEFAULT_CANDIDATE,
+    recipe: str | Recipe = DEFAULT_CANDIDATE,
     holdout_out: str | Path | None = None,
     workers: int = 2,
     seed: int = 0,
@@ -716,6 +975,10 @@ def train_scream_detector(
     features: CropFeatures | None = None,
     augment_copies: int = AUGMENT_COPIES,
     threshold_rule: str = "validation-split",
+    augmented: CropFeatures | None = None,
+    stream_negatives: CropFeatures | None = None,
+    name: str = "scream",
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the scream detector on ``data_root`` (``screams/``, ``ravdess/``, ``tess/``) and write ``out``.
 
@@ -733,25 +996,42 @@ def train_scream_detector(
     :func:`choose_threshold`: max-window clip F1 with a window false-positive cap) or
     ``"cross-validation"`` (person-disjoint folds of the whole training side through the streaming
     policy, :func:`cross_validate`: clip F1 with at most 0.5 false alerts per hour).
+
+    ``recipe`` is a name in :data:`CANDIDATES` or a :class:`Recipe` (e.g. :func:`backbone_recipe`);
+    ``augmented`` reuses the ``augment_copies`` augmented crop features (all copies stacked, made by
+    :func:`featurize_clips` with ``augment_seed = SEED + 1000 * (k + 1)``); ``stream_negatives``
+    (:func:`stream_crops`) joins every fit like them; ``name`` is the bundle's. ``validation``: an
+    operating point already chosen on the training side (``{"threshold": ..., ...}``, e.g. by
+    :func:`cross_validate_backbone`), used instead of ``threshold_rule``.
     """
-    if recipe not in CANDIDATES:
+    if isinstance(recipe, str) and recipe not in CANDIDATES:
         raise ConfigError(f"recipe={recipe!r} must be one of {sorted(CANDIDATES)}")
     if threshold_rule not in ("validation-split", "cross-validation"):
         raise ConfigError(f"threshold_rule={threshold_rule!r} must be 'validation-split' or 'cross-validation'")
-    r = CANDIDATES[recipe]
+    r = CANDIDATES[recipe] if isinstance(recipe, str) else recipe
     clips = scream_dataset(data_root)
     feats = features if features is not None else featurize_clips(clips, r, workers=workers, progress=progress)
     if int(feats.whole.shape[0]) != len(clips):
         raise DataError(f"features hold {feats.whole.shape[0]} clips; the data set has {len(clips)}")
-    augmented = [featurize_clips(clips, r, workers=workers, progress=progress, augment_seed=SEED + 1000 * (k + 1))
-                 for k in range(augment_copies)]
-    aug = None
-    if augmented:
-        aug = CropFeatures(np.concatenate([a.X for a in augmented]),
-                           np.concatenate([a.clip_index for a in augmented]),
-                           augmented[0].whole)
+    aug = augmented
+    if aug is None:
+        copies = [featurize_clips(clips, r, workers=workers, progress=progress, augment_seed=SEED + 1000 * (k + 1))
+                  for k in range(augment_copies)]
+        if copies:
+            aug = CropFeatures(np.concatenate([a.X for a in copies]), np.concatenate([a.clip_index for a in copies]),
+                               copies[0].whole)
+    elif augment_copies < 1 or int(aug.whole.shape[0]) != len(clips):
+        raise DataError(f"augmented features hold {aug.whole.shape[0]} clips with augment_copies={augment_copies}; "
+                        f"they must be >= 1 copy of the data set's {len(clips)} clips")
+    if stream_negatives is not None:  # fitted on like the augmented crops, never scored
+        aug = stream_negatives if aug is None else CropFeatures(
+            np.concatenate([aug.X, stream_negatives.X]), np.concatenate([aug.clip_index, stream_negatives.clip_index]),
+            aug.whole)
     # operating point on the training side only; the test side is not looked at
-    if threshold_rule == "cross-validation":
+    if validation is not None:
+        if not isinstance(validation.get("threshold"), (int, float)):
+            raise ConfigError(f"validation={validation!r} must hold a numeric 'threshold'")
+    elif threshold_rule == "cross-validation":
         validation = cross_validate(clips, r, feats, aug, seed=seed, workers=workers, progress=progress)
     elif threshold_rule == "validation-split":
         validation = _validation_split_threshold(clips, r, feats, aug, seed=seed, workers=workers)
@@ -767,9 +1047,9 @@ def train_scream_detector(
     extra = {"operating_point": threshold, "validation": validation}
     if holdout_out is not None:
         _export(r, est, d, holdout_out, {"held_out": metrics, **extra}, [c for c in clips if c.split == "train"],
-                int(metrics["n_train_windows"]), "scream-holdout", augment_copies)
+                int(metrics["n_train_windows"]), f"{name}-holdout", augment_copies)
     everything = np.ones(len(clips), bool)
     full = _fit(r, seed, clips, everything, feats, aug)
     n_all = len(feats.clip_index) + (len(aug.clip_index) if aug else 0)
-    _export(r, full, d, out, {"held_out": metrics, **extra}, clips, n_all, "scream", augment_copies)
+    _export(r, full, d, out, {"held_out": metrics, **extra}, clips, n_all, name, augment_copies)
     return metrics

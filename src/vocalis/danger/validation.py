@@ -115,6 +115,7 @@ class ValidationStream:
     clip: int = -1
     keywords: list[str] = field(default_factory=list)
     probabilities: list[dict[str, float]] = field(default_factory=list)
+    backbone: np.ndarray | None = None  # the backbone head's held score per window (see held_backbone)
 
     @property
     def non_danger(self) -> bool:
@@ -127,6 +128,17 @@ class _Window:
     scream: float
     probabilities: Mapping[str, float]
     keywords: list[str]
+    scream_backbone: float | None = None
+
+
+def held_backbone(scores: np.ndarray, n_windows: int, every: int) -> np.ndarray:
+    """Per-window backbone scores as streaming reports them: the head runs with the emotion model on
+    windows 0, ``every``, 2 * ``every``, ... (``scores``, one per run) and each run's score is held on
+    the windows after it that still overlap it (all ``every - 1`` of them when ``every`` hops fit in a window)."""
+    held = np.repeat(np.asarray(scores, np.float64), every)[:n_windows]
+    if held.size < n_windows:
+        raise ValueError(f"{scores.size} backbone scores cover {held.size} windows, not {n_windows}")
+    return held
 
 
 def run_policy(s: ValidationStream, cfg: PolicyConfig, *, asr_trigger: float = 0.1) -> list[Any]:
@@ -142,7 +154,8 @@ def run_policy(s: ValidationStream, cfg: PolicyConfig, *, asr_trigger: float = 0
         if s.keywords and p >= asr_trigger and t - last_asr >= WINDOW_S - 1e-9:
             kw, last_asr = list(s.keywords), t
         probs = s.probabilities[i] if i < len(s.probabilities) else {}
-        events += pol.push(_Window(t, float(p), probs, kw))
+        b = None if s.backbone is None else float(s.backbone[i])
+        events += pol.push(_Window(t, float(p), probs, kw, b))
     return events
 
 

@@ -19,7 +19,9 @@ A worker's **cycle**:
    whose emotion is stalest go first, and one that has had none for ``emotion_max_age_s`` gets
    one regardless. A due window left out repeats the last probabilities and says
    ``emotion_deferred``; the next window is due again. The windows without an emotion run are
-   posted before the emotion runs start, so they do not wait for them;
+   posted before the emotion runs start, so they do not wait for them. The backbone scream head
+   (``scream_backbone``) reads the emotion run's features, so it is shed with it: the cheap
+   detector of step 3 stays the danger path that is never skipped;
 5. keyword spotting (ASR, ~0.3-1 s of CPU a call) never holds a window: a window that needs it
    goes out with ``asr_pending`` and its audio to a queue of ``asr_queue`` jobs, run by the
    packaged spotter in a child process at low CPU priority; the keywords come with the session's
@@ -420,6 +422,7 @@ class _Work:
         return min(self.arrivals) if self.arrivals else math.inf
     outputs: list[Output] = field(default_factory=list)
     emotions: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # window -> (probs, ms)
+    backbone: dict[int, float] = field(default_factory=dict)  # window -> the backbone scream head's P(scream)
     released: bool = False
 
 
@@ -661,14 +664,18 @@ class StreamEngine:
                 if not first and late >= (target if must else 0.6 * target):
                     self._count("emotion_late", 1)  # the cycle is already late: shed it after all
                     continue
-                try:
-                    probs = w.session.predictor.score_emotion(w.pending[i])
+                pred = w.session.predictor
+                try:  # the backbone scream head rides on the emotion model's features
+                    probs, backbone = (pred.score_shared(w.pending[i]) if hasattr(pred, "score_shared")
+                                       else (pred.score_emotion(w.pending[i]), None))
                 except Exception as e:
                     w.outputs.append(Failed(e))
                     break
                 dt = (time.monotonic() - t0) * 1e3
                 self._emotion_ms = 0.9 * self._emotion_ms + 0.1 * dt
                 w.emotions[i] = (probs, dt)
+                if backbone is not None:
+                    w.backbone[i] = backbone
                 if must and not first:
                     self._count("emotion_forced", 1)
                 w.session.last_emotion = time.monotonic()
@@ -753,8 +760,9 @@ class StreamEngine:
                 asr = "external" if self._asr_offer(s, pw) else False
             with self._cv:
                 spotted, s.spotted = s.spotted, None
+            extra = {"backbone": w.backbone[i]} if i in w.backbone else {}
             try:
-                r = pred.complete(pw, scream, probs, asr=asr, spotted=spotted, timings_ms=timings)
+                r = pred.complete(pw, scream, probs, asr=asr, spotted=spotted, timings_ms=timings, **extra)
             except Exception as e:
                 w.outputs.append(Failed(e))
                 return

@@ -17,6 +17,8 @@ Protocol (JSON text messages with a ``type`` field; audio as binary frames):
 Under load the emotion model runs less often than ``emotion_every`` asks: a ``prediction`` then
 carries ``emotion_fresh: false``, ``emotion_deferred: true`` and ``emotion_age_s`` (how old its
 probabilities are); the danger path (voice, scream, risk) is computed for every window.
+``scream_backbone`` is the second scream head's score, which rides on the emotion run (held over
+the windows that overlap it; ``null`` when there is none or that run was shed).
 
 >>> error_message("bad_rate", "sample_rate=5 must be between 8000 and 48000")["type"]
 'error'

@@ -13,6 +13,13 @@ Per window (the *danger path* is cheap; the expensive parts are rate-limited):
 * ``probabilities`` — the emotion bundle (default: the packaged default model) every
   ``emotion_every``-th hop; in between the last probabilities are repeated
   (``emotion_fresh=False``). ``emotion_every=0`` or ``emotion_model=False`` disables it;
+* ``scream_backbone`` — P(scream) of an optional second scream head that reads the emotion
+  model's own embedding (``backbone_scream_model``; none by default): computed in the same pass as
+  the emotion (:meth:`StreamingPredictor.score_shared`; the Whisper encoder costs ~16 ms, the head
+  nothing) and *held* on the following windows that overlap the window it was computed on (with
+  the default 2 s window and ``emotion_every=4`` hops of 0.5 s, every moment of audio is seen by
+  exactly one backbone window); ``None`` when there is no head or no overlapping run (the
+  emotion run was shed);
 * ``keywords`` — calls for help found by a keyword spotter (ASR) that runs only when the
   window is loud or scream-like (:attr:`StreamConfig.asr`), at most once per window length.
 
@@ -140,7 +147,8 @@ class WindowResult:
     due on this window but the caller left it out (load shedding); ``asr_skipped`` says the
     keyword spotter should have run but the caller left it out; ``asr_pending`` that the caller
     runs it elsewhere (its keywords come on a later window, with ``keywords_t_end`` = this
-    window's end).
+    window's end). ``scream_backbone`` is the backbone scream head's P(scream) of the latest
+    window it ran on that overlaps this one (``None`` without a head or such a run).
     """
 
     t_start: float
@@ -160,6 +168,7 @@ class WindowResult:
     asr_skipped: bool = False
     asr_pending: bool = False
     keywords_t_end: float | None = None
+    scream_backbone: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,7 +213,10 @@ class StreamingPredictor:
     ``False`` (no emotion). ``scream_model``: a bundle, a path or ``None`` (the packaged scream
     detector). ``keyword_spotter``: ``None`` = the ASR spotter
     (:class:`vocalis.danger.keywords.AsrKeywordSpotter`, loaded lazily on first use), ``False``
-    = none, or any object with ``spot(audio) -> (hits, transcript)``.
+    = none, or any object with ``spot(audio) -> (hits, transcript)``. ``backbone_scream_model``:
+    a bundle or path whose feature config must be the emotion bundle's (:class:`ModelError`
+    otherwise; :func:`vocalis.danger.train.train_backbone_scream_head` makes one), or
+    ``None``/``False`` (none, the default: see :mod:`vocalis.danger.policy` for why).
     """
 
     def __init__(
@@ -214,6 +226,7 @@ class StreamingPredictor:
         emotion_model: Bundle | str | Any = None,
         scream_model: Bundle | str | None = None,
         keyword_spotter: KeywordSpotter | Any = None,
+        backbone_scream_model: Bundle | str | Any = None,
     ) -> None:
         self.config = config or StreamConfig()
         if emotion_model is False or self.config.emotion_every == 0:
@@ -227,6 +240,8 @@ class StreamingPredictor:
 
             self.scream_bundle = load_bundle(scream_model if scream_model is not None else scream_model_path())
         self._scream_idx = _scream_index(self.scream_bundle)
+        self.backbone_bundle = self._backbone(backbone_scream_model)
+        self._backbone_idx = None if self.backbone_bundle is None else _scream_index(self.backbone_bundle)
         self._spotter_arg = keyword_spotter
         self._spotter: KeywordSpotter | None = None
         self.vad: FrameVAD = make_vad(self.config.vad)
@@ -251,6 +266,18 @@ class StreamingPredictor:
         self._last_emotion_end = 0
         self._last_asr_end = -(10**12)
         self._vad_s = 0.0
+        self._last_backbone: tuple[float, int] | None = None  # (P(scream), window end in samples)
+
+    def _backbone(self, arg: Any) -> Bundle | None:
+        if arg is None or arg is False or self.emotion is None:
+            return None
+        head = arg if isinstance(arg, Bundle) else load_bundle(arg)
+        if head.manifest.features != self.emotion.manifest.features:
+            raise ModelError(
+                f"backbone scream model {head.source}: feature config {head.manifest.features} must be the emotion "
+                f"model's ({self.emotion.source}: {self.emotion.manifest.features}); it reads the same embedding"
+            )
+        return head
 
     @property
     def samples_seen(self) -> int:
@@ -396,9 +423,18 @@ class StreamingPredictor:
 
     def score_emotion(self, window: PendingWindow) -> np.ndarray:
         """The emotion bundle's probabilities for one window (``emotion`` must be set)."""
+        return self.score_shared(window)[0]
+
+    def score_shared(self, window: PendingWindow) -> tuple[np.ndarray, float | None]:
+        """One pass of the emotion model's features: its probabilities and the backbone scream head's
+        P(scream) (``None`` without a head); give both to :meth:`complete`."""
         if self.emotion is None:
             raise ConfigError("score_emotion: this predictor has no emotion model (emotion_model=False or emotion_every=0)")
-        return np.asarray(self.emotion.predict_proba(window.audio), dtype=np.float64)
+        feats = self.emotion.features(window.audio)[None]
+        probs = np.asarray(self.emotion.predict_proba_features(feats)[0], dtype=np.float64)
+        if self.backbone_bundle is None:
+            return probs, None
+        return probs, float(self.backbone_bundle.predict_proba_features(feats)[0, self._backbone_idx])
 
     def emotion_due(self, window: PendingWindow) -> bool:
         """Whether the emotion model should run on ``window``: every ``emotion_every``-th hop since it
@@ -436,15 +472,15 @@ class StreamingPredictor:
         scream = self.score_scream(window)
         t1 = time.perf_counter()
         timings = {"scream": (t1 - t0) * 1e3}
-        probs = None
+        probs = backbone = None
         if self.emotion_due(window):
-            probs = self.score_emotion(window)
+            probs, backbone = self.score_shared(window)
             timings["emotion"] = (time.perf_counter() - t1) * 1e3
-        return self.complete(window, scream, probs, timings_ms=timings)
+        return self.complete(window, scream, probs, timings_ms=timings, backbone=backbone)
 
     def complete(self, window: PendingWindow, scream: float, emotion: np.ndarray | None = None, *,
                  asr: bool | str = True, spotted: Spotted | None = None,
-                 timings_ms: dict[str, float] | None = None) -> WindowResult:
+                 timings_ms: dict[str, float] | None = None, backbone: float | None = None) -> WindowResult:
         """Finish ``window`` (windows must come back in the order :meth:`advance` returned them).
 
         ``scream`` is P(scream); ``emotion`` the emotion bundle's probabilities for this window, or
@@ -454,7 +490,8 @@ class StreamingPredictor:
         runs it elsewhere on ``window.audio`` (``asr_pending``; counts for the once-per-window rate
         limit) and passes its result as ``spotted`` to a later window, which reports those
         keywords (``keywords_t_end`` says which window they were heard in).
-        ``timings_ms`` are the caller's model timings, reported as they are.
+        ``timings_ms`` are the caller's model timings, reported as they are. ``backbone`` is the
+        backbone scream head's P(scream) from the same pass as ``emotion`` (:meth:`score_shared`).
         """
         if asr not in (True, False, "external"):
             raise ConfigError(f"asr={asr!r} must be True, False or 'external'")
@@ -467,8 +504,13 @@ class StreamingPredictor:
             assert emotion is not None and self.emotion is not None
             self._last_emotion = {lab: round(float(v), 6) for lab, v in zip(self.emotion.labels, emotion)}
             self._last_emotion_hop, self._last_emotion_end = window.hop, window.end
+            if backbone is not None:
+                self._last_backbone = (float(backbone), window.end)
         elif self.emotion_due(window):
             deferred = True
+        held = None
+        if self._last_backbone is not None and window.end - self._last_backbone[1] < cfg.window_samples:
+            held = round(self._last_backbone[0], 6)  # that window overlaps this one
         keywords: list[str] = []
         transcript: str | None = None
         heard_at: float | None = None
@@ -508,4 +550,5 @@ class StreamingPredictor:
             asr_skipped=skipped,
             asr_pending=pending,
             keywords_t_end=heard_at,
+            scream_backbone=held,
         )

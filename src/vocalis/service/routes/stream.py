@@ -150,6 +150,7 @@ class _PolicyWindow:
     scream: float
     probabilities: dict[str, float]
     keywords: list[str]
+    scream_backbone: float | None = None
 
 
 @dataclass
@@ -426,13 +427,15 @@ class StreamSession:
                 if t_pol < self.policy.clock:
                     self.policy_offset += self.policy.clock - t_pol
                     t_pol = self.policy.clock
-                events = self.policy.push(_PolicyWindow(t_pol, float(w.scream), probs, list(w.keywords)))
+                backbone = getattr(w, "scream_backbone", None)
+                events = self.policy.push(_PolicyWindow(t_pol, float(w.scream), probs, list(w.keywords), backbone))
                 self.last_window_mono = time.monotonic()
                 msg: dict[str, Any] = {
                     "type": "prediction", "t_start": t_start, "t_end": t_end,
                     "probabilities": {k: round(v, 4) for k, v in probs.items()}, "label": _label(probs),
                     "voice": round(float(w.voice), 4), "scream": round(float(w.scream), 4),
                     "risk": round(self.policy.last_risk, 4), "keywords": list(w.keywords),
+                    "scream_backbone": None if backbone is None else round(float(backbone), 4),
                 }
                 if probs:
                     v, a = valence_arousal(probs)
