@@ -169,6 +169,29 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
     assert time.monotonic() - t0 < 60
 
 
+def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp_path: Path) -> None:
+    """Only Cancel stops an alert: the user (or whoever holds the phone) pressing Stop, closing the
+    socket, during the countdown does not; the server runs it out and the page follows the alert."""
+    clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav")
+    phone = "+33633333333"
+    acct = _account(live_server, "stop@example.org", phone)
+    with _browser(clip) as page:
+        _login(page, live_server, acct["email"])
+        page.click("#mon-start")
+        page.wait_for_selector("#countdown:not([hidden])")
+        page.click("#mon-stop")
+        page.wait_for_function("document.querySelector('#mon-state').textContent === 'stopped'")
+        page.wait_for_selector("#alert-box:not([hidden])", timeout=15_000)
+        assert page.is_hidden("#countdown")
+        page.wait_for_selector("#alert-deliveries li[data-channel=sms][data-status=sent]", timeout=15_000)
+        assert page.errors == []  # type: ignore[attr-defined]
+    sms, calls = _for_phone(live_server, phone)
+    assert len(sms) == 1 and len(calls) == 1, (sms, calls)
+    with live_server.app.state.session_factory() as s:
+        alerts = list(s.scalars(select(Alert).where(Alert.user_id == acct["id"])).all())
+    assert [a.status for a in alerts] in (["confirmed"], ["delivered"])
+
+
 def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> None:
     t0 = time.monotonic()
     clip = corpus_wav("quiet_background", 6, tmp_path / "quiet.wav")

@@ -238,7 +238,7 @@ async function analyse(blob) {
 
 // ---------------------------------------------------------------- live monitor
 const mon = { ws: null, ctx: null, stream: null, node: null, keep: null, geo: null, risk: [], count: 0,
-              alertId: null, evidence: null, poll: null, stopping: false };
+              alertId: null, evidence: null, poll: null, follow: null, stopping: false };
 
 function setState(text, on) {
   const el = $('#mon-state'); el.textContent = text; el.classList.toggle('on', !!on);
@@ -268,6 +268,7 @@ async function startMonitor() {
       $('#mon-start').disabled = false; $('#mon-stop').disabled = true;
       setState(e.code === 1000 || mon.stopping ? 'stopped' : `disconnected (${e.code})`);
       if (!mon.stopping && e.code !== 1000) toast(`Monitoring stopped (code ${e.code}).`);
+      if (!$('#countdown').hidden && mon.alertId) followCountdown(mon.alertId);
     };
     await new Promise((res, rej) => { ws.onopen = res; ws.onerror = () => rej(new Error('connection failed')); });
     mon.node.port.onmessage = (e) => { if (ws.readyState === WebSocket.OPEN) ws.send(e.data); };
@@ -342,6 +343,21 @@ function onMessage(m) {
     case 'warning': toast(`Server: ${m.message}`); break;
     default: break;
   }
+}
+
+// The socket closed during a countdown: the server runs it out and sends the alert unless it is
+// cancelled (Cancel then goes over REST); follow the alert until it is one or the other.
+function followCountdown(id) {
+  clearInterval(mon.follow);
+  mon.follow = setInterval(async () => {
+    try {
+      const a = await api(`/v1/alerts/${id}`);
+      if (a.status === 'cancelled') { clearInterval(mon.follow); hideCountdown(); return; }
+      if (a.status !== 'countdown' && a.status !== 'pending') {
+        clearInterval(mon.follow); hideCountdown(); showAlert(id); maybeEvidence(id);
+      }
+    } catch { clearInterval(mon.follow); }
+  }, 1000);
 }
 
 function hideCountdown() { $('#countdown').hidden = true; clearInterval(mon.cdTimer); mon.cdTimer = null; }
