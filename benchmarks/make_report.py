@@ -275,7 +275,7 @@ def danger(out: list[str]) -> None:
             t = v["by_threshold"]
             ks = ("0.50", "0.90", "0.98")
             q = [t[k]["by_subset"]["original"]["quiet_background"] for k in ("none", "0.90")]
-            out.append(f"| {name} | {v['threshold'] if v['threshold'] is not None else 'none allowed'} | "
+            out.append(f"| {name} | {v['threshold'] if v['threshold'] is not None else 'none (not used)'} | "
                        f"{t['none']['mean_clip_f1']:.3f} | " + " / ".join(f"{t[k]['mean_clip_f1']:.3f}" for k in ks)
                        + f" | {t['none']['max_false_alerts_per_hour']:.2f} / "
                        + " / ".join(f"{t[k]['max_false_alerts_per_hour']:.2f}" for k in ks)

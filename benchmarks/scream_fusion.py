@@ -12,7 +12,8 @@ after it. The real `DangerPolicy` (the cheap head at its shipped threshold 0.2) 
 `w_backbone = 0.2 / t` for every head threshold t; clip-level danger F1 (a clip is flagged when
 `danger.started` fires) and false alerts per hour per capture channel (original, 7 kHz low-pass,
 telephone band). The rule (`choose_backbone_threshold`): the best mean clip F1 among thresholds
-that add no false alert per hour over the cheap head alone on any channel.
+that add no false alert per hour over the cheap head alone on any channel, and only if it beats the
+cheap head alone ("none" in the table: the head is not used).
 
 Head variants: logistic regression (C 0.05, 0.01, 0.005), all with the crops, one augmented copy and
 the `stream_crops` negatives (each training-side speaker's speech played as one stream with pauses,

@@ -152,3 +152,5 @@ def test_backbone_threshold_may_add_recall_but_no_false_alerts() -> None:
     worse = choose_backbone_threshold({"original": [missed, found, calm, stream(quiet, [0.99] * 7200, 0, -1)]},
                                       (0.5, 0.9))
     assert worse["threshold"] is None and worse["w_backbone"] == 0.0  # every threshold adds false alerts
+    useless = choose_backbone_threshold({"original": [found, calm, stream(quiet, quiet, 0, -1)]}, (0.5, 0.9))
+    assert useless["threshold"] is None  # allowed, but no better than the cheap detector alone

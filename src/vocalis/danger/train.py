@@ -831,8 +831,8 @@ def choose_backbone_threshold(streams: Mapping[str, Sequence[Any]], head_thresho
     hour stay, on every channel, within the larger of
     :data:`~vocalis.danger.validation.MAX_VALIDATION_FA_PER_H` and what the cheap detector alone
     causes there (the head may add no false alert); chosen among them: the best mean clip F1, ties
-    to fewer false alerts, then the higher threshold. ``threshold`` is ``None`` when none is allowed
-    (then the head should not be used).
+    to fewer false alerts, then the higher threshold, if it beats the cheap detector alone.
+    ``threshold`` is ``None`` otherwise (then the head should not be used).
     """
     from dataclasses import replace
 
@@ -859,6 +859,8 @@ def choose_backbone_threshold(streams: Mapping[str, Sequence[Any]], head_thresho
         v <= max(MAX_VALIDATION_FA_PER_H, alone[ch]) + 1e-9 for ch, v in table[k]["false_alerts_per_hour"].items())]
     best = max(ok, key=lambda k: (table[k]["mean_clip_f1"], -table[k]["max_false_alerts_per_hour"], float(k)),
                default=None)
+    if best is not None and table[best]["mean_clip_f1"] <= table["none"]["mean_clip_f1"]:
+        best = None  # the head adds nothing the cheap detector does not already give
     some = next(iter(streams.values()))
     return {
         "threshold": None if best is None else float(best),
@@ -866,7 +868,8 @@ def choose_backbone_threshold(streams: Mapping[str, Sequence[Any]], head_thresho
         "criterion": f"max mean clip F1 (streaming + DangerPolicy fusing the cheap detector at P >= "
                      f"{base.on_threshold} and the backbone head held over {BACKBONE_EVERY} windows, w_backbone = "
                      f"{base.on_threshold} / threshold) over {channels} with no more false alerts per hour on any "
-                     f"channel than the cheap detector alone (or {MAX_VALIDATION_FA_PER_H})",
+                     f"channel than the cheap detector alone (or {MAX_VALIDATION_FA_PER_H}); none unless it beats "
+                     "the cheap detector alone",
         "method": f"cross-validation on the training side (vocalis.danger.validation): "
                   f"{len({s.fold for s in some})} person-disjoint folds, {sum(1 for s in some if not s.non_danger)} "
                   f"screams clips, {table['none']['hours'].get(channels[0], 0.0)} h of non-danger audio per channel",
@@ -899,8 +902,9 @@ def train_backbone_scream_head(data_root: str | Path, out: str | Path, *, holdou
     validation = cross_validate_backbone(clips, c, cheap_feats, cheap_aug, head, head_feats, both, seed=seed,
                                          workers=workers, progress=progress)
     if validation["threshold"] is None:
-        raise DataError("cross-validation through the policy allows no threshold for the backbone head "
-                        f"(it adds false alerts at every one): {validation['by_threshold']}")
+        raise DataError("cross-validation through the policy allows no threshold for the backbone head (at each "
+                        "it adds false alerts or does not beat the cheap detector alone): "
+                        f"{validation['by_threshold']}")
     return train_scream_detector(data_root, out, recipe=head, holdout_out=holdout_out, workers=workers, seed=seed,
                                  progress=progress, features=head_feats, augmented=head_aug,
                                  stream_negatives=negatives, name="scream-backbone", validation=validation)
