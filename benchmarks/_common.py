@@ -55,6 +55,23 @@ def meta_line(r: dict[str, Any]) -> str:
             f"*Command:* `{r['command'].strip()}`")
 
 
+def load_crops(path: Path) -> Any:
+    """Crop features (:class:`vocalis.danger.train.CropFeatures`) cached by :func:`save_crops`."""
+    import numpy as np
+
+    from vocalis.danger.train import CropFeatures
+
+    d = np.load(path)
+    return CropFeatures(d["X"], d["ci"], d["whole"])
+
+
+def save_crops(path: Path, f: Any) -> None:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, X=f.X, ci=f.clip_index, whole=f.whole)
+
+
 def save(name: str, payload: dict[str, Any], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     # a benchmark that records the load before it started is judged by that (its own load is not "other jobs")

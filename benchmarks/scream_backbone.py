@@ -39,7 +39,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, corpus_or_exit, save  # noqa: E402
+from _common import DATA, corpus_or_exit, load_crops, save, save_crops  # noqa: E402
 from vocalis.bundle.runtime import load_bundle  # noqa: E402
 from vocalis.danger.train import (  # noqa: E402
     BAND_FEATURES,
@@ -64,15 +64,13 @@ def _features(clips: list[Clip], name: str, recipe: Recipe, cache: Path | None) 
     for tag, seed in (("orig", None), ("aug", SEED + 1000)):
         path = cache / f"{name}_{tag}.npz" if cache else None
         if path is not None and path.is_file():
-            d = np.load(path)
-            out.append(CropFeatures(d["X"], d["ci"], d["whole"]))
+            out.append(load_crops(path))
             continue
         t0 = time.time()
         f = featurize_clips(clips, recipe, workers=2, augment_seed=seed)
         print(f"  {name} {tag}: {f.X.shape} in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, X=f.X, ci=f.clip_index, whole=f.whole)
+            save_crops(path, f)
         out.append(f)
     return out[0], out[1]
 

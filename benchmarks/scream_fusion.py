@@ -43,7 +43,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, corpus_or_exit, save  # noqa: E402
+from _common import DATA, corpus_or_exit, load_crops, save, save_crops  # noqa: E402
 from vocalis.bundle.runtime import load_bundle  # noqa: E402
 from vocalis.danger.train import (  # noqa: E402
     CANDIDATES,
@@ -66,17 +66,16 @@ def _cached(path: Path | None, make: Any) -> Any:
     """``make()``, kept in ``path`` (npz for crop features, a pickle of arrays for window features)."""
     if path is not None and path.is_file():
         if path.suffix == ".npz":
-            d = np.load(path)
-            return CropFeatures(d["X"], d["ci"], d["whole"])
+            return load_crops(path)
         return pickle.loads(path.read_bytes())  # our own cache of numpy arrays, written below
     t0 = time.time()
     out = make()
     print(f"  {path.name if path else 'features'}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(out, CropFeatures):
-            np.savez(path, X=out.X, ci=out.clip_index, whole=out.whole)
+            save_crops(path, out)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(pickle.dumps(out))
     return out
 

@@ -482,7 +482,8 @@ def stream_crops(clips: Sequence[Clip], recipe: Recipe, *, split: str = "train",
     :func:`crops` never show: the backbone head fitted on crops alone flagged ~2 % of them.
     Each window's ``clip_index`` is the speaker's first clip: every split here (the held-out test
     side, :func:`validation_split`, the cross-validation folds) keeps a speaker on one side, so
-    the fits' clip masks select whole speakers. Use them only to fit (``stream_negatives``).
+    the fits' clip masks select whole speakers. Use them only to fit (``stream_negatives``): their
+    ``whole`` (per-clip features) is empty.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -514,8 +515,7 @@ def stream_crops(clips: Sequence[Clip], recipe: Recipe, *, split: str = "train",
                 progress("stream features", k + 1, len(groups))
     if not rows:
         raise DataError(f"no RAVDESS / TESS speech on the {split!r} side to make stream windows from")
-    whole = np.zeros((len(clips), rows[0].shape[0]), np.float32)  # not used: these rows only go into fits
-    return CropFeatures(np.stack(rows), np.asarray(index), whole)
+    return CropFeatures(np.stack(rows), np.asarray(index), np.zeros((0, rows[0].shape[0]), np.float32))
 
 
 def _f1(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -837,23 +837,15 @@ def choose_backbone_threshold(streams: Mapping[str, Sequence[Any]], head_thresho
     from dataclasses import replace
 
     from vocalis.danger.policy import PolicyConfig
-    from vocalis.danger.validation import MAX_VALIDATION_FA_PER_H, policy_metrics
+    from vocalis.danger.validation import MAX_VALIDATION_FA_PER_H, channel_metrics
 
     base = policy or PolicyConfig()
     channels = list(streams)
     table: dict[str, dict[str, Any]] = {}
     for t in [None, *head_thresholds]:
         cfg = replace(base, w_backbone=0.0 if t is None else min(1.0, base.on_threshold / float(t)))
-        per = {ch: policy_metrics(ss, cfg) for ch, ss in streams.items()}
-        table["none" if t is None else f"{t:.2f}"] = {
-            "w_backbone": round(cfg.w_backbone, 4),
-            "clip_f1": {ch: m["clip"]["f1"] for ch, m in per.items()},
-            "mean_clip_f1": round(float(np.mean([m["clip"]["f1"] for m in per.values()])), 4),
-            "false_alerts_per_hour": {ch: m["alerts_per_hour"] for ch, m in per.items()},
-            "max_false_alerts_per_hour": max(m["alerts_per_hour"] for m in per.values()),
-            "by_subset": {ch: m["by_subset"] for ch, m in per.items()},
-            "hours": {ch: m["hours"] for ch, m in per.items()},
-        }
+        table["none" if t is None else f"{t:.2f}"] = {"w_backbone": round(cfg.w_backbone, 4),
+                                                       **channel_metrics(streams, cfg)}
     alone = table["none"]["false_alerts_per_hour"]
     ok = [k for k in table if k != "none" and all(
         v <= max(MAX_VALIDATION_FA_PER_H, alone[ch]) + 1e-9 for ch, v in table[k]["false_alerts_per_hour"].items())]

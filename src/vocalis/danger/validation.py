@@ -195,19 +195,22 @@ def operating_point_table(streams_by_channel: Mapping[str, Sequence[ValidationSt
                           policy: PolicyConfig | None = None) -> dict[str, dict[str, Any]]:
     """Policy metrics per threshold (``on_threshold``; ``off_threshold`` = min(policy's, threshold)) and channel."""
     base = policy or PolicyConfig()
-    table: dict[str, dict[str, Any]] = {}
-    for th in thresholds:
-        cfg = replace(base, on_threshold=float(th), off_threshold=min(base.off_threshold, float(th)))
-        per = {ch: policy_metrics(ss, cfg) for ch, ss in streams_by_channel.items()}
-        table[f"{th:.2f}"] = {
-            "clip_f1": {ch: m["clip"]["f1"] for ch, m in per.items()},
-            "mean_clip_f1": round(float(np.mean([m["clip"]["f1"] for m in per.values()])), 4),
-            "false_alerts_per_hour": {ch: m["alerts_per_hour"] for ch, m in per.items()},
-            "max_false_alerts_per_hour": max(m["alerts_per_hour"] for m in per.values()),
-            "by_subset": {ch: m["by_subset"] for ch, m in per.items()},
-            "hours": {ch: m["hours"] for ch, m in per.items()},
-        }
-    return table
+    return {f"{th:.2f}": channel_metrics(streams_by_channel, replace(
+        base, on_threshold=float(th), off_threshold=min(base.off_threshold, float(th)))) for th in thresholds}
+
+
+def channel_metrics(streams_by_channel: Mapping[str, Sequence[ValidationStream]], cfg: PolicyConfig
+                    ) -> dict[str, Any]:
+    """:func:`policy_metrics` of every channel's streams under ``cfg``, and their mean / worst."""
+    per = {ch: policy_metrics(ss, cfg) for ch, ss in streams_by_channel.items()}
+    return {
+        "clip_f1": {ch: m["clip"]["f1"] for ch, m in per.items()},
+        "mean_clip_f1": round(float(np.mean([m["clip"]["f1"] for m in per.values()])), 4),
+        "false_alerts_per_hour": {ch: m["alerts_per_hour"] for ch, m in per.items()},
+        "max_false_alerts_per_hour": max(m["alerts_per_hour"] for m in per.values()),
+        "by_subset": {ch: m["by_subset"] for ch, m in per.items()},
+        "hours": {ch: m["hours"] for ch, m in per.items()},
+    }
 
 
 def choose_operating_point(table: Mapping[str, Mapping[str, Any]],

@@ -518,13 +518,15 @@ class StreamSession:
             self.engine_session.close()  # no more audio comes: free the engine's share now
         while self._wall_left() > 0 and self.pending_alert is not None:
             await asyncio.sleep(self._wall_left())
+        await self._raise_pending("connection closed during the countdown")
+
+    async def _raise_pending(self, reason: str) -> None:
+        """Confirm the running countdown's alert now (the policy's held alert, or one for ``reason``)."""
+        assert self.policy is not None
         async with self.lock:
-            if self.pending_alert is None:
-                return
-            ev = self.held_alert or Event("alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4),
-                                          "connection closed during the countdown")
-            self.held_alert = None
-            await self._raise_alert(ev)
+            if self.pending_alert is not None:
+                await self._raise_alert(self.held_alert or Event(
+                    "alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4), reason))
 
     async def _raise_alert(self, ev: Event) -> None:
         manual = ev.reason == "panic"
@@ -692,11 +694,7 @@ class StreamSession:
                and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
         if self.fatal is None and self.policy is not None:
-            async with self.lock:
-                if self.pending_alert is not None:
-                    await self._raise_alert(self.held_alert or Event(
-                        "alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4),
-                        "server shutting down during the countdown"))
+            await self._raise_pending("server shutting down during the countdown")
         self._fail(ws.CLOSE_GOING_AWAY, "going_away", "the server is shutting down; reconnect in a moment")
 
     async def run(self) -> tuple[int, str | None]:
