@@ -540,3 +540,15 @@ def test_slow_client_queue_is_bounded_and_keeps_events() -> None:
     assert len(items) == 5 and q.dropped == 96
     assert [m["type"] for m in items].count("countdown") == 1
     assert [m["i"] for m in items if m["type"] == "prediction"] == [96, 97, 98, 99]
+
+
+def test_pcm16_frames_decode_to_the_exact_scaled_samples() -> None:
+    from vocalis.errors import AudioError
+
+    every = np.arange(-32768, 32768, dtype="<i2")
+    y = ws.pcm16_to_float(every.tobytes())
+    assert y.dtype == np.float32 and y[0] == -1.0 and y[-1] == np.float32(32767 / 32768)
+    assert np.array_equal(y, every.astype(np.float32) / np.float32(32768.0))
+    assert ws.pcm16_to_float(b"").size == 0
+    with pytest.raises(AudioError, match="3 bytes"):
+        ws.pcm16_to_float(b"\x00\x01\x02")

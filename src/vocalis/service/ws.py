@@ -150,7 +150,8 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
     """Little-endian int16 mono bytes -> float32 in [-1, 1); an odd byte count is :class:`AudioError`."""
     if len(data) % 2:
         raise AudioError(f"pcm16 frame of {len(data)} bytes must hold whole 16-bit samples (an even byte count)")
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    # one pass (int16 -> float32 and the scale together); x / 32768 == x * 2**-15 exactly
+    return np.multiply(np.frombuffer(data, dtype="<i2"), np.float32(1.0 / 32768.0), dtype=np.float32)
 
 
 class SendQueue:

@@ -145,12 +145,12 @@ class SileroVAD:
         f64 = frames.astype(np.float64)
         power = np.einsum("ij,ij->i", f64, f64) / FRAME
         quiet = power < 10.0 ** (self.gate_dbfs / 10.0)
-        run = np.empty(len(frames), np.int64)  # quiet-run length ending at each frame
-        count = self._quiet_run
-        for i, q in enumerate(quiet):
-            count = count + 1 if q else 0
-            run[i] = count
-        self._quiet_run = count
+        # quiet-run length ending at each frame: frames since the last loud one (or since the run
+        # carried in from the previous call when there is none in this call)
+        idx = np.arange(len(frames))
+        last_loud = np.maximum.accumulate(np.where(quiet, -1, idx))
+        run = np.where(last_loud >= 0, idx - last_loud, self._quiet_run + idx + 1)
+        self._quiet_run = int(run[-1])
         return run >= self.gate_frames
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
