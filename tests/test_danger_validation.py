@@ -15,6 +15,7 @@ from vocalis.danger.validation import (
     run_policy,
     stream_windows,
 )
+from vocalis.errors import DataError
 
 
 def clip(scores: list[float], label: int, subset: str = "s", keywords: list[str] | None = None) -> ValidationStream:
@@ -97,7 +98,7 @@ def test_held_backbone_scores_repeat_over_the_overlapping_windows_and_reach_the_
 
     held = held_backbone(np.array([0.1, 0.9, 0.2]), 10, 4)  # runs on windows 0, 4, 8
     assert held.tolist() == [0.1] * 4 + [0.9] * 4 + [0.2] * 2
-    with pytest.raises(ValueError, match="cover 4 windows, not 10"):
+    with pytest.raises(DataError, match="cover 4 windows; the stream has 10"):
         held_backbone(np.array([0.1]), 10, 4)
     cfg = PolicyConfig(on_threshold=0.5, off_threshold=0.1, w_backbone=0.5)
     cheap = [0.05] * 12

@@ -35,6 +35,7 @@ import numpy as np
 
 from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.danger.policy import DangerPolicy, PolicyConfig
+from vocalis.errors import DataError
 
 if TYPE_CHECKING:
     from vocalis.danger.train import Clip
@@ -137,7 +138,8 @@ def held_backbone(scores: np.ndarray, n_windows: int, every: int) -> np.ndarray:
     the windows after it that still overlap it (all ``every - 1`` of them when ``every`` hops fit in a window)."""
     held = np.repeat(np.asarray(scores, np.float64), every)[:n_windows]
     if held.size < n_windows:
-        raise ValueError(f"{scores.size} backbone scores cover {held.size} windows, not {n_windows}")
+        raise DataError(f"{scores.size} backbone scores held over every={every} windows cover {held.size} windows; "
+                        f"the stream has {n_windows}: one score per {every} windows is needed")
     return held
 
 
