@@ -349,3 +349,19 @@ def test_silero_gate_agrees_with_the_ungated_model_on_real_speech() -> None:
     pp = np.concatenate([plain(x[i : i + 4000]) for i in range(0, x.size, 4000)])
     assert gated.frames_skipped / gated.frames_seen > 0.15  # the corpora's pauses are digital silence
     assert np.mean((pg > 0.5) == (pp > 0.5)) >= 0.98
+
+
+def test_silero_gate_quiet_runs_carry_across_calls_like_a_frame_by_frame_count() -> None:
+    from vocalis.streaming.vad import FRAME, SileroVAD
+
+    rng = np.random.default_rng(0)
+    vad = SileroVAD(gate_dbfs=-60.0, gate_frames=3)
+    count = 0
+    for _ in range(300):  # calls of 1-12 frames, 70 % of them silent
+        quiet = rng.random(int(rng.integers(1, 13))) < 0.7
+        frames = np.where(quiet[:, None], 0.0, 0.5).astype(np.float32) * np.ones((1, FRAME), np.float32)
+        want = []
+        for q in quiet:  # the rule, one frame at a time
+            count = count + 1 if q else 0
+            want.append(count >= 3)
+        assert vad._skips(frames).tolist() == want
