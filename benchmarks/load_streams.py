@@ -521,10 +521,11 @@ def report_lines(r: dict[str, Any] | None) -> list[str]:
     if eng:
         out.append(f"| scream head batches (across sessions) | {int(eng.get('scream_batches', 0))} runs, mean "
                    f"{eng.get('scream_batch_mean', 0):.1f} windows, max {int(eng.get('scream_batch_max', 0))} | – |")
-        out.append(f"| engine: emotion runs / deferred / forced by age; ASR runs / skipped | "
+        out.append(f"| engine: emotion runs / deferred / forced by age; ASR runs / skipped; windows with the VAD shed | "
                    f"{int(eng.get('emotion_runs', 0))} / {int(eng.get('emotion_deferred', 0))} / "
                    f"{int(eng.get('emotion_forced', 0))}; {int(eng.get('asr_runs', 0))} / "
-                   f"{int(eng.get('asr_skipped', 0))}; final emotion budget {eng.get('emotion_rate', 0):.1f} runs/s | – |")
+                   f"{int(eng.get('asr_skipped', 0))}; {int(eng.get('vad_shed', 0))}; final emotion budget "
+                   f"{eng.get('emotion_rate', 0):.1f} runs/s | – |")
         out.append(f"| largest per-session audio queue | {eng.get('queued_s_max', 0):.2f} s of audio (bound "
                    f"{r.get('queue_bound_s', 3.0):g} s) | bounded |")
     out.append(f"| sessions opened / with errors | {r['sessions_opened']} / {r['sessions_with_errors']} | – |")

@@ -365,3 +365,50 @@ def test_silero_gate_quiet_runs_carry_across_calls_like_a_frame_by_frame_count()
             count = count + 1 if q else 0
             want.append(count >= 3)
         assert vad._skips(frames).tolist() == want
+
+
+def test_silero_shed_takes_audio_without_the_model_and_scoring_resumes() -> None:
+    from vocalis.streaming.vad import FRAME, SileroVAD
+
+    voice = harmonic(200, 20 * FRAME / SR, amp=0.5)
+    vad = SileroVAD(gate_dbfs=None)
+    first = vad(voice)
+    h, c = vad._h.copy(), vad._c.copy()
+    shed = vad.shed(voice[: 10 * FRAME + 100])  # 10 frames and a remainder
+    assert shed.shape == (10,) and np.isnan(shed).all()
+    assert np.array_equal(vad._h, h) and np.array_equal(vad._c, c)  # the model did not run
+    assert vad.frames_seen == 30 and vad.frames_shed == 10
+    again = vad(voice[10 * FRAME + 100 :])  # the remainder completes the next frame: framing is kept
+    assert again.shape == (10,) and np.isfinite(again).all() and ((again >= 0) & (again <= 1)).all()
+    assert first.max() > 0.5  # the model did hear the onset before
+    vad.reset()
+    assert vad.frames_shed == 0
+
+
+def test_a_shed_vad_holds_the_voice_and_says_so(scream_bundle: Bundle) -> None:
+    from vocalis.streaming.vad import SileroVAD
+
+    p = make(scream_bundle, vad="silero", asr="off", emotion_every=0)
+    assert isinstance(p.vad, SileroVAD)
+    x = np.concatenate([harmonic(200, 2.0, amp=0.5), noise(3.0, amp=0.05, seed=1)])
+
+    def run(a: int, b: int, **kw: bool) -> list:
+        return [w for i in range(a, b, 4000) for w in p.advance(x[i : min(i + 4000, b)], SR, **kw)]
+
+    live = run(0, 2 * SR)
+    assert len(live) == 1 and not live[0].voice_deferred and live[0].voice > 0.5
+    shed = run(2 * SR, 4 * SR + SR // 2, vad=False)  # 2.5 s shed: windows ending at 2.5 ... 4.5 s
+    assert [w.voice_deferred for w in shed] == [True] * 5
+    # the window ending at 2.5 s holds frames 15..77; 15..61 were scored (the first 2 s): the voice is their max
+    ref = SileroVAD()(x[: 2 * SR])
+    assert ref.size == 62 and shed[0].voice == pytest.approx(float(ref[15:].max()), abs=1e-6)
+    assert shed[-1].voice == shed[-2].voice  # no scored frame left in the window: the last voice held
+    back = run(4 * SR + SR // 2, x.size)
+    assert [w.voice_deferred for w in back] == [True]  # shed frames are still inside the window
+    r = p.complete(back[-1], 0.0, None)
+    assert r.voice_deferred and 0.0 <= r.voice <= 1.0
+    p.reset()
+    assert not run(0, 2 * SR)[0].voice_deferred
+    q = make(scream_bundle, vad="silero", asr="off", emotion_every=0)
+    only = [w for i in range(0, 2 * SR, 4000) for w in q.advance(x[i : i + 4000], SR, vad=False)]
+    assert only[0].voice_deferred and only[0].voice == 0.0  # nothing ever scored: the initial 0

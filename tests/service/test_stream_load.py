@@ -194,8 +194,20 @@ def test_emotion_is_shed_under_load_and_the_danger_path_is_not(make_server: Any)
     assert [p["emotion_age_s"] for p in later] == [0.5, 1.0, 1.5, 2.0]
     assert all(p["probabilities"] == preds[0]["probabilities"] for p in later)  # the last ones, repeated
     assert all(0 <= p["scream"] <= 1 and "risk" in p for p in preds)
+    # the audio of every window has waited longer than the target: the VAD is shed too, the scream detector not
+    assert all(p["voice_deferred"] and p["voice"] == 0.0 for p in preds)  # no frame scored: the initial 0 held
     st = srv.engine.stats()
     assert st.get("emotion_deferred", 0) >= 4 and st.get("emotion_runs", 0) >= 1
+    assert st.get("vad_shed", 0) >= 5 and st["windows"] >= 5
+
+
+def test_the_vad_runs_on_every_window_while_the_server_keeps_up(make_server: Any) -> None:
+    srv, key = make_server(emotion_every=2, latency_target_s=30.0)
+    url = f"ws://127.0.0.1:{srv.port}/v1/stream?token={key}&sample_rate={SR}"
+    (msgs,) = run_sessions(url, [speechlike(4.0, 3)])
+    preds = predictions(msgs)
+    assert len(preds) >= 5 and not any(p["voice_deferred"] for p in preds)
+    assert srv.engine.stats().get("vad_shed", 0) == 0
 
 
 def test_engine_session_queue_drops_oldest_keeps_order_and_counts() -> None:

@@ -82,7 +82,8 @@ class _EngineCollector(Collector):
     GAUGES = ("sessions", "queued_samples", "queued_s_max", "emotion_rate", "emotion_ms", "scream_batch_mean",
               "scream_batch_max", "loop_lag_s")
     COUNTERS = ("windows", "cycles", "scream_batches", "emotion_runs", "emotion_deferred", "emotion_forced",
-                "emotion_late", "asr_runs", "asr_skipped", "asr_failed", "dropped_samples", "throttled")
+                "emotion_late", "vad_shed", "asr_runs", "asr_skipped", "asr_failed", "dropped_samples",
+                "throttled")
 
     def __init__(self, engine: Callable[[], Any]) -> None:
         self.engine = engine

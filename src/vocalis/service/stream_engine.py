@@ -10,7 +10,12 @@ A worker's **cycle**:
    starves; a session is in at most one cycle at a time, so its windows stay in order), and no
    more than ``max_claim_s`` seconds of audio in all, so that a cycle stays short under overload;
 2. per session, :meth:`~vocalis.streaming.predictor.StreamingPredictor.advance` (resampling, ring
-   buffer, Silero VAD) -> the windows that audio completed;
+   buffer, Silero VAD) -> the windows that audio completed. When the newest of that audio has
+   already waited ``latency_target_s`` (the server is behind), the VAD model is **shed** on it
+   (``advance(..., vad=False)``: the windows say ``voice_deferred`` and keep the last voice
+   score): Silero is ~40 % of the work per window and nothing in the default danger policy reads
+   it, so an overloaded server keeps the scream detector on every window instead of falling
+   further behind and dropping audio (measured: ``benchmarks/notes.md``);
 3. the **danger path**, never skipped: the scream detector's features per window and one batched
    onnxruntime run of its head over every window of the cycle;
 4. the **emotion** model where it is due (``emotion_every``), under a budget: an AIMD controller
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -227,6 +233,8 @@ class EngineSession:
         self.closed = False
         self.opened = time.monotonic()
         self.last_emotion = -math.inf  # monotonic time of the last emotion run
+        advance = getattr(predictor, "advance", None)  # may the engine shed its VAD (advance(..., vad=False))?
+        self.sheddable = advance is not None and "vad" in inspect.signature(advance).parameters
         self.spotted: Any = None  # a keyword-spotting result waiting for the session's next window
 
     # called on the event loop -------------------------------------------------------------------
@@ -634,7 +642,11 @@ class StreamEngine:
                     w.pushed = x.size
                     if s.split:
                         seen = s.predictor.samples_seen
-                        w.pending = list(s.predictor.advance(x, s.rate))
+                        if s.sheddable and time.monotonic() - w.audio[-1].arrival >= self.config.latency_target_s:
+                            w.pending = list(s.predictor.advance(x, s.rate, vad=False))  # behind: shed the VAD
+                            self._count("vad_shed", len(w.pending))
+                        else:
+                            w.pending = list(s.predictor.advance(x, s.rate))
                         w.arrivals = _arrivals(w.audio, [(p.end - seen) * s.rate / 16000 for p in w.pending])
                         split.append(w)
                         continue

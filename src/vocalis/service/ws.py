@@ -16,7 +16,9 @@ Protocol (JSON text messages with a ``type`` field; audio as binary frames):
 
 Under load the emotion model runs less often than ``emotion_every`` asks: a ``prediction`` then
 carries ``emotion_fresh: false``, ``emotion_deferred: true`` and ``emotion_age_s`` (how old its
-probabilities are); the danger path (voice, scream, risk) is computed for every window.
+probabilities are); when the server is behind, the VAD is skipped on late audio too
+(``voice_deferred: true``, ``voice`` = the maximum over the window's scored frames, or the last
+value); the danger path (scream, risk) is computed for every window.
 ``scream_backbone`` is the second scream head's score, which rides on the emotion run (held over
 the windows that overlap it; ``null`` when there is none or that run was shed).
 
@@ -105,7 +107,8 @@ class StreamSettings(BaseSettings):
     latency_target_s: float = Field(
         default=0.15, gt=0,
         description="Window latency the engine keeps: the emotion model runs less often when it is exceeded "
-                    "(prediction.emotion_deferred); the danger path (VAD, scream, policy) always runs.")
+                    "(prediction.emotion_deferred), and audio that has already waited this long skips the VAD "
+                    "(prediction.voice_deferred); the danger path (scream detector, policy) always runs.")
     emotion_max_age_s: float = Field(default=20.0, gt=0,
                                      description="A session's emotion is refreshed at least this often, whatever the load.")
     asr_queue: int = Field(default=2, ge=0,

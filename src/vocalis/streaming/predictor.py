@@ -149,6 +149,9 @@ class WindowResult:
     runs it elsewhere (its keywords come on a later window, with ``keywords_t_end`` = this
     window's end). ``scream_backbone`` is the backbone scream head's P(scream) of the latest
     window it ran on that overlaps this one (``None`` without a head or such a run).
+    ``voice_deferred`` says the caller shed the VAD on some of the window's frames (load
+    shedding, ``advance(..., vad=False)``): ``voice`` is then the maximum over the frames that
+    were scored, or the previous window's ``voice`` when none was.
     """
 
     t_start: float
@@ -169,6 +172,7 @@ class WindowResult:
     asr_pending: bool = False
     keywords_t_end: float | None = None
     scream_backbone: float | None = None
+    voice_deferred: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +202,7 @@ class PendingWindow:
     level_db: float
     vad_ms: float
     partial: bool = False
+    voice_deferred: bool = False
 
 
 def _scream_index(bundle: Bundle) -> int:
@@ -266,6 +271,7 @@ class StreamingPredictor:
         self._last_emotion_end = 0
         self._last_asr_end = -(10**12)
         self._vad_s = 0.0
+        self._last_voice = 0.0
         self._last_backbone: tuple[float, int] | None = None  # (P(scream), window end in samples)
 
     def _backbone(self, arg: Any) -> Bundle | None:
@@ -349,10 +355,13 @@ class StreamingPredictor:
         """Add a chunk; returns the windows it completed (possibly none, possibly several)."""
         return [self._score(w) for w in self.advance(samples, sample_rate)]
 
-    def advance(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[PendingWindow]:
-        """Add a chunk and return the windows it completed, unscored; give each, in order, to :meth:`complete`."""
+    def advance(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, vad: bool = True) -> list[PendingWindow]:
+        """Add a chunk and return the windows it completed, unscored; give each, in order, to :meth:`complete`.
+
+        ``vad=False`` sheds the VAD model on this chunk (a caller under overload; Silero only, the
+        energy fallback costs next to nothing): its windows say ``voice_deferred``."""
         x = self._check(samples, sample_rate)
-        return self._consume(self._resample(x, int(sample_rate)))
+        return self._consume(self._resample(x, int(sample_rate)), vad=vad)
 
     def flush(self) -> list[WindowResult]:
         """End the stream: drain the resampler, emit a last (zero-padded if needed) window, reset.
@@ -379,8 +388,9 @@ class StreamingPredictor:
             self._next_end = total + self.config.hop_samples  # a second drain adds nothing
         return out
 
-    def _consume(self, y: np.ndarray) -> list[PendingWindow]:
+    def _consume(self, y: np.ndarray, vad: bool = True) -> list[PendingWindow]:
         out: list[PendingWindow] = []
+        shed = None if vad else getattr(self.vad, "shed", None)
         pos = 0
         while pos < y.size:
             need = self._next_end - self._ring.total
@@ -388,7 +398,7 @@ class StreamingPredictor:
             piece = y[pos : pos + take]
             self._ring.extend(piece)
             tv = time.perf_counter()
-            self._vad_probs.extend(self.vad(piece))
+            self._vad_probs.extend(self.vad(piece) if shed is None else shed(piece))
             self._vad_s += time.perf_counter() - tv
             pos += take
             if self._ring.total == self._next_end:
@@ -403,13 +413,16 @@ class StreamingPredictor:
         w = self._ring.latest(cfg.window_samples)
         n_frames = max(1, min(len(self._vad_probs), -(-min(end, cfg.window_samples) // FRAME)))
         vp = self._vad_probs.latest(n_frames) if len(self._vad_probs) else np.zeros(1, np.float32)
+        scored = vp[~np.isnan(vp)]  # frames of a shed chunk are NaN
+        voice = float(scored.max()) if scored.size else self._last_voice
+        self._last_voice = voice
         level = float(10 * np.log10(float(np.dot(w, w)) / w.size + 1e-10))  # float32 dot: ~20x cheaper
         vad_ms = self._vad_s * 1e3  # VAD runs as audio arrives: its cost since the last window
         self._vad_s = 0.0
         hop = self._hops
         self._hops += 1
-        return PendingWindow(end=end, hop=hop, audio=w, voice=float(vp.max()), level_db=level, vad_ms=vad_ms,
-                             partial=partial)
+        return PendingWindow(end=end, hop=hop, audio=w, voice=voice, level_db=level, vad_ms=vad_ms,
+                             partial=partial, voice_deferred=scored.size < vp.size)
 
     @property
     def scream_index(self) -> int:
@@ -537,6 +550,7 @@ class StreamingPredictor:
             t_end=round(window.end / SAMPLE_RATE, 6),
             probabilities=dict(self._last_emotion),
             voice=round(window.voice, 6),
+            voice_deferred=window.voice_deferred,
             scream=round(float(scream), 6),
             keywords=keywords,
             voice_model=self.vad.name,

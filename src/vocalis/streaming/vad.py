@@ -15,6 +15,11 @@ quiet stretch still go through the model, so its hangover after speech is kept, 
 state is held over the skipped stretch (it has settled on silence by then). On RAVDESS, TESS and
 screams-corpus audio the gate skips ~24 % of the frames and the speech decisions (p > 0.5) agree
 with the ungated model on 99.5 % of them (``tests/test_streaming.py`` checks >= 98 %).
+
+Load shedding: :meth:`SileroVAD.shed` takes audio without running the model (NaN per frame; the
+framing, context and gate bookkeeping move on, the recurrent state is held as over a gated
+stretch), so an overloaded server can keep the scream detector on every window and drop the VAD
+instead of audio (:mod:`vocalis.service.stream_engine`).
 """
 
 from __future__ import annotations
@@ -137,6 +142,7 @@ class SileroVAD:
         self._quiet_run = 0  # consecutive quiet frames up to the last one seen
         self.frames_skipped = 0
         self.frames_seen = 0
+        self.frames_shed = 0  # taken by shed(): not scored at all
 
     def _skips(self, frames: np.ndarray) -> np.ndarray:
         """Which ``frames`` the silence gate skips (see the module docstring); updates the quiet run."""
@@ -152,6 +158,21 @@ class SileroVAD:
         run = np.where(last_loud >= 0, idx - last_loud, self._quiet_run + idx + 1)
         self._quiet_run = int(run[-1])
         return run >= self.gate_frames
+
+    def shed(self, samples: np.ndarray) -> np.ndarray:
+        """Take ``samples`` without running the model: NaN for every frame they complete.
+
+        The frames still count (``frames_seen``, ``frames_shed``) and the context and silence gate
+        move on, so the next :meth:`__call__` scores its frames as if the shed ones had been gated
+        (the recurrent state is held over them).
+        """
+        frames = self._framer.frames(samples)
+        if len(frames):
+            self._context = frames[-1, -CONTEXT:].copy()
+            self._skips(frames)
+            self.frames_seen += len(frames)
+            self.frames_shed += len(frames)
+        return np.full(len(frames), np.nan, np.float32)
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability of every frame completed by ``samples``."""

@@ -448,6 +448,7 @@ class StreamSession:
                     msg["emotion_fresh"] = bool(fresh)
                     msg["emotion_age_s"] = None if age is None else round(float(age), 3)
                     msg["emotion_deferred"] = bool(getattr(w, "emotion_deferred", False))
+                    msg["voice_deferred"] = bool(getattr(w, "voice_deferred", False))
                     msg["asr_pending"] = bool(getattr(w, "asr_pending", False))
                     msg["asr_skipped"] = bool(getattr(w, "asr_skipped", False))
                     heard = getattr(w, "keywords_t_end", None)
