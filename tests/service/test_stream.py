@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -388,6 +389,19 @@ def test_bad_control_message_is_an_error_not_a_close(setup: Callable[..., Any]) 
 # -- the alert life cycle -------------------------------------------------------------------------
 
 
+@contextmanager
+def _countdown(setup: Callable[..., Any], countdown_s: float, scream_s: float) -> Iterator[tuple[Any, Any, Any, dict]]:
+    """A session of a user with one contact that screams for ``scream_s`` seconds, at its first
+    ``countdown`` message: yields (client, account, socket, that message); the socket closes after."""
+    client, acct, _ = setup(countdown_s=countdown_s)
+    _contact(client, acct)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_bytes(pcm(scream_s, 0.5))
+        countdown, _ = recv_until(sock, "countdown")
+        yield client, acct, sock, countdown
+
+
 def test_danger_sequence_creates_alert_with_deliveries(setup: Callable[..., Any]) -> None:
     client, acct, _ = setup(countdown_s=1.0)
     mum = _contact(client, acct)
@@ -414,12 +428,7 @@ def test_danger_sequence_creates_alert_with_deliveries(setup: Callable[..., Any]
 
 
 def test_cancel_during_countdown_prevents_the_alert(setup: Callable[..., Any]) -> None:
-    client, acct, _ = setup(countdown_s=30.0)
-    _contact(client, acct)
-    with client.websocket_connect(url(acct)) as sock:
-        recv_until(sock, "session.created")
-        sock.send_bytes(pcm(2.0, 0.5))
-        countdown, _ = recv_until(sock, "countdown")
+    with _countdown(setup, 30.0, 2.0) as (client, _, sock, countdown):
         alert_id = countdown["alert_id"]
         assert _rows(client, Alert)[0].status == "countdown" and not _rows(client, Delivery)
         sock.send_json({"type": "Cancel"})
@@ -448,12 +457,7 @@ def test_countdown_runs_on_when_the_audio_stops(setup: Callable[..., Any]) -> No
 def test_a_burst_of_audio_does_not_shorten_the_countdown(setup: Callable[..., Any]) -> None:
     # 6 s of screaming at once: the policy's 2 s countdown is over in stream time within the burst,
     # but the user must still get 2 s on the wall clock to cancel
-    client, acct, _ = setup(countdown_s=2.0)
-    _contact(client, acct)
-    with client.websocket_connect(url(acct)) as sock:
-        recv_until(sock, "session.created")
-        sock.send_bytes(pcm(6.0, 0.5))
-        countdown, _ = recv_until(sock, "countdown")
+    with _countdown(setup, 2.0, 6.0) as (client, _, sock, countdown):
         shown = time.monotonic()
         assert countdown["remaining"] == 2.0
         alert, between = recv_until(sock, "alert")
@@ -465,12 +469,7 @@ def test_a_burst_of_audio_does_not_shorten_the_countdown(setup: Callable[..., An
 
 
 def test_cancel_works_until_the_wall_clock_countdown_ends(setup: Callable[..., Any]) -> None:
-    client, acct, _ = setup(countdown_s=5.0)
-    _contact(client, acct)
-    with client.websocket_connect(url(acct)) as sock:
-        recv_until(sock, "session.created")
-        sock.send_bytes(pcm(6.0, 0.5))  # the policy's countdown ends at t = 6.0 in stream time
-        countdown, _ = recv_until(sock, "countdown")
+    with _countdown(setup, 5.0, 6.0) as (client, _, sock, countdown):  # the policy's ends at t = 6.0 s
         seen: list[dict[str, Any]] = []
         while not any(m["type"] == "prediction" and m["t_end"] >= 6.0 for m in seen):
             seen.append(sock.receive_json())
@@ -487,12 +486,8 @@ def test_cancel_works_until_the_wall_clock_countdown_ends(setup: Callable[..., A
 
 
 def test_the_countdown_finishes_when_the_connection_is_lost(setup: Callable[..., Any]) -> None:
-    client, acct, _ = setup(countdown_s=1.0)
-    _contact(client, acct)
-    with client.websocket_connect(url(acct)) as sock:
-        recv_until(sock, "session.created")
-        sock.send_bytes(pcm(1.5, 0.5))
-        countdown, _ = recv_until(sock, "countdown")
+    with _countdown(setup, 1.0, 1.5) as (client, _, _sock, countdown):
+        pass
     # the socket is gone: nobody cancelled, so the alert goes out when the countdown ends
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and [a.status for a in _rows(client, Alert)] != ["confirmed"]:
@@ -503,12 +498,7 @@ def test_the_countdown_finishes_when_the_connection_is_lost(setup: Callable[...,
 
 
 def test_a_countdown_cancelled_over_rest_sends_nothing(setup: Callable[..., Any]) -> None:
-    client, acct, _ = setup(countdown_s=1.0)
-    _contact(client, acct)
-    with client.websocket_connect(url(acct)) as sock:
-        recv_until(sock, "session.created")
-        sock.send_bytes(pcm(1.5, 0.5))
-        countdown, _ = recv_until(sock, "countdown")
+    with _countdown(setup, 1.0, 1.5) as (client, acct, sock, countdown):
         r = client.post(f"/v1/alerts/{countdown['alert_id']}/cancel", headers=acct.headers)
         assert r.status_code == 200, r.text
         sock.send_bytes(pcm(2.0, 0.5))  # the policy's countdown runs out in stream time
