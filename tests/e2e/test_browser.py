@@ -103,15 +103,30 @@ def _for_phone(server: LiveServer, phone: str) -> tuple[list[Any], list[Any]]:
     return [m for m in tw.messages if m["to"] == phone], [c for c in tw.calls if c["to"] == phone]
 
 
+@contextmanager
+def _monitoring(server: LiveServer, clip: Path, email: str, phone: str, *,
+                evidence: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """A user with one contact (``phone``), logged in, monitoring ``clip`` as the microphone (evidence
+    recording opted in when ``evidence``): yields (page, account); the browser closes after."""
+    acct = _account(server, email, phone)
+    with _browser(clip) as page:
+        _login(page, server, acct["email"])
+        if evidence:
+            page.check("#ev-optin")  # evidence is recorded only when the user opts in
+        page.click("#mon-start")
+        yield page, acct
+
+
+def _alerts(server: LiveServer, acct: dict[str, Any]) -> list[Alert]:
+    with server.app.state.session_factory() as s:
+        return list(s.scalars(select(Alert).where(Alert.user_id == acct["id"])).all())
+
+
 def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path: Path, shots: Path | None) -> None:
     t0 = time.monotonic()
     clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav")
     phone = "+33611111111"
-    acct = _account(live_server, "scream@example.org", phone)
-    with _browser(clip) as page:
-        _login(page, live_server, acct["email"])
-        page.check("#ev-optin")  # evidence is recorded only when the user opts in
-        page.click("#mon-start")
+    with _monitoring(live_server, clip, "scream@example.org", phone, evidence=True) as (page, acct):
         page.wait_for_function("Number(document.querySelector('#live-count').textContent) >= 2")
         assert page.text_content("#live-label") not in ("", "–")
         page.wait_for_function("document.querySelector('#risk-meter').value >= 0.3")
@@ -174,10 +189,7 @@ def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp
     socket, during the countdown does not; the server runs it out and the page follows the alert."""
     clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav")
     phone = "+33633333333"
-    acct = _account(live_server, "stop@example.org", phone)
-    with _browser(clip) as page:
-        _login(page, live_server, acct["email"])
-        page.click("#mon-start")
+    with _monitoring(live_server, clip, "stop@example.org", phone) as (page, acct):
         page.wait_for_selector("#countdown:not([hidden])")
         page.click("#mon-stop")
         page.wait_for_function("document.querySelector('#mon-state').textContent === 'stopped'")
@@ -187,19 +199,14 @@ def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp
         assert page.errors == []  # type: ignore[attr-defined]
     sms, calls = _for_phone(live_server, phone)
     assert len(sms) == 1 and len(calls) == 1, (sms, calls)
-    with live_server.app.state.session_factory() as s:
-        alerts = list(s.scalars(select(Alert).where(Alert.user_id == acct["id"])).all())
-    assert [a.status for a in alerts] in (["confirmed"], ["delivered"])
+    assert [a.status for a in _alerts(live_server, acct)] in (["confirmed"], ["delivered"])
 
 
 def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> None:
     t0 = time.monotonic()
     clip = corpus_wav("quiet_background", 6, tmp_path / "quiet.wav")
     phone = "+33622222222"
-    acct = _account(live_server, "quiet@example.org", phone)
-    with _browser(clip) as page:
-        _login(page, live_server, acct["email"])
-        page.click("#mon-start")
+    with _monitoring(live_server, clip, "quiet@example.org", phone) as (page, acct):
         page.wait_for_function("Number(document.querySelector('#live-count').textContent) >= 2")
         # as long as the scream run needed for its alert (start ~2.5 s + 3 s countdown), and more
         page.wait_for_timeout(10_000)
@@ -212,8 +219,7 @@ def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> 
         page.wait_for_function("document.querySelector('#mon-state').textContent === 'stopped'")
         assert page.errors == []  # type: ignore[attr-defined]
     assert _for_phone(live_server, phone) == ([], [])
-    with live_server.app.state.session_factory() as s:
-        assert list(s.scalars(select(Alert).where(Alert.user_id == acct["id"])).all()) == []
+    assert _alerts(live_server, acct) == []
     assert time.monotonic() - t0 < 60
 
 
