@@ -50,6 +50,9 @@ def test_errors_are_uniform_json(client: TestClient, ann: Account) -> None:
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"}, content=b"{bad")
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+    r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"}, content=b'{"n\xff"}')
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_body", r.text
+    assert "UTF-8" in r.json()["error"]["message"]
     r = client.get("/v1/history?limit=0", headers=ann.headers)
     assert r.status_code == 422 and "limit" in r.json()["error"]["message"]
 
@@ -59,6 +62,12 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
     assert {"/v1/predict", "/v1/contacts", "/v1/alerts/{alert_id}/cancel", "/v1/history", "/healthz"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200
+    # every error is documented in the one error shape, FastAPI's own 422 shape is gone
+    contact = spec["paths"]["/v1/contacts/{contact_id}"]["get"]["responses"]
+    assert {"401", "404", "422"} <= set(contact)
+    assert contact["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert "401" in spec["paths"]["/v1/auth/token"]["post"]["responses"]
 
 
 def test_retention_purges_old_history_and_evidence(client: TestClient, ann: Account) -> None:

@@ -25,6 +25,7 @@ from vocalis import __version__
 from vocalis.errors import ModelError, VocalisError
 from vocalis.notify.base import Notifier
 from vocalis.notify.relay import Outcome, RelayWorker, RetryPolicy
+from vocalis.service import openapi
 from vocalis.service.errors import status_and_code
 from vocalis.service.metrics import Metrics, MetricsMiddleware
 from vocalis.service.model import ModelHolder
@@ -66,7 +67,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, f"http_{exc.status_code}")
-        resp = error_response(exc.status_code, code, str(exc.detail))
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's words
+            code, message = "invalid_body", "the request body is not JSON text (it must be UTF-8 encoded JSON)"
+        resp = error_response(exc.status_code, code, message)
         if exc.headers:
             resp.headers.update(exc.headers)
         return resp
@@ -181,6 +185,7 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
 
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)
     if STATIC_DIR.is_dir():
         from fastapi.staticfiles import StaticFiles
 

@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1/auth", tags=["accounts"])
 _DUMMY_HASH = hash_password("not a real password")
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post("/token", response_model=TokenOut,
+             responses={401: {"description": "Wrong e-mail or password, or an invalid API key."}})
 def token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenOut:
     """A token valid ``token_ttl_seconds``; send it as ``Authorization: Bearer`` (or ``?token=`` on the WebSocket)."""
     if body.api_key is not None:
