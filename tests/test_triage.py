@@ -328,6 +328,28 @@ def test_screamed_calls_for_help_drive_urgency_through_the_scream_detector(analy
     assert all("scream" not in row for row in plain.timeline) and rep.affect >= plain.affect
 
 
+@pytest.mark.corpus
+def test_screams_without_words_make_an_urgent_call_not_a_pocket_call(analyzer: CallAnalyzer) -> None:
+    """Screams are not speech to the VAD: the scream detector still scores those windows."""
+    import csv
+
+    from vocalis.audio.io import load_audio
+
+    root = corpus_dir("screams")
+    with open(root / "manifest.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["subset"] == "scream_call" and r["keyword"] == "bacho"
+                and r["emotion"] == "fearful"][:5]
+    call = np.concatenate([load_audio(root / r["path"]) for r in rows])
+    rep = CallAnalyzer(analyzer.bundle, asr_model=None).analyse(call, call_id="screams")
+    assert rep.speech_s < 0.2 * rep.duration_s  # the VAD hears (almost) no speech in it
+    wordless = [row for row in rep.timeline if "states" not in row]
+    assert wordless and all(row["scream"] >= 0.5 and row["urgency"] == row["scream"] for row in wordless)
+    assert rep.level in ("P1", "P2") and "pocket_call" not in {s.name for s in rep.signals}
+    assert any(r.kind == "affect" and r.text.startswith("screaming") for r in rep.reasons)
+    without = CallAnalyzer(analyzer.bundle, asr_model=None, scream_model=False).analyse(call)
+    assert without.level == "P4"  # what the call was before: the voice alone does not see it
+
+
 def test_onnx_encoder_transcribes_like_ctranslate2(tmp_path: Path) -> None:
     """The onnxruntime encoder under faster-whisper's decoder: same words, its own cached model."""
     from vocalis.danger.keywords import load_asr

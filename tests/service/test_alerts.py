@@ -50,6 +50,15 @@ def test_panic_alert_is_confirmed_with_one_delivery_per_contact_per_channel(clie
     assert listed["total"] == 1 and listed["items"][0]["id"] == alert["id"]
     r = client.post("/v1/alerts", headers=ann.headers, json={"risk": 2})
     assert r.status_code == 422
+    for bad in ("Infinity", "NaN"):  # not silently stored as null
+        r = client.post("/v1/alerts", headers={**ann.headers, "content-type": "application/json"},
+                        content='{"location": {"latitude": 1, "longitude": 0, "accuracy_m": ' + bad + "}}")
+        assert r.status_code == 422 and "accuracy_m" in r.json()["error"]["message"], r.text
+        assert "finite" in r.json()["error"]["message"]
+    for path in ("/v1/alerts", "/v1/history", "/v1/calls"):  # an offset past any integer is a 422, not a 500
+        r = client.get(f"{path}?offset=99999999999999999999", headers=ann.headers)
+        assert r.status_code == 422 and "offset" in r.json()["error"]["message"], (path, r.text)
+    assert client.get("/v1/alerts", headers=ann.headers).json()["total"] == 1
 
 
 def test_outbox_failure_rolls_back_the_alert(client: TestClient, ann: Account, monkeypatch: pytest.MonkeyPatch) -> None:

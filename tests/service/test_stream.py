@@ -382,6 +382,10 @@ def test_bad_control_message_is_an_error_not_a_close(setup: Callable[..., Any]) 
         assert "must be one of" in recv_until(sock, "error")[0]["message"]
         sock.send_json({"type": "Location", "lat": 500, "lon": 0})
         assert recv_until(sock, "error")[0]["code"] == "bad_message"
+        for bad in ('"accuracy": Infinity', '"accuracy": NaN', '"accuracy": 1e999'):  # JSON's non-numbers too
+            sock.send_text('{"type": "Location", "lat": 48.85, "lon": 2.35, ' + bad + "}")
+            err = recv_until(sock, "error")[0]
+            assert err["code"] == "bad_message" and ("finite" in err["message"] or "JSON allows" in err["message"])
         sock.send_json({"type": "Cancel"})
         assert recv_until(sock, "error")[0]["code"] == "no_countdown"
 

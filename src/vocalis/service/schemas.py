@@ -14,6 +14,9 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 Channel = Literal["sms", "call", "email", "webhook"]
 T = TypeVar("T")
 
+MAX_OFFSET = 2**31 - 1
+"""Largest ``offset`` a list accepts (a bigger one is a 422, not an integer overflow in the database)."""
+
 
 def check_email(v: str) -> str:
     v = v.strip()
@@ -204,6 +207,8 @@ class ContactOut(BaseModel):
 
 
 class LocationIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
     accuracy_m: float | None = Field(None, ge=0)
@@ -211,6 +216,8 @@ class LocationIn(BaseModel):
 
 class AlertCreate(BaseModel):
     """A manual panic alert: confirmed at once, delivered to every contact on every channel."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     risk: float | None = Field(1.0, ge=0, le=1)
     reason: str | None = Field("panic button", max_length=1000)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import queue
 import threading
 from collections import deque
@@ -129,18 +130,23 @@ def parse_control(text: str) -> dict[str, Any]:
     """Parse a client text message; :class:`ValueError` with a clear message when it is not valid."""
     import json
 
+    def no_constant(name: str) -> None:
+        raise ValueError(f"{name} is not a number JSON allows")
+
     try:
-        msg = json.loads(text)
+        msg = json.loads(text, parse_constant=no_constant)
     except ValueError as e:
         raise ValueError(f"text message must be JSON ({e})") from None
     if not isinstance(msg, dict) or msg.get("type") not in CONTROL_TYPES:
         got = msg.get("type") if isinstance(msg, dict) else type(msg).__name__
         raise ValueError(f"type={got!r} must be one of {', '.join(CONTROL_TYPES)}")
     if msg["type"] == "Location":
-        for k in ("lat", "lon"):
+        for k in ("lat", "lon", "accuracy"):
             v = msg.get(k)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"Location.{k}={v!r} must be a number")
+            if v is None and k == "accuracy":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"Location.{k}={v!r} must be a finite number")
         if not -90 <= msg["lat"] <= 90 or not -180 <= msg["lon"] <= 180:
             raise ValueError(f"Location lat={msg['lat']}, lon={msg['lon']} must be within [-90, 90] x [-180, 180]")
         acc = msg.get("accuracy")

@@ -7,10 +7,12 @@
     report.priority, report.level, report.reasons
 
 Per call: Silero VAD once; the transcript of the speech only (:class:`Transcriber`); the caller
-model and the scream detector (the bundled ``scream.vocalis`` of the safety monitor) on windows of
-``window_s`` seconds every ``hop_s`` seconds that hold at least ``min_speech`` speech (the others
-are in the timeline with ``speech`` only) — a window's urgency is the larger of the caller's
-distress intensity and P(scream); the gravity lexicon on
+model on windows of ``window_s`` seconds every ``hop_s`` seconds that hold at least ``min_speech``
+speech (the others are in the timeline without caller states); the scream detector (the bundled
+``scream.vocalis`` of the safety monitor) on every window that is not near-silent (above
+``pocket_floor_dbfs``), because a scream is not speech to the voice detector — a speech window's
+urgency is the larger of the caller's distress intensity and P(scream), another window's is
+P(scream) when it reaches ``scream_threshold``, and such a call is never a pocket call; the gravity lexicon on
 the transcript's words; the non-genuine signals; the priority and its reasons (:mod:`.priority`).
 """
 
@@ -56,6 +58,7 @@ class TriageConfig:
     short_call_s: float = 5.0
     cheerful_threshold: float = 0.45
     prank_threshold: float = 0.5
+    scream_threshold: float = 0.5
     max_call_s: float = MAX_CALL_SECONDS
     priority: PriorityConfig = field(default_factory=PriorityConfig)
 
@@ -66,6 +69,8 @@ class TriageConfig:
             raise ConfigError(f"hop_s={self.hop_s} must be in [0.1, window_s={self.window_s}]")
         if not 0.0 <= self.min_speech <= 1.0:
             raise ConfigError(f"min_speech={self.min_speech} must be in [0, 1]")
+        if not 0.0 < self.scream_threshold <= 1.0:
+            raise ConfigError(f"scream_threshold={self.scream_threshold} must be in (0, 1]")
 
 
 @dataclass
@@ -162,23 +167,28 @@ class CallAnalyzer:
         if starts[-1] + win < x.size and x.size - starts[-1] - hop >= SAMPLE_RATE:  # a last partial window >= 1 s
             starts.append(starts[-1] + hop)
         rows: list[dict[str, Any]] = []
-        todo: list[int] = []
+        todo: list[int] = []  # windows with enough speech: caller states (and the scream detector)
+        loud: list[int] = []  # every window above the silence floor: the scream detector
         for i, s in enumerate(starts):
             a, b = s / SAMPLE_RATE, min((s + win) / SAMPLE_RATE, dur)
             frac = _speech_fraction(spans, a, b)
             rows.append({"start": round(a, 2), "end": round(b, 2), "speech": round(frac, 3)})
-            if frac >= cfg.min_speech and b - a >= 0.5:
+            if b - a < 0.5:
+                continue
+            if frac >= cfg.min_speech:
                 todo.append(i)
+            if _dbfs(x[s:s + win]) > cfg.pocket_floor_dbfs:
+                loud.append(i)
         affect = [WindowAffect(r["start"], r["end"], None) for r in rows]
+        scream: dict[int, float] = {}
+        if self.scream is not None and loud:
+            sb = self.scream
+            sf = np.stack([sb.features(x[starts[i]:starts[i] + win]) for i in loud])
+            scream = dict(zip(loud, sb.predict_proba_features(sf)[:, sb.labels.index("scream")].tolist()))
         if todo:
             feats = np.stack([self.bundle.features(x[starts[i]:starts[i] + win]) for i in todo])
             proba = self.bundle.predict_proba_features(feats)
-            scream = np.zeros(len(todo))
-            if self.scream is not None:
-                sb = self.scream
-                sf = np.stack([sb.features(x[starts[i]:starts[i] + win]) for i in todo])
-                scream = sb.predict_proba_features(sf)[:, sb.labels.index("scream")]
-            for i, p, sc in zip(todo, proba, scream):
+            for i, p in zip(todo, proba):
                 st = self.caller.states(p)
                 urgent = {k: st.raw[k] for k in self.caller.urgent if k in st.raw}
                 top = max(urgent, key=urgent.__getitem__) if urgent else None
@@ -187,11 +197,19 @@ class CallAnalyzer:
                                label=max(st.states, key=st.states.__getitem__))
                 level_ = st.distress
                 if self.scream is not None:
-                    rows[i]["scream"] = round(float(sc), 4)
+                    sc = scream.get(i, 0.0)
+                    rows[i]["scream"] = round(sc, 4)
                     if sc > level_:  # a scream or shout is distress whatever the emotion model says
-                        level_, top, top_p = float(sc), "screaming", float(sc)
+                        level_, top, top_p = sc, "screaming", sc
                 rows[i]["urgency"] = round(level_, 4)
                 affect[i] = WindowAffect(rows[i]["start"], rows[i]["end"], level_, top, top_p)
+        for i, sc in scream.items():
+            if "states" in rows[i]:
+                continue
+            rows[i]["scream"] = round(sc, 4)
+            if sc >= cfg.scream_threshold:  # screaming without words: urgent on its own
+                rows[i]["urgency"] = round(sc, 4)
+                affect[i] = WindowAffect(rows[i]["start"], rows[i]["end"], sc, "screaming", sc)
         return rows, affect
 
     def _signals(self, x: np.ndarray, spans: list[SpeechSpan], rows: list[dict[str, Any]],
@@ -200,7 +218,8 @@ class CallAnalyzer:
         dur = x.size / SAMPLE_RATE
         speech_s = sum(s.end - s.start for s in spans)
         out: list[Signal] = []
-        if speech_s < max(cfg.silent_speech_s, 0.05 * dur):
+        screamed = any(r.get("scream", 0.0) >= cfg.scream_threshold for r in rows)
+        if speech_s < max(cfg.silent_speech_s, 0.05 * dur) and not screamed:  # screams are no pocket noise
             mask = np.ones(x.size, bool)
             for s in spans:
                 mask[int(s.start * SAMPLE_RATE):int(s.end * SAMPLE_RATE)] = False

@@ -13,7 +13,7 @@ from vocalis.service import alerts as svc
 from vocalis.service.convert import alert_out, evidence_out
 from vocalis.service.deps import MetricsDep, SessionDep, SettingsDep, UserDep, get_session_factory, wake_relay
 from vocalis.service.errors import NotFoundError
-from vocalis.service.schemas import AlertCreate, AlertOut, ErrorBody, EvidenceOut, Page
+from vocalis.service.schemas import MAX_OFFSET, AlertCreate, AlertOut, ErrorBody, EvidenceOut, Page
 from vocalis.service.uploads import store_body
 from vocalis.storage import repositories as repo
 from vocalis.storage.tables import Evidence, new_id
@@ -54,7 +54,7 @@ def create_alert(
 @router.get("", response_model=Page[AlertOut])
 def list_alerts(
     user: UserDep, session: SessionDep,
-    limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> Page[AlertOut]:
     """Your alerts, newest first, with their deliveries."""
     rows, total = repo.list_alerts(session, user.id, limit=limit, offset=offset)

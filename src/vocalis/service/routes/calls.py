@@ -18,7 +18,7 @@ from vocalis.service.deps import ModelDep, SessionDep, SettingsDep, UserDep, get
 from vocalis.service.errors import NotFoundError
 from vocalis.service.model import ModelHolder
 from vocalis.service.routes.predict import _BODY, _ERRORS
-from vocalis.service.schemas import CallOut, CallUpdate, Page
+from vocalis.service.schemas import MAX_OFFSET, CallOut, CallUpdate, Page
 from vocalis.service.settings import Settings
 from vocalis.service.uploads import read_audio_body
 from vocalis.storage import repositories as repo
@@ -83,7 +83,7 @@ async def triage_call(request: Request, user: UserDep, settings: SettingsDep, mo
 def queue(
     user: UserDep, session: SessionDep,
     status: str = Query("waiting", pattern="^(waiting|handled|all)$", description="waiting (the queue), handled, all"),
-    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> Page[CallOut]:
     """The call queue: highest priority first, then first come first served."""
     rows, total = repo.list_calls(session, user.id, status=None if status == "all" else status, limit=limit,
