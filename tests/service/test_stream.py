@@ -512,6 +512,25 @@ def test_a_countdown_cancelled_over_rest_sends_nothing(setup: Callable[..., Any]
     assert [a.status for a in _rows(client, Alert)] == ["cancelled"] and _rows(client, Delivery) == []
 
 
+def test_a_rest_cancel_stops_the_live_countdown_at_once(setup: Callable[..., Any]) -> None:
+    """The web UI cancels over REST: the socket must stop counting down now, not when the countdown ends."""
+    with _countdown(setup, 30.0, 1.5) as (client, acct, sock, countdown):
+        asked = time.monotonic()
+        r = client.post(f"/v1/alerts/{countdown['alert_id']}/cancel", headers=acct.headers)
+        assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+        cancelled, before = recv_until(sock, "cancelled")  # no more audio sent: only the cancel can cause it
+        assert time.monotonic() - asked < 5.0
+        assert cancelled["alert_id"] == countdown["alert_id"] and cancelled["reason"] == "user"
+        assert cancelled["cooldown_s"] == 60.0 and "cooldown" not in cancelled
+        assert not [m for m in before if m["type"] == "alert"]
+        sock.send_bytes(pcm(2.0, 0.5))  # still screaming: the cooldown opens no new countdown
+        sock.send_json({"type": "CloseStream"})
+        _, rest = recv_until(sock, "finalized")
+        assert not [m for m in rest if m["type"] in ("countdown", "alert", "cancelled")]
+        sock.send_json({"type": "Cancel"})  # nothing left to cancel on the socket either
+    assert [a.status for a in _rows(client, Alert)] == ["cancelled"] and _rows(client, Delivery) == []
+
+
 def test_panic_raises_a_confirmed_alert_at_once(setup: Callable[..., Any]) -> None:
     client, acct, _ = setup()
     _contact(client, acct)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
@@ -69,10 +70,15 @@ def get_alert(alert_id: str, user: UserDep, session: SessionDep) -> AlertOut:
 
 @router.post("/{alert_id}/cancel", response_model=AlertOut,
              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
-def cancel_alert(alert_id: str, user: UserDep, session: SessionDep) -> AlertOut:
-    """Cancel a pending or countdown alert; a confirmed one cannot be cancelled (409)."""
+def cancel_alert(alert_id: str, user: UserDep, session: SessionDep, request: Request) -> AlertOut:
+    """Cancel a pending or countdown alert; a confirmed one cannot be cancelled (409).
+
+    A live stream counting down to this alert stops at once and sends ``cancelled`` on its socket."""
     alert = svc.cancel_alert(session, user.id, alert_id)
     session.commit()
+    from vocalis.service.routes.stream import cancelled_elsewhere
+
+    anyio.from_thread.run(cancelled_elsewhere, request.app, user.id, alert_id)
     return alert_out(alert)
 
 

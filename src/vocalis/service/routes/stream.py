@@ -486,9 +486,12 @@ class StreamSession:
                 self.held_alert, self.countdown_end_mono = None, None
                 alert_id, self.pending_alert = self.pending_alert, None
                 if alert_id is not None:
-                    with contextlib.suppress(ConflictError):
+                    with contextlib.suppress(ConflictError):  # already cancelled through the REST API
                         await self._db(self._cancel, alert_id)
-                self.send({"type": "cancelled", "alert_id": alert_id, **d})
+                d.pop("cooldown", None)
+                # the episode goes on without a new countdown for cooldown_s (Panic still alerts)
+                self.send({"type": "cancelled", "alert_id": alert_id, **d,
+                           "cooldown_s": self.policy.config.cooldown_s if self.policy is not None else 0.0})
 
     def _wall_left(self) -> float:
         """Wall-clock seconds left of the running countdown (0 when none runs)."""
@@ -662,19 +665,13 @@ class StreamSession:
                 raise self.fatal
             await self._command("finalize")
             return True
-        if kind in ("Cancel", "Panic"):
+        if kind == "Panic":
             async with self.lock:
-                t = max(self.policy.clock, 0.0)
-                if kind == "Panic":
-                    events = self.policy.panic(t, reason="panic")
-                else:
-                    events = self.policy.cancel(t)
-                    if self.held_alert is not None:  # over in stream time, not yet on the wall clock
-                        events = [e for e in events if e.type != "alert"]
-                        events.append(Event("cancelled", t, reason="user"))
-                    if not any(e.type == "cancelled" for e in events):
-                        self.send(ws.error_message("no_countdown", "Cancel: no countdown is running"))
-                await self._events(events)
+                await self._events(self.policy.panic(max(self.policy.clock, 0.0), reason="panic"))
+            return False
+        if kind == "Cancel":
+            if not await self.cancel_countdown():
+                self.send(ws.error_message("no_countdown", "Cancel: no countdown is running"))
             return False
         if kind == "Location":
             acc = msg.get("accuracy")
@@ -685,6 +682,24 @@ class StreamSession:
                 await self._db(self._set_location, targets, self.location)
             return False
         return False  # pragma: no cover
+
+    async def cancel_countdown(self, alert_id: str | None = None) -> bool:
+        """Cancel the running countdown (``Cancel`` on the socket, or ``alert_id`` cancelled through
+        ``POST /v1/alerts/{id}/cancel``): the policy stops it and the client gets ``cancelled`` at
+        once. ``False`` when no countdown (for ``alert_id``) runs."""
+        async with self.lock:
+            if self.policy is None or (alert_id is not None and alert_id != self.pending_alert):
+                return False
+            t = max(self.policy.clock, 0.0)
+            events = self.policy.cancel(t)
+            if self.held_alert is not None or alert_id is not None:
+                # over in stream time but not yet on the wall clock, or already cancelled in the
+                # database: no alert may come of it
+                events = [e for e in events if e.type != "alert"]
+                if not any(e.type == "cancelled" for e in events):
+                    events.append(Event("cancelled", t, reason="user"))
+            await self._events(events)
+            return any(e.type == "cancelled" for e in events)
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -834,6 +849,15 @@ def _active(app: Any) -> dict[str, StreamSession | None]:
     if s is None:
         s = app.state.stream_sessions = {}
     return s  # type: ignore[no-any-return]
+
+
+async def cancelled_elsewhere(app: Any, user_id: str, alert_id: str) -> bool:
+    """``alert_id`` was cancelled through the REST API: stop the countdown of the live session that
+    runs it, so its socket says ``cancelled`` now instead of counting down to nothing."""
+    for session in list(_active(app).values()):
+        if session is not None and session.user.id == user_id and session.pending_alert == alert_id:
+            return await session.cancel_countdown(alert_id)
+    return False
 
 
 async def close_streams(app: Any, grace_s: float | None = None) -> int:
