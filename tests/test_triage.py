@@ -391,3 +391,21 @@ def test_onnx_encoder_falls_back_to_ctranslate2_when_the_graph_cannot_be_built(
         m = keywords.load_asr(encoder="onnx")
     assert "ONNX encoder unavailable (unknown layout)" in caplog.text
     assert "encode" not in vars(m)  # faster-whisper's own method, not an instance override
+
+
+@pytest.mark.corpus
+def test_a_short_last_window_needs_as_much_speech_as_a_whole_one(analyzer: CallAnalyzer) -> None:
+    """A 4.1 s clip: its last window (3.0-4.1 s) holds the end of a word and silence; the emotion
+    model on that scrap is not evidence of distress (it said fear 1.00 and made the call P3)."""
+    from vocalis.audio.io import load_audio
+
+    root = corpus_dir("ravdess")
+    clip = next(root.rglob("03-01-05-02-01-01-01.*"))  # actor 1, angry, strong intensity
+    x = load_audio(clip)
+    a = CallAnalyzer(analyzer.bundle, asr_model=None)
+    rep = a.analyse(x, call_id="tail")
+    first, last = rep.timeline
+    assert last["end"] - last["start"] < 1.5 and 0 < last["speech"] * (last["end"] - last["start"]) < 0.9
+    assert "states" in first and "states" not in last
+    cfg = TriageConfig(min_speech=0.1)  # the rule is in seconds of speech: a lower bar scores it again
+    assert "states" in CallAnalyzer(analyzer.bundle, asr_model=None, config=cfg).analyse(x).timeline[-1]

@@ -8,7 +8,8 @@
 
 Per call: Silero VAD once; the transcript of the speech only (:class:`Transcriber`); the caller
 model on windows of ``window_s`` seconds every ``hop_s`` seconds that hold at least ``min_speech``
-speech (the others are in the timeline without caller states); the scream detector (the bundled
+x ``window_s`` seconds of speech (a short last window too; the others are in the timeline without
+caller states); the scream detector (the bundled
 ``scream.vocalis`` of the safety monitor) on every window that is not near-silent (above
 ``pocket_floor_dbfs``), because a scream is not speech to the voice detector — a speech window's
 urgency is the larger of the caller's distress intensity and P(scream), another window's is
@@ -175,8 +176,8 @@ class CallAnalyzer:
             rows.append({"start": round(a, 2), "end": round(b, 2), "speech": round(frac, 3)})
             if b - a < 0.5:
                 continue
-            if frac >= cfg.min_speech:
-                todo.append(i)
+            if frac * (b - a) >= cfg.min_speech * cfg.window_s:  # seconds of speech: a short last window
+                todo.append(i)                                   # needs as much as a whole one
             if _dbfs(x[s:s + win]) > cfg.pocket_floor_dbfs:
                 loud.append(i)
         affect = [WindowAffect(r["start"], r["end"], None) for r in rows]
