@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import event, select
 
 from tests.service.conftest import Account, register
 from tests.service.fakes import FakeTwilio, WebhookReceiver, fake_twilio, smtp_sink
-from vocalis.notify.base import AlertInfo, ContactInfo, DeliveryInfo, Notifier, UserInfo
+from vocalis.notify.base import AlertInfo, ContactInfo, DeliveryInfo, Notifier, PermanentNotifyError, UserInfo
 from vocalis.notify.email import EmailNotifier
 from vocalis.notify.relay import RelayWorker, RetryPolicy, claim, run_once
 from vocalis.notify.twilio import IDEMPOTENCY_HEADER, TwilioNotifier
@@ -36,6 +36,12 @@ POLICY = RetryPolicy(max_attempts=8, backoff_base=1, backoff_max=10, lease_secon
 def twilio() -> Iterator[FakeTwilio]:
     with fake_twilio() as fake:
         yield fake
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    """The fake receivers listen on 127.0.0.1: this server allows private webhook addresses."""
+    return make_client(webhook_allow_private=True)
 
 
 @pytest.fixture
@@ -112,7 +118,7 @@ def test_crash_between_provider_success_and_commit_does_not_duplicate(
                 json={"name": "M", "phone": "+33612345678", "webhook_url": receiver.url, "channels": ["sms", "webhook"]})
     alert = _alert(client, ann)
     factory = client.app.state.session_factory  # type: ignore[attr-defined]
-    notifiers: dict[str, Notifier] = {"sms": _twilio_notifier(twilio), "webhook": WebhookNotifier(2.0)}
+    notifiers: dict[str, Notifier] = {"sms": _twilio_notifier(twilio), "webhook": WebhookNotifier(2.0, allow_private=True)}
 
     class Killed(BaseException):
         """The process dies: nothing after this runs."""
@@ -155,7 +161,7 @@ def test_permanent_errors_fail_fast_and_alert_is_partially_failed(
                       "channels": ["sms", "webhook", "email"]})
     alert = _alert(client, ann)
     twilio.inject(400)  # e.g. an unreachable number
-    _drain(client, {"sms": _twilio_notifier(twilio), "webhook": WebhookNotifier(2.0)}, utcnow())
+    _drain(client, {"sms": _twilio_notifier(twilio), "webhook": WebhookNotifier(2.0, allow_private=True)}, utcnow())
     rows = {d.channel: d for d in _deliveries(client)}
     assert rows["sms"].status == "failed" and rows["sms"].attempts == 1 and "HTTP 400" in (rows["sms"].last_error or "")
     assert rows["email"].status == "failed" and "not configured" in (rows["email"].last_error or "")
@@ -208,7 +214,7 @@ def test_webhook_signature_verifies_at_the_receiver(client: TestClient, receiver
     contact = client.post("/v1/contacts", headers=ann.headers, json={"name": "Hook", "webhook_url": receiver.url}).json()
     alert = _alert(client, ann, reason="help")
     receiver.statuses = [503]  # first try: the receiver is down -> retried
-    _drain(client, {"webhook": WebhookNotifier(2.0)}, utcnow())
+    _drain(client, {"webhook": WebhookNotifier(2.0, allow_private=True)}, utcnow())
     assert len(receiver.received) == 2
     req = receiver.received[-1]
     secret = contact["webhook_secret"]
@@ -358,3 +364,38 @@ def test_flush_on_stop_tries_backing_off_deliveries_once_and_keeps_failures_pend
         rows = s.scalars(select(Delivery).where(Delivery.status != "sent")).all()
         assert [(d.status, d.attempts) for d in rows] == [("pending", 1)] * 3  # durable for the next relay
         assert all(d.next_attempt_at > utcnow() + timedelta(minutes=4) for d in rows)
+
+
+def test_webhooks_to_private_addresses_are_refused_unless_allowed(make_client: Callable[..., TestClient],
+                                                                   receiver: WebhookReceiver,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any user can enter a webhook URL: by default the server neither stores nor calls one on its own
+    loopback or private network (server-side request forgery)."""
+    strict = make_client()
+    ann = register(strict, name="Ann")
+    for url in (receiver.url, "http://localhost:8000/admin", "http://169.254.169.254/latest/meta-data",
+                "http://[::1]/x", "http://10.0.0.5/hook"):
+        r = strict.post("/v1/contacts", headers=ann.headers, json={"name": "Hook", "webhook_url": url})
+        assert r.status_code == 422 and "must be a public address" in r.json()["error"]["message"], (url, r.text)
+    ok = strict.post("/v1/contacts", headers=ann.headers, json={"name": "Hook", "webhook_url": "https://hooks.example/x"})
+    assert ok.status_code == 201
+    r = strict.patch(f"/v1/contacts/{ok.json()['id']}", headers=ann.headers, json={"webhook_url": receiver.url})
+    assert r.status_code == 422 and "must be a public address" in r.json()["error"]["message"]
+    # the notifier checks what the host resolves to at send time (a public-looking name can point inside)
+    import socket
+
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kw: Any) -> Any:
+        return real("127.0.0.1" if host == "hooks.example" else host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    contact = ContactInfo(id="c1", name="Hook", webhook_url=receiver.url.replace("127.0.0.1", "hooks.example"))
+    delivery = DeliveryInfo(id="d1", alert_id="a1", channel="webhook", idempotency_key="a1:c1:webhook", attempts=1)
+    alert = AlertInfo(id="a1", source="manual", risk=1.0, reason="help", created_at=utcnow())
+    user = UserInfo(id="u1", email="ann@example.org", name="Ann")
+    with pytest.raises(PermanentNotifyError, match="not a public address"):
+        WebhookNotifier(2.0).send(delivery, alert, contact, user)
+    assert receiver.received == []
+    WebhookNotifier(2.0, allow_private=True).send(delivery, alert, contact, user)  # the operator allows it
+    assert len(receiver.received) == 1

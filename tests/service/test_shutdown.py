@@ -54,6 +54,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
         "VOCALIS_DATA_DIR": str(tmp_path / "data"),
         "VOCALIS_SECRET_KEY": "shutdown-test-secret",
         "VOCALIS_PRELOAD_MODEL": "false",
+        "VOCALIS_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on 127.0.0.1
         "VOCALIS_RELAY_POLL_SECONDS": "3600",  # only wake() (a new alert) and the shutdown flush deliver
         "VOCALIS_RELAY_BACKOFF_BASE_SECONDS": "600",  # a failed delivery is not retried before the shutdown
         "VOCALIS_RELAY_BACKOFF_MAX_SECONDS": "1200",
@@ -156,6 +157,7 @@ def test_sigterm_closes_streams_1001_flushes_the_outbox_and_loses_no_alert(
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode in (0, -signal.SIGTERM), out[-3000:]
     assert "Traceback" not in out, out[-3000:]
+    assert "/v1/stream?token=***" in out and key not in out  # the API key in the URL is not logged
 
     # every alert reached the receiver: the backing-off one by the shutdown flush
     delivered = [json.loads(r.body)["data"]["alert_id"] for r in receiver.received]

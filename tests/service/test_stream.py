@@ -165,13 +165,26 @@ def _contact(client: TestClient, acct: Account) -> dict[str, Any]:
 # -- auth and parameters --------------------------------------------------------------------------
 
 
-def test_auth_failure_closes_1008_before_accept(setup: Callable[..., Any]) -> None:
+def test_auth_failure_is_a_401_with_the_reason_before_accept(setup: Callable[..., Any]) -> None:
     client, _acct, made = setup()
-    for q in ("", "?token=vk_notakey", "?token=garbage.token"):
-        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/v1/stream" + q):
+    for q, why in (("", "missing credentials"), ("?token=vk_notakey", ""), ("?token=garbage.token", "")):
+        with pytest.raises(WebSocketDenialResponse) as info, client.websocket_connect("/v1/stream" + q):
             pass
-        assert info.value.code == 1008
+        assert info.value.status_code == 401
+        err = info.value.json()["error"]
+        assert err["code"] == "unauthorized" and why in err["message"] and err["message"]
+    with pytest.raises(WebSocketDenialResponse) as info, client.websocket_connect(
+            "/v1/stream", headers={"Authorization": "Bearer vk_notakey"}):
+        pass
+    assert info.value.status_code == 401
     assert made == []  # nothing was built for an unauthenticated client
+
+
+def test_a_bearer_header_authenticates_like_the_query_token(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect("/v1/stream", headers={"Authorization": f"Bearer {acct.api_key}"}) as sock:
+        created, _ = recv_until(sock, "session.created")
+        assert created["sample_rate"] == SR
 
 
 def test_session_created_with_token_and_api_key(setup: Callable[..., Any]) -> None:

@@ -36,6 +36,49 @@ from vocalis.notify.base import (
 SECRET_PREFIX = "whsec_"
 
 
+def private_address(url: str, *, resolve: bool = True) -> str | None:
+    """The first address ``url``'s host stands for that is not public (loopback, private,
+    link-local, reserved, ...), or ``None``. ``resolve=False`` looks only at literal addresses and
+    ``localhost``; a host that does not resolve is ``None`` (the request then fails on its own).
+
+    A webhook is a URL any user can enter: without this check the server would POST to its own
+    loopback services or the internal network on a user's behalf (server-side request forgery).
+
+    >>> private_address("http://127.0.0.1:9/hook"), private_address("https://[::1]/x")
+    ('127.0.0.1', '::1')
+    >>> private_address("http://169.254.169.254/latest"), private_address("https://8.8.8.8/x")
+    ('169.254.169.254', None)
+    >>> private_address("http://localhost./x", resolve=False)
+    'localhost'
+    """
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        literal = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        literal = None
+    if literal is not None:
+        return None if literal.is_global else str(literal)
+    if host == "localhost" or host.endswith(".localhost"):
+        return host
+    if not resolve:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError):
+        return None
+    for info in infos:
+        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not addr.is_global:
+            return str(addr)
+    return None
+
+
 def new_secret() -> str:
     """A fresh ``whsec_`` secret (24 random bytes)."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
@@ -69,14 +112,16 @@ def verify(
 
 
 class WebhookNotifier:
-    """POSTs the alert as JSON to the contact's ``webhook_url`` with httpx."""
+    """POSTs the alert as JSON to the contact's ``webhook_url`` with httpx (public addresses only,
+    unless ``allow_private``; see :func:`private_address`; redirects are not followed)."""
 
     channels = ("webhook",)
 
-    def __init__(self, timeout: float = 10.0, *, transport: object | None = None) -> None:
+    def __init__(self, timeout: float = 10.0, *, transport: object | None = None, allow_private: bool = False) -> None:
         import httpx
 
         self.timeout = timeout
+        self.allow_private = allow_private  # receivers on loopback / private networks (off: SSRF)
         self._client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)  # type: ignore[arg-type]
 
     def send(self, delivery: DeliveryInfo, alert: AlertInfo, contact: ContactInfo, user: UserInfo) -> str:
@@ -84,6 +129,12 @@ class WebhookNotifier:
 
         if not contact.webhook_url:
             raise PermanentNotifyError(f"contact={contact.id} has no webhook_url")
+        if not self.allow_private:
+            bad = private_address(contact.webhook_url)
+            if bad is not None:
+                raise PermanentNotifyError(
+                    f"webhook: {contact.webhook_url} points at {bad}, which is not a public address; this server "
+                    "does not send to loopback, private or link-local receivers unless its operator allows them")
         body = json.dumps(alert_payload(delivery, alert, contact, user), separators=(",", ":")).encode()
         ts = int(time.time())
         headers = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,34 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal server error")
 
 
+class RedactTokens(logging.Filter):
+    """Hide credentials in logged URLs: uvicorn logs each request's path with its query string, and
+    the WebSocket takes ``?token=`` (browsers cannot send headers), which may be a long-lived API key.
+
+    >>> r = logging.LogRecord("uvicorn.error", 20, "", 0, '%s - "WebSocket %s" [accepted]',
+    ...                       ("1.2.3.4:5", "/v1/stream?token=vk_abc_secret&sample_rate=16000"), None)
+    >>> RedactTokens().filter(r) and r.getMessage()
+    '1.2.3.4:5 - "WebSocket /v1/stream?token=***&sample_rate=16000" [accepted]'
+    """
+
+    PATTERN = re.compile(r"((?:^|[?&])(?:token|api_key|access_token)=)[^&\s\"']+", re.I)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(self.PATTERN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1***", record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Add :class:`RedactTokens` to uvicorn's loggers (once per process)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+
+
 def _db_counts(app: FastAPI) -> dict[str, dict[str, int]]:
     with app.state.session_factory() as session:
         return {"deliveries": repo.delivery_counts(session), "alerts": repo.alert_counts(session)}
@@ -89,6 +118,7 @@ def _db_counts(app: FastAPI) -> dict[str, dict[str, int]]:
 def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Notifier] | None = None) -> FastAPI:
     """Build the app. ``notifiers`` replaces the ones built from ``settings`` (tests use fakes)."""
     settings = settings or Settings()
+    install_log_redaction()
     engine = make_engine(settings.database_url)
     metrics = Metrics()
 

@@ -16,7 +16,8 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
     from vocalis.notify.email import EmailNotifier
     from vocalis.notify.webhook import WebhookNotifier
 
-    out: dict[str, Notifier] = {"webhook": WebhookNotifier(settings.webhook_timeout_seconds)}
+    out: dict[str, Notifier] = {"webhook": WebhookNotifier(settings.webhook_timeout_seconds,
+                                                        allow_private=settings.webhook_allow_private)}
     if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number:
         from vocalis.notify.twilio import TwilioNotifier
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
 
     # webhooks (Standard Webhooks signatures with each contact's secret)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook URLs on loopback, private or link-local addresses (a receiver on "
+        "your own network); off, any user could make the server call its internal services.")
 
     # outbox relay
     relay_enabled: bool = True

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from pydantic import ValidationError
 
-from vocalis.notify.webhook import new_secret
+from vocalis.notify.webhook import new_secret, private_address
 from vocalis.service.convert import contact_out
-from vocalis.service.deps import SessionDep, UserDep
+from vocalis.service.deps import SessionDep, SettingsDep, UserDep
 from vocalis.service.errors import InvalidInputError, NotFoundError
 from vocalis.service.schemas import ContactIn, ContactOut, ContactUpdate
+from vocalis.service.settings import Settings
 from vocalis.storage import repositories as repo
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -25,11 +26,25 @@ def _fields(c: ContactIn) -> dict[str, object]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactOut)
-def create_contact(body: ContactIn, user: UserDep, session: SessionDep) -> ContactOut:
-    """Add a contact. A webhook contact gets a ``whsec_`` signing secret unless one is given."""
+def create_contact(body: ContactIn, user: UserDep, session: SessionDep, settings: SettingsDep) -> ContactOut:
+    """Add a contact. A webhook contact gets a ``whsec_`` signing secret unless one is given.
+
+    A ``webhook_url`` on a loopback, private or link-local address is refused (422) unless the
+    server allows it (``VOCALIS_WEBHOOK_ALLOW_PRIVATE``); the relay checks the resolved address again
+    before each delivery."""
+    _check_webhook(body, settings)
     row = repo.create_contact(session, user.id, **_fields(body))
     session.commit()
     return contact_out(row)
+
+
+def _check_webhook(body: ContactIn, settings: Settings) -> None:
+    if body.webhook_url and not settings.webhook_allow_private:
+        bad = private_address(body.webhook_url, resolve=False)
+        if bad is not None:
+            raise InvalidInputError(
+                f"webhook_url={body.webhook_url!r} points at {bad}: it must be a public address (this server does "
+                "not send to loopback, private or link-local receivers unless its operator allows them)")
 
 
 @router.get("", response_model=list[ContactOut])
@@ -46,7 +61,8 @@ def get_contact(contact_id: str, user: UserDep, session: SessionDep) -> ContactO
 
 
 @router.patch("/{contact_id}", response_model=ContactOut)
-def update_contact(contact_id: str, body: ContactUpdate, user: UserDep, session: SessionDep) -> ContactOut:
+def update_contact(contact_id: str, body: ContactUpdate, user: UserDep, session: SessionDep,
+                   settings: SettingsDep) -> ContactOut:
     """Change some fields; the result is validated like a new contact."""
     row = repo.get_contact(session, user.id, contact_id)
     if row is None:
@@ -59,7 +75,10 @@ def update_contact(contact_id: str, body: ContactUpdate, user: UserDep, session:
     try:
         new = ContactIn.model_validate(merged)
     except ValidationError as e:
-        raise InvalidInputError("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+        raise InvalidInputError("; ".join(
+            (f"{'.'.join(str(p) for p in err['loc'])}: " if err.get("loc") else "")
+            + err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+    _check_webhook(new, settings)
     for k, v in _fields(new).items():
         setattr(row, k, v)
     session.commit()

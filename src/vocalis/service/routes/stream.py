@@ -903,14 +903,34 @@ def _params(websocket: WebSocket) -> tuple[str, int] | tuple[None, str]:
     return encoding, SAMPLE_RATE  # webm/ogg carry their own rate; decoded to 16 kHz
 
 
+async def _deny(websocket: WebSocket, status: int, code: str, message: str, close_code: int,
+                headers: dict[str, str] | None = None) -> None:
+    """Refuse the upgrade with an HTTP ``status`` and the one error body; a server without the
+    denial-response extension closes with ``close_code`` instead."""
+    body = {"error": {"code": code, "message": message}}
+    try:
+        await websocket.send_denial_response(JSONResponse(body, status_code=status, headers=headers))
+    except RuntimeError:
+        await websocket.close(code=close_code, reason=message[:120])
+
+
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
-    """Live monitoring: ``?token=<token or API key>&encoding=pcm16|webm|ogg&sample_rate=16000``."""
+    """Live monitoring: ``?token=<token or API key>&encoding=pcm16|webm|ogg&sample_rate=16000``.
+
+    Non-browser clients may send ``Authorization: Bearer <token or key>`` instead of ``?token=``
+    (browsers cannot set headers on a WebSocket). Prefer a short-lived token from
+    ``POST /v1/auth/token`` in the URL: URLs end up in logs (this server redacts ``token=`` in its
+    own). A refused upgrade is an HTTP 401/503 with the error body."""
     app = websocket.app
     settings = _stream_settings(app)
-    credential = websocket.query_params.get("token") or ""
+    header = websocket.headers.get("authorization") or ""
+    bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    credential = websocket.query_params.get("token") or bearer
     if not credential:
-        await websocket.close(code=ws.CLOSE_POLICY, reason="missing ?token=")
+        await _deny(websocket, 401, "unauthorized",
+                    "missing credentials: ?token=<token> (browsers) or an Authorization: Bearer header",
+                    ws.CLOSE_POLICY)
         return
 
     def auth() -> CurrentUser:
@@ -920,18 +940,15 @@ async def stream(websocket: WebSocket) -> None:
     try:
         user = await anyio.to_thread.run_sync(auth)
     except VocalisError as e:
-        await websocket.close(code=ws.CLOSE_POLICY, reason=str(e)[:120])
+        await _deny(websocket, 401, "unauthorized", str(e), ws.CLOSE_POLICY)
         return
     active = _active(app)
     closing = bool(getattr(app.state, "stream_closing", False))
     if closing or len(active) >= settings.max_sessions:
-        body = {"error": {"code": "going_away" if closing else "overloaded",
-                          "message": "the server is shutting down; reconnect in a moment" if closing else
-                          f"{settings.max_sessions} live sessions are running; try again later"}}
-        try:
-            await websocket.send_denial_response(JSONResponse(body, status_code=503, headers={"Retry-After": "5"}))
-        except RuntimeError:  # the server lacks the denial-response extension
-            await websocket.close(code=ws.CLOSE_TRY_AGAIN, reason="overloaded")
+        await _deny(websocket, 503, "going_away" if closing else "overloaded",
+                    "the server is shutting down; reconnect in a moment" if closing else
+                    f"{settings.max_sessions} live sessions are running; try again later",
+                    ws.CLOSE_TRY_AGAIN, {"Retry-After": "5"})
         return
     token = uuid.uuid4().hex
     active[token] = None
