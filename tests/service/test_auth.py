@@ -94,6 +94,19 @@ def test_api_keys_create_list_revoke(client: TestClient, ann: Account) -> None:
     assert revoked[0]["revoked_at"] is not None
 
 
+def test_revoking_a_key_revokes_the_tokens_exchanged_for_it(client: TestClient, ann: Account) -> None:
+    phone = client.post("/v1/api-keys", headers=ann.headers, json={"name": "phone"}).json()
+    tok = client.post("/v1/auth/token", json={"api_key": phone["key"]}).json()["access_token"]
+    by_password = client.post("/v1/auth/token", json={"email": ann.email, "password": "correct horse"}).json()
+    assert _me(client, tok) == 200
+    assert client.delete(f"/v1/api-keys/{phone['id']}", headers=ann.headers).status_code == 204
+    r = client.get("/v1/users/me", headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    assert _me(client, by_password["access_token"]) == 200  # other credentials are unaffected
+    r = client.post("/v1/auth/token", json={"api_key": by_password["access_token"]})  # a token is not a key
+    assert r.status_code == 401 and "not an API key" in r.json()["error"]["message"]
+
+
 def test_secret_key_is_created_once_when_not_configured(make_client) -> None:  # type: ignore[no-untyped-def]
     c = make_client(secret_key=None)
     a = register(c)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from vocalis.service.errors import AuthError
 from vocalis.service.metrics import Metrics
 from vocalis.service.model import ModelHolder
-from vocalis.service.security import api_key_prefix, check_api_key, verify_token
+from vocalis.service.security import api_key_prefix, check_api_key, token_claims
 from vocalis.service.settings import Settings
 from vocalis.storage import repositories as repo
 from vocalis.storage.db import SessionFactory
@@ -31,6 +31,7 @@ class CurrentUser:
     email: str
     name: str | None
     via: str  # "api_key" or "token"
+    key_id: str | None = None  # the API key used, or the one the token was exchanged for
 
 
 def get_settings(request: Request) -> Settings:
@@ -71,13 +72,18 @@ def authenticate(session: Session, settings: Settings, credential: str) -> Curre
                 if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
                     key.last_used_at = now
                     session.commit()
-                return CurrentUser(user.id, user.email, user.name, "api_key")
+                return CurrentUser(user.id, user.email, user.name, "api_key", key.id)
         raise AuthError("API key is invalid or revoked")
-    user_id = verify_token(credential, settings.resolved_secret_key())
-    user = repo.get_user(session, user_id)
+    claims = token_claims(credential, settings.resolved_secret_key())
+    user = repo.get_user(session, claims["sub"])
     if user is None:
         raise AuthError("token's user no longer exists")
-    return CurrentUser(user.id, user.email, user.name, "token")
+    kid = claims.get("kid")
+    if kid is not None:
+        issuer = repo.get_api_key(session, user.id, str(kid))
+        if issuer is None or issuer.revoked_at is not None:
+            raise AuthError("token was issued for an API key that has been revoked")
+    return CurrentUser(user.id, user.email, user.name, "token", None if kid is None else str(kid))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

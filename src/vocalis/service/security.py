@@ -19,6 +19,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from vocalis.service.errors import AuthError
 
@@ -93,17 +94,27 @@ def check_api_key(key: str, key_hash: str) -> bool:
     return hmac.compare_digest(hash_api_key(key), key_hash)
 
 
-def sign_token(user_id: str, secret_key: str, ttl_seconds: int, now: float | None = None) -> str:
-    """A bearer token ``vt.<payload>.<signature>``; payload ``{"sub", "iat", "exp"}``."""
+def sign_token(user_id: str, secret_key: str, ttl_seconds: int, now: float | None = None,
+               key_id: str | None = None) -> str:
+    """A bearer token ``vt.<payload>.<signature>``; payload ``{"sub", "iat", "exp"}``, plus ``kid``
+    (the API key it was exchanged for: revoking that key revokes the token)."""
     iat = int(time.time() if now is None else now)
-    payload = _b64e(json.dumps({"sub": user_id, "iat": iat, "exp": iat + int(ttl_seconds)},
-                               separators=(",", ":")).encode())
+    claims: dict[str, object] = {"sub": user_id, "iat": iat, "exp": iat + int(ttl_seconds)}
+    if key_id is not None:
+        claims["kid"] = key_id
+    payload = _b64e(json.dumps(claims, separators=(",", ":")).encode())
     sig = hmac.new(secret_key.encode(), f"{TOKEN_PREFIX}{payload}".encode(), hashlib.sha256).digest()
     return f"{TOKEN_PREFIX}{payload}.{_b64e(sig)}"
 
 
 def verify_token(token: str, secret_key: str, now: float | None = None) -> str:
     """The user id inside a valid, unexpired token; :class:`AuthError` otherwise."""
+    sub: str = token_claims(token, secret_key, now)["sub"]
+    return sub
+
+
+def token_claims(token: str, secret_key: str, now: float | None = None) -> dict[str, Any]:
+    """The claims of a valid, unexpired token (``sub`` a non-empty string); :class:`AuthError` otherwise."""
     if not token.startswith(TOKEN_PREFIX):
         raise AuthError("token is malformed")
     payload, sep, sig = token[len(TOKEN_PREFIX):].partition(".")
@@ -122,4 +133,4 @@ def verify_token(token: str, secret_key: str, now: float | None = None) -> str:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise AuthError("token has no subject")
-    return sub
+    return claims

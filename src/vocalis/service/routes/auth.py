@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from vocalis.service.deps import SessionDep, SettingsDep, authenticate
 from vocalis.service.errors import AuthError
 from vocalis.service.schemas import TokenOut, TokenRequest
-from vocalis.service.security import hash_password, sign_token, verify_password
+from vocalis.service.security import api_key_prefix, hash_password, sign_token, verify_password
 from vocalis.storage import repositories as repo
 
 router = APIRouter(prefix="/v1/auth", tags=["accounts"])
@@ -21,8 +21,12 @@ _DUMMY_HASH = hash_password("not a real password")
              responses={401: {"description": "Wrong e-mail or password, or an invalid API key."}})
 def token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenOut:
     """A token valid ``token_ttl_seconds``; send it as ``Authorization: Bearer`` (or ``?token=`` on the WebSocket)."""
+    key_id = None
     if body.api_key is not None:
-        user_id = authenticate(session, settings, body.api_key).id
+        if api_key_prefix(body.api_key) is None:
+            raise AuthError("api_key is not an API key (vk_...)")  # not a token: no token for a token
+        caller = authenticate(session, settings, body.api_key)
+        user_id, key_id = caller.id, caller.key_id
     else:
         assert body.email is not None and body.password is not None
         user = repo.get_user_by_email(session, body.email)
@@ -33,6 +37,6 @@ def token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> Tok
         user_id = user.id
     now = datetime.now(timezone.utc)
     ttl = settings.token_ttl_seconds
-    tok = sign_token(user_id, settings.resolved_secret_key(), ttl, now.timestamp())
+    tok = sign_token(user_id, settings.resolved_secret_key(), ttl, now.timestamp(), key_id=key_id)
     return TokenOut(access_token=tok, expires_in=ttl,
                     expires_at=datetime.fromtimestamp(int(now.timestamp()) + ttl, timezone.utc))
