@@ -59,6 +59,17 @@ def test_panic_alert_is_confirmed_with_one_delivery_per_contact_per_channel(clie
         r = client.get(f"{path}?offset=99999999999999999999", headers=ann.headers)
         assert r.status_code == 422 and "offset" in r.json()["error"]["message"], (path, r.text)
     assert client.get("/v1/alerts", headers=ann.headers).json()["total"] == 1
+    # no SMS or SMTP provider in these settings: the answer says those deliveries will fail
+    assert sorted(alert["warnings"]) == ["channel=email is not configured on this server: its 1 delivery(ies) will fail",
+                                         "channel=sms is not configured on this server: its 1 delivery(ies) will fail"]
+    assert client.get("/healthz").json()["channels"] == ["webhook"]
+
+
+def test_a_panic_without_contacts_says_it_reaches_nobody(client: TestClient, ann: Account) -> None:
+    r = client.post("/v1/alerts", headers=ann.headers, json={})
+    assert r.status_code == 201 and r.json()["deliveries"] == []
+    assert r.json()["warnings"] == ["this alert reaches nobody: you have no contacts (add one with POST /v1/contacts)"]
+    assert client.get(f"/v1/alerts/{r.json()['id']}", headers=ann.headers).json()["warnings"] == r.json()["warnings"]
 
 
 def test_outbox_failure_rolls_back_the_alert(client: TestClient, ann: Account, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -578,3 +578,12 @@ def test_pcm16_frames_decode_to_the_exact_scaled_samples() -> None:
     assert ws.pcm16_to_float(b"").size == 0
     with pytest.raises(AudioError, match="3 bytes"):
         ws.pcm16_to_float(b"\x00\x01\x02")
+
+
+def test_a_live_alert_without_contacts_says_it_reaches_nobody(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup()
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        sock.send_json({"type": "Panic"})
+        alert, _ = recv_until(sock, "alert")
+    assert alert["deliveries"] == 0 and alert["warnings"] == ["this alert reaches nobody: you have no contacts"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from vocalis.service.schemas import AlertOut, ContactOut, DeliveryOut, EvidenceOut, LocationIn
 from vocalis.storage.tables import Alert, Contact, Evidence
 
@@ -13,7 +15,19 @@ def contact_out(c: Contact) -> ContactOut:
     )
 
 
-def alert_out(a: Alert) -> AlertOut:
+def alert_warnings(a: Alert, channels: Collection[str] | None) -> list[str]:
+    """Why ``a`` may reach nobody: it has no deliveries, or some are on ``channels`` the server lacks."""
+    if not a.deliveries:
+        return ["this alert reaches nobody: you have no contacts (add one with POST /v1/contacts)"]
+    if channels is None:
+        return []
+    missing = sorted({d.channel for d in a.deliveries} - set(channels))
+    return [f"channel={c} is not configured on this server: its {sum(d.channel == c for d in a.deliveries)} "
+            "delivery(ies) will fail" for c in missing]
+
+
+def alert_out(a: Alert, channels: Collection[str] | None = None, *, warn: bool = False) -> AlertOut:
+    """``warn``: fill ``warnings`` (``channels``: the server's configured channels, None = unknown)."""
     location = None
     if a.latitude is not None and a.longitude is not None:
         location = LocationIn(latitude=a.latitude, longitude=a.longitude, accuracy_m=a.accuracy_m)
@@ -21,6 +35,7 @@ def alert_out(a: Alert) -> AlertOut:
         id=a.id, source=a.source, status=a.status, risk=a.risk, reason=a.reason, location=location,
         created_at=a.created_at, confirmed_at=a.confirmed_at, cancelled_at=a.cancelled_at,
         deliveries=[DeliveryOut.model_validate(d) for d in a.deliveries],
+        warnings=alert_warnings(a, channels) if warn else [],
     )
 
 

@@ -27,7 +27,7 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
         )
         out["sms"] = out["call"] = tw
     else:
-        log.info("Twilio is not configured (VOCALIS_TWILIO_*): sms and call deliveries will fail")
+        log.warning("Twilio is not configured (VOCALIS_TWILIO_*): sms and call deliveries will fail")
     if settings.smtp_host and settings.smtp_from:
         out["email"] = EmailNotifier(
             settings.smtp_host, settings.smtp_port, sender=settings.smtp_from, user=settings.smtp_user,
@@ -35,7 +35,7 @@ def build_notifiers(settings: Settings) -> dict[str, Notifier]:
             timeout=settings.smtp_timeout_seconds,
         )
     else:
-        log.info("SMTP is not configured (VOCALIS_SMTP_*): email deliveries will fail")
+        log.warning("SMTP is not configured (VOCALIS_SMTP_*): email deliveries will fail")
     return out
 
 

@@ -249,6 +249,8 @@ class AlertOut(BaseModel):
     confirmed_at: datetime | None
     cancelled_at: datetime | None
     deliveries: list[DeliveryOut]
+    warnings: list[str] = Field(default_factory=list, description=(
+        "Why this alert may reach nobody: no contacts, or channels this server has no provider for."))
 
 
 class EvidenceOut(BaseModel):
@@ -285,6 +287,8 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     model: ModelHealth
+    channels: list[str] | None = Field(None, description=(
+        "Alert channels this server can deliver on (a provider is configured); null before start-up."))
 
 
 class CallReasonOut(BaseModel):

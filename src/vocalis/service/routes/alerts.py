@@ -49,7 +49,13 @@ def create_alert(
     session.commit()
     metrics.alerts.labels("manual").inc()
     wake_relay(request)
-    return alert_out(alert)
+    return alert_out(alert, _channels(request), warn=True)
+
+
+def _channels(request: Request) -> list[str] | None:
+    """The channels this server delivers on (None before the lifespan built its notifiers)."""
+    notifiers = getattr(request.app.state, "notifiers", None)
+    return None if notifiers is None else sorted(notifiers)
 
 
 @router.get("", response_model=Page[AlertOut])
@@ -63,9 +69,9 @@ def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertOut, responses={404: {"model": ErrorBody}})
-def get_alert(alert_id: str, user: UserDep, session: SessionDep) -> AlertOut:
-    """One alert with the status of each delivery."""
-    return alert_out(svc.get_alert(session, user.id, alert_id))
+def get_alert(alert_id: str, user: UserDep, session: SessionDep, request: Request) -> AlertOut:
+    """One alert with the status of each delivery (and ``warnings`` when it may reach nobody)."""
+    return alert_out(svc.get_alert(session, user.id, alert_id), _channels(request), warn=True)
 
 
 @router.post("/{alert_id}/cancel", response_model=AlertOut,

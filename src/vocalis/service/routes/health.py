@@ -20,8 +20,10 @@ def healthz(request: Request, model: ModelDep) -> JSONResponse:
     src = None
     if model.loaded:
         src = model.get().source
+    notifiers = getattr(request.app.state, "notifiers", None)
     h = Health(status="ok" if db_ok and model.loaded else "degraded", database=db_ok,
-               model=ModelHealth(loaded=model.loaded, source=src))
+               model=ModelHealth(loaded=model.loaded, source=src),
+               channels=None if notifiers is None else sorted(notifiers))
     return JSONResponse(h.model_dump(), status_code=200 if h.status == "ok" else 503)
 
 

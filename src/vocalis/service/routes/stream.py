@@ -558,7 +558,10 @@ class StreamSession:
             metrics.alerts.labels("manual" if manual else "stream").inc()
         d = ev.to_dict()
         d.pop("type")
-        self.send({"type": "alert", "alert_id": alert_id, "deliveries": n, **d})
+        msg = {"type": "alert", "alert_id": alert_id, "deliveries": n, **d}
+        if n == 0:  # said at once: the user must not believe someone was told
+            msg["warnings"] = ["this alert reaches nobody: you have no contacts"]
+        self.send(msg)
         self.tasks.append(asyncio.create_task(self._watch(alert_id), name=f"stream-watch-{alert_id}"))
 
     async def _watch(self, alert_id: str) -> None:
