@@ -53,6 +53,17 @@ def test_errors_are_uniform_json(client: TestClient, ann: Account) -> None:
     r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"}, content=b'{"n\xff"}')
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_body", r.text
     assert "UTF-8" in r.json()["error"]["message"]
+    big = b'{"name": "A", "email": "' + b"a" * (2 * 1024 * 1024) + b'@example.org"}'
+    r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"}, content=big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"  # declared length
+    r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"},
+                    content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]))  # chunked: counted
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+    r = client.post("/v1/contacts", headers=ann.headers, json={"name": "A", "email": "a" * 5000 + "@example.org"})
+    assert r.status_code == 422 and "at most 320 characters" in r.text and len(r.content) < 2000
+    r = client.post("/v1/contacts", headers=ann.headers, json={"name": "A", "email": "a@b.c\u0000d"})
+    assert r.status_code == 422 and "control characters" in r.json()["error"]["message"]
+    assert client.get("/v1/contacts", headers=ann.headers).json() == []  # nothing was stored
     r = client.get("/v1/history?limit=0", headers=ann.headers)
     assert r.status_code == 422 and "limit" in r.json()["error"]["message"]
 

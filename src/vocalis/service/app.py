@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -46,6 +46,11 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
+def _cut(text: str, limit: int = 500) -> str:
+    """An error message never echoes megabytes of the request back."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(VocalisError)
     async def vocalis_error(request: Request, exc: VocalisError) -> JSONResponse:
@@ -57,8 +62,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")).removeprefix("Value error, ")}
-            for e in exc.errors()
+            {"loc": [str(p) for p in e.get("loc", ())][:8],
+             "msg": _cut(str(e.get("msg", "")).removeprefix("Value error, "))}
+            for e in exc.errors()[:20]
         ]
         message = "; ".join(f"{'.'.join(d['loc'][1:]) or d['loc'][0] if d['loc'] else 'body'}: {d['msg']}"
                             for d in details)  # type: ignore[index]
@@ -66,8 +72,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, f"http_{exc.status_code}")
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large"}.get(exc.status_code, f"http_{exc.status_code}")
         message = str(exc.detail)
         if exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's words
             code, message = "invalid_body", "the request body is not JSON text (it must be UTF-8 encoded JSON)"
@@ -108,6 +114,43 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
+
+
+class JsonBodyLimit:
+    """Pure ASGI middleware: a JSON request body larger than ``max_bytes`` is a 413 before it is
+    parsed (FastAPI would read any size into memory). Audio and evidence uploads are not JSON and
+    have their own streaming limits (``max_upload_bytes``, ``max_evidence_bytes``)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if b"json" not in headers.get(b"content-type", b"").lower():
+            await self.app(scope, receive, send)
+            return
+        rule = f"a JSON body must be at most {self.max_bytes} bytes"
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(413, "payload_too_large", f"content-length={int(declared)}: {rule}")(
+                scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:  # a chunked body: FastAPI re-raises an HTTPException as is
+                    raise HTTPException(413, f"body of more than {self.max_bytes} bytes: {rule}")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _db_counts(app: FastAPI) -> dict[str, dict[str, int]]:
@@ -209,6 +252,7 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
             CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
             allow_methods=["*"], allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     from vocalis.service.routes import ROUTERS

@@ -31,6 +31,7 @@ GENERIC = {
     "400": "Bad request: the body does not parse, or a value breaks the rule the message names.",
     "401": "Missing, invalid or expired credentials (`Authorization: Bearer <API key or token>`).",
     "404": "No such resource, or it belongs to another user (existence is not revealed).",
+    "413": "The body is larger than the server accepts (JSON: `max_json_bytes`; uploads: their own limits).",
     "422": "Validation error: a parameter or a body field breaks its rule; `details` lists each one.",
 }
 
@@ -43,7 +44,7 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
     """Rewrite ``spec`` in place (and return it): every error response in the one error shape.
 
     * every ``422`` carries :class:`ErrorBody` (FastAPI's ``HTTPValidationError`` is dropped);
-    * an operation with a JSON body can answer ``400`` (a body that does not parse);
+    * an operation with a JSON body can answer ``400`` (a body that does not parse) and ``413``;
     * an operation with ``security`` can answer ``401``;
     * an operation with a path parameter can answer ``404``;
     * an operation with a request body or a query parameter can answer ``422``;
@@ -57,7 +58,7 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
             params = op.get("parameters", [])
             wanted = []
             if "application/json" in op.get("requestBody", {}).get("content", {}):
-                wanted.append("400")  # a body that is not JSON at all
+                wanted += ["400", "413"]  # a body that is not JSON at all, or too large (max_json_bytes)
             if op.get("security"):
                 wanted.append("401")
             if any(p.get("in") == "path" for p in params):

@@ -10,7 +10,17 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]{2,}$")
+
+
+def short(v: object, limit: int = 80) -> str:
+    """``repr(v)``, cut to ``limit`` characters: error messages name the value without echoing megabytes.
+
+    >>> short("x" * 1000, 12)
+    "'xxxxxxxxxx…"
+    """
+    r = repr(v)
+    return r if len(r) <= limit else r[: limit - 1] + "…"
 Channel = Literal["sms", "call", "email", "webhook"]
 T = TypeVar("T")
 
@@ -21,7 +31,7 @@ MAX_OFFSET = 2**31 - 1
 def check_email(v: str) -> str:
     v = v.strip()
     if len(v) > 320 or not EMAIL.match(v):
-        raise ValueError(f"email={v!r} must be an address like name@example.org")
+        raise ValueError(f"email={short(v)} must be an address like name@example.org (no spaces or control characters)")
     return v.lower()
 
 
@@ -134,8 +144,8 @@ class ContactIn(BaseModel):
     """A contact; ``channels`` defaults to every channel its fields allow (sms, email, webhook)."""
 
     name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(None, description="E.164, e.g. +33612345678", examples=["+33612345678"])
-    email: str | None = None
+    phone: str | None = Field(None, max_length=64, description="E.164, e.g. +33612345678", examples=["+33612345678"])
+    email: str | None = Field(None, max_length=320)
     webhook_url: str | None = Field(None, max_length=2000)
     webhook_secret: str | None = Field(None, min_length=16, max_length=200,
                                        description="Standard Webhooks secret; generated when omitted.")
@@ -148,7 +158,7 @@ class ContactIn(BaseModel):
             return None
         v = re.sub(r"[\s().-]", "", v)
         if not E164.match(v):
-            raise ValueError(f"phone={v!r} must be in E.164 format: + then country code and number, up to 15 digits")
+            raise ValueError(f"phone={short(v)} must be in E.164 format: + then country code and number, up to 15 digits")
         return v
 
     @field_validator("email")
@@ -163,7 +173,7 @@ class ContactIn(BaseModel):
             return None
         parts = urlsplit(v.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"webhook_url={v!r} must be an http:// or https:// URL with a host")
+            raise ValueError(f"webhook_url={short(v)} must be an http:// or https:// URL with a host")
         return v.strip()
 
     @model_validator(mode="after")

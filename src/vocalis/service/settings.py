@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * MIB, ge=1)
     max_audio_seconds: float = Field(default=600.0, gt=0)
     max_evidence_bytes: int = Field(default=200 * MIB, ge=1)
+    max_json_bytes: int = Field(default=1 * MIB, ge=1024, description="Largest JSON request body (413 above).")
 
     # call triage (POST /v1/calls)
     triage_model_path: Path | None = Field(
