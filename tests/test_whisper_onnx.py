@@ -301,3 +301,22 @@ def test_voiced_span_on_silence_and_config_errors() -> None:
     for kw in ({"span": "speech"}, {"frames": "voiced", "span_margin": -1}, {"frames": "voiced", "span_margin": True}):
         with pytest.raises(ConfigError):
             WhisperLayers(**kw)  # type: ignore[arg-type]
+
+
+def test_the_quantizer_cannot_print_or_configure_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """onnxruntime's quantizer calls logging.warning(): inside the guard it neither reaches the root
+    logger's handlers nor runs basicConfig(); other loggers and the root logger afterwards are untouched."""
+    import logging
+
+    from vocalis.features.whisper_onnx import _quiet_root_logger
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    with caplog.at_level(logging.INFO), _quiet_root_logger():
+        logging.warning("Please consider to run pre-processing before quantization")
+        logging.getLogger("vocalis.test").warning("a named logger still logs")
+    assert [r.getMessage() for r in caplog.records] == ["a named logger still logs"]
+    assert root.handlers == before and not root.filters
+    with caplog.at_level(logging.INFO):
+        logging.warning("after the guard")
+    assert caplog.records[-1].getMessage() == "after the guard"

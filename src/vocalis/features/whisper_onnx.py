@@ -20,9 +20,11 @@ Front end and chunking are those of :class:`vocalis.features.whisper.WhisperEnco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -350,12 +352,34 @@ def quantize_weights(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # quantize_dynamic writes scratch files next to its input: work on a private copy
-    with tempfile.TemporaryDirectory(dir=backbone_dir()) as work:
+    with tempfile.TemporaryDirectory(dir=backbone_dir()) as work, _quiet_root_logger():
         a, b = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
         shutil.copyfile(src, a)
         quantize_dynamic(a, b, weight_type=QuantType.QInt8, nodes_to_quantize=_weight_matmuls(a),
                          op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=True)
         b.replace(dst)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizer calls ``logging.warning()`` ("Please consider to run pre-processing"):
+    on an unconfigured root logger that runs ``basicConfig()`` (a stderr handler for the rest of the
+    process) and prints. The library never prints: drop its root-logger records while it runs."""
+    import logging
+
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # root has a handler: logging.warning() skips basicConfig()
+
+    def only_others(record: logging.LogRecord) -> bool:
+        return record.name != "root"
+
+    root.addHandler(guard)
+    root.addFilter(only_others)
+    try:
+        yield
+    finally:
+        root.removeFilter(only_others)
+        root.removeHandler(guard)
 
 
 def _weight_matmuls(path: Path) -> list[str]:
