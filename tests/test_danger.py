@@ -75,7 +75,10 @@ def test_monitor_file_runs_out_a_pending_countdown(bundles: tuple, write_wav: Ca
     path = write_wav("end.wav", np.concatenate([noise(2.0, amp=0.002), harmonic(500, 2.5, amp=0.8)]))
     out = list(monitor_file(path, emotion_model=False, scream_model=scream, keyword_spotter=False,
                             policy_config=PolicyConfig(countdown_s=30.0)))
-    assert out[-1]["type"] == "alert" and out[-1]["t"] > 30.0
+    assert out[-2]["type"] == "alert" and out[-2]["t"] > 30.0
+    # the file ends during the episode: it is closed, so every danger.started has its danger.ended
+    assert out[-1]["type"] == "danger.ended" and out[-1]["reason"] == "end of stream"
+    assert [d["type"] for d in out].count("danger.started") == 1
 
 
 def test_monitor_file_keywords_and_speed(bundles: tuple, write_wav: Callable[..., Path]) -> None:

@@ -213,3 +213,16 @@ def test_config_validation(kw: dict, match: str) -> None:
         PolicyConfig(**kw)
     with pytest.raises(ConfigError, match=r"policy options \['bogus'\]"):
         PolicyConfig.from_dict({"bogus": 1})
+
+
+def test_finish_runs_the_countdown_out_then_ends_the_open_episode() -> None:
+    p = DangerPolicy(cfg(countdown_s=5.0))
+    ev = run(p, [0.9] * 3)  # the stream stops mid-countdown, still screaming
+    assert types(ev)[0] == "danger.started" and "alert" not in types(ev) and "danger.ended" not in types(ev)
+    end = p.finish(p.clock)
+    assert [e.type for e in end][-2:] == ["alert", "danger.ended"]
+    assert end[-1].reason == "end of stream" and end[-1].t >= end[-2].t == pytest.approx(2.0 + 5.0)
+    assert p.finish(end[-1].t) == []  # nothing open any more
+    quiet = DangerPolicy(cfg())
+    run(quiet, [0.1] * 4)
+    assert quiet.finish(quiet.clock + 1) == []  # no episode, no countdown: nothing to close

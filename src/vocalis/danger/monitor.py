@@ -109,7 +109,8 @@ def monitor_file(
     ``speed``: 0 = as fast as possible; 1 = real time; 2 = twice real time (sleeps between chunks).
     ``emotion_model``: bundle / path, ``None`` = the default model, ``False`` = no emotion.
     After the last chunk the countdown of a pending alert is run out (the clock advances to its
-    deadline), so an alert is never lost because the file ended.
+    deadline), so an alert is never lost because the file ended, and an open danger episode ends
+    (``danger.ended``, reason ``"end of stream"``).
     """
     if not (isinstance(speed, (int, float)) and 0.0 <= speed < float("inf")):
         raise ConfigError(f"speed={speed!r} must be >= 0 (0 = as fast as possible, 1 = real time)")
@@ -132,9 +133,8 @@ def monitor_file(
     with limit():
         results = predictor.flush()
     yield from _run(predictor, policy, results)
-    if policy.deadline is not None:
-        for e in policy.tick(policy.deadline):
-            yield e.to_dict()
+    for e in policy.finish(max(policy.clock, x.size / SAMPLE_RATE)):
+        yield e.to_dict()
 
 
 def monitor_mic(

@@ -282,6 +282,24 @@ class DangerPolicy:
         self._advance(float(t))
         return self._countdown(float(t))
 
+    def finish(self, t: float) -> list[Event]:
+        """The stream ended at ``t``: run a pending countdown out to its deadline (an alert is never
+        lost because the audio stopped), then close an open episode with ``danger.ended``
+        (reason ``"end of stream"``) so every ``danger.started`` has its end."""
+        t = float(t)
+        events: list[Event] = []
+        if self._deadline is not None:
+            t = max(t, self._deadline)
+            events += self.tick(t)
+        else:
+            self._advance(t)
+        if self.active:
+            self.active = False
+            self._hist.clear()
+            self._below_since = None
+            events.append(Event("danger.ended", t, round(self.last_risk, 4), "end of stream"))
+        return events
+
     def cancel(self, t: float) -> list[Event]:
         """The user cancels the pending alert: ``cancelled`` when a countdown was running, else nothing."""
         self._advance(float(t))
