@@ -108,6 +108,54 @@ def test_validate_rules(x: np.ndarray, match: str) -> None:
         validate(x, SR)
 
 
+@pytest.mark.parametrize("dtype,hint", [
+    (np.int16, "divide int16 samples by 32768"),
+    (np.int32, "divide int32 samples by 2147483648"),
+    (np.int64, "divide int64 samples by 9223372036854775808"),
+    (np.uint8, r"convert uint8 samples with \(x - 128\) / 128"),
+    (np.bool_, "$"),
+    (np.complex64, "$"),
+    (object, "$"),
+])
+def test_non_float_samples_are_refused_with_the_rule_and_a_hint(dtype: type, hint: str) -> None:
+    """Integer PCM was averaged/cast to float unscaled and gave confident garbage predictions."""
+    x = tone(220, 0.5)
+    if np.dtype(dtype).kind in "iu":
+        arr = (x * 0.5 * np.iinfo(dtype).max + (np.iinfo(dtype).max // 2 if np.dtype(dtype).kind == "u" else 0))
+        arr = arr.astype(dtype)
+    else:
+        arr = x.astype(dtype)
+    with pytest.raises(AudioError, match=rf"audio: dtype={np.dtype(dtype).name} must be floating point \(float32 or float64\) "
+                                         rf"in \[-1, 1\].*{hint}"):
+        validate(arr, SR)
+    with pytest.raises(AudioError, match="must be floating point"):
+        validate(arr[:, None], SR)  # (frames, 1) too
+    with pytest.raises(AudioError, match="dtype=int64"):
+        validate([0] * SR, SR)  # a list of Python ints is int64
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_samples_pass_as_float32(dtype: type) -> None:
+    x = tone(220, 0.5).astype(dtype)
+    y = validate(x, SR)
+    assert y.dtype == np.float32 and np.allclose(y, x.astype(np.float32))
+
+
+def test_channels_first_stereo_gets_a_clear_message() -> None:
+    x = tone(220, 1.0)
+    with pytest.raises(AudioError, match=r"samples.shape=\(2, 16000\) must be \(frames,\) or \(frames, channels\) "
+                                         r"with 1 to 64 channels; this looks channels-first \(channels, frames\): "
+                                         r"pass samples.T"):
+        validate(np.stack([x, x]), SR)
+    with pytest.raises(AudioError, match=r"samples.shape=\(16000, 0\) must be"):
+        validate(np.zeros((SR, 0), np.float32), SR)
+    # the (frames, channels) layout soundfile returns is mixed down, as before
+    st = np.stack([x, 0.5 * x], axis=1)
+    assert np.allclose(validate(st, SR), 0.75 * x)
+    assert np.allclose(validate(np.stack([x, x]).T, SR), x)
+    assert validate(np.zeros((SR, 64), np.float32), SR).shape == (SR,)
+
+
 def test_audio_error_is_a_vocalis_error() -> None:
     assert issubclass(AudioError, VocalisError)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import SR, harmonic, make_synthetic_corpus
-from vocalis.bundle import load_bundle
+from vocalis.bundle import Manifest, default_model_path, load_bundle, pack_bundle, save_bundle
+from vocalis.bundle.manifest import manifest_digest
 from vocalis.corpora import load_corpus
-from vocalis.errors import ModelError
+from vocalis.danger import scream_model_path
+from vocalis.errors import AudioError, ModelError
 from vocalis.training.cv import cross_validate, evaluate_bundle, train_bundle
 from vocalis.training.recipes import RECIPES, Recipe, get_recipe
 
@@ -62,7 +65,8 @@ def test_bundle_has_no_pickle_and_a_sha256(bundle_path: Path) -> None:
     assert len(man["files"]["model.onnx"]["sha256"]) == 64
 
 
-def _rewrite(src: Path, dst: Path, manifest_edit=None, onnx_edit=None) -> Path:  # type: ignore[no-untyped-def]
+def _rewrite(src: Path, dst: Path, manifest_edit=None, onnx_edit=None, reseal: bool = False) -> Path:  # type: ignore[no-untyped-def]
+    """Copy a bundle, editing its manifest/graph; ``reseal`` recomputes ``manifest_sha256`` as a packer would."""
     with zipfile.ZipFile(src) as z:
         man = json.loads(z.read("manifest.json"))
         onnx = z.read("model.onnx")
@@ -70,6 +74,8 @@ def _rewrite(src: Path, dst: Path, manifest_edit=None, onnx_edit=None) -> Path: 
         manifest_edit(man)
     if onnx_edit:
         onnx = onnx_edit(onnx)
+    if reseal:
+        man["manifest_sha256"] = manifest_digest(man)
     with zipfile.ZipFile(dst, "w") as z:
         z.writestr("manifest.json", json.dumps(man))
         z.writestr("model.onnx", onnx)
@@ -82,18 +88,131 @@ def test_tampered_onnx_is_rejected(bundle_path: Path, tmp_path: Path) -> None:
         load_bundle(bad)
 
 
+def _swap_first_labels(m: dict) -> None:  # type: ignore[type-arg]
+    m["labels"][0], m["labels"][1] = m["labels"][1], m["labels"][0]
+
+
 @pytest.mark.parametrize("edit,match", [
     (lambda m: m.update(format_version=99), "format_version=99"),
     (lambda m: m.update(format="other"), "format="),
     (lambda m: m.update(labels=["only"]), "at least 2"),
+    (lambda m: m.update(labels=[]), "at least 2"),
+    (lambda m: m.update(labels="calm,angry,fear"), "at least 2"),
+    (lambda m: m.update(labels=["calm", "calm", "fear"]), r"must be unique \(\['calm'\] repeated\)"),
+    (lambda m: m.update(labels=["calm", "", "fear"]), "must be non-empty strings"),
+    (lambda m: m.update(labels=["calm", 3, "fear"]), "at least 2 strings"),
     (lambda m: m.update(features={"type": "nope"}), "feature"),
-    (lambda m: m.update(labels=["a", "b"]), "labels"),
+    (lambda m: m.update(features=["classic"]), r"features=\['classic'\] must be a JSON object"),
+    (lambda m: m.update(calibration=[1.5]), "calibration=.* must be a JSON object"),
+    # the graph has 3 outputs: a label count other than 3 is refused at load, not at the first predict
+    (lambda m: m.update(labels=["a", "b"]), r"shape=\[None, 3\] must be \[batch, 2\].*labels=\['a', 'b'\]"),
+    (lambda m: m.update(labels=["calm", "angry", "fear", "sad"]), r"must be \[batch, 4\]"),
 ])
 def test_incompatible_manifest_is_rejected(bundle_path: Path, tmp_path: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]
-    bad = _rewrite(bundle_path, tmp_path / "i.vocalis", manifest_edit=edit)
+    bad = _rewrite(bundle_path, tmp_path / "i.vocalis", manifest_edit=edit, reseal=True)
     with pytest.raises(ModelError, match=match):
-        b = load_bundle(bad)
-        b.predict(harmonic(200, 0.5), SR)  # label-count mismatch surfaces at inference
+        load_bundle(bad)
+
+
+@pytest.mark.parametrize("temperature,shown", [
+    (0, "0"), (0.0, "0.0"), (-1, "-1"), (float("nan"), "nan"), (float("inf"), "inf"), ("x", "'x'"), ("1.5", "'1.5'"),
+    (True, "True"), (None, "None"),
+])
+def test_bad_calibration_temperature_is_rejected_at_load(bundle_path: Path, tmp_path: Path,
+                                                         temperature: object, shown: str) -> None:
+    bad = _rewrite(bundle_path, tmp_path / "t.vocalis", reseal=True,
+                   manifest_edit=lambda m: m.update(calibration={"temperature": temperature}))
+    with pytest.raises(ModelError, match=rf"temperature={re.escape(shown)} must be a finite number > 0"):
+        load_bundle(bad)
+
+
+def test_any_temperature_rule_break_is_refused_before_a_bundle_is_written(bundle_path: Path) -> None:
+    b = load_bundle(bundle_path)
+    for t in (0.0, float("nan"), -2.0):
+        m = Manifest.from_dict({**b.manifest.to_dict(), "calibration": {}})
+        m.calibration["temperature"] = t
+        with pytest.raises(ModelError, match=r"temperature=.* must be a finite number > 0"):
+            pack_bundle(m, b._onnx)
+    with pytest.raises(ModelError, match="must be unique"):
+        pack_bundle(Manifest(labels=["a", "a"], features=b.manifest.features), b._onnx)
+
+
+@pytest.mark.parametrize("edit", [
+    _swap_first_labels,
+    lambda m: m["calibration"].update(temperature=m["calibration"]["temperature"] * 2),
+    lambda m: m["features"].update(n_mfcc=m["features"]["n_mfcc"] + 1),
+    lambda m: m["metrics"]["cv"].update(wa=0.99),
+    lambda m: m.update(extra="x"),
+    lambda m: m.update(manifest_sha256="0" * 64),
+    lambda m: m.update(manifest_sha256=""),
+], ids=["swapped-labels", "temperature", "features", "metrics", "new-field", "other-digest", "empty-digest"])
+def test_an_edited_manifest_is_refused_as_altered(bundle_path: Path, tmp_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    bad = _rewrite(bundle_path, tmp_path / "a.vocalis", manifest_edit=edit)
+    with pytest.raises(ModelError, match=r"manifest\.json digest=.* does not match its manifest_sha256=.*the bundle was altered"):
+        load_bundle(bad)
+    # the same edit written by the packer is a valid (if different) bundle
+    if edit is _swap_first_labels:
+        good = _rewrite(bundle_path, tmp_path / "s.vocalis", manifest_edit=edit, reseal=True)
+        x = harmonic(200, 0.5)
+        before, after = load_bundle(bundle_path), load_bundle(good)
+        assert after.labels[:2] == before.labels[1::-1]
+        p0, p1 = before.predict(x, SR).probabilities, after.predict(x, SR).probabilities
+        assert list(p0.values()) == list(p1.values()) and p0 != p1  # same columns, other names: what the digest guards
+
+
+def test_pack_bundle_records_the_manifest_digest(bundle_path: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(bundle_path) as z:
+        man = json.loads(z.read("manifest.json"))
+    assert re.fullmatch("[0-9a-f]{64}", man["manifest_sha256"])
+    assert man["manifest_sha256"] == manifest_digest(man)
+    assert manifest_digest({**man, "labels": man["labels"][::-1]}) != man["manifest_sha256"]
+    # re-packing a loaded bundle gives the same digest (everything but the digest is covered, nothing else moves)
+    b = load_bundle(bundle_path)
+    again = save_bundle(tmp_path / "again.vocalis", b.manifest, b._onnx)
+    with zipfile.ZipFile(again) as z:
+        assert json.loads(z.read("manifest.json")) == man
+
+
+def test_legacy_bundle_without_a_manifest_digest_still_loads(bundle_path: Path, tmp_path: Path) -> None:
+    legacy = _rewrite(bundle_path, tmp_path / "legacy.vocalis", manifest_edit=lambda m: m.pop("manifest_sha256"))
+    with zipfile.ZipFile(legacy) as z:
+        assert "manifest_sha256" not in json.loads(z.read("manifest.json"))
+    x = harmonic(150, 0.6)
+    assert load_bundle(legacy).predict(x, SR) == load_bundle(bundle_path).predict(x, SR)
+    # its content is still validated
+    bad = _rewrite(legacy, tmp_path / "legacy-bad.vocalis", manifest_edit=lambda m: m.update(calibration={"temperature": 0}))
+    with pytest.raises(ModelError, match="temperature=0 must be"):
+        load_bundle(bad)
+
+
+@pytest.mark.parametrize("path", [default_model_path(), scream_model_path()], ids=["default", "scream"])
+def test_shipped_bundles_carry_and_pass_the_manifest_digest(path: Path) -> None:
+    with zipfile.ZipFile(path) as z:
+        man = json.loads(z.read("manifest.json"))
+    assert man["manifest_sha256"] == manifest_digest(man)
+    assert load_bundle(path).labels == man["labels"]
+
+
+def test_a_graph_with_another_label_count_is_refused_at_load(bundle_path: Path, tmp_path: Path) -> None:
+    b = load_bundle(bundle_path)  # a 3-class graph
+    m = Manifest(labels=["x", "y"], features=b.manifest.features)
+    p = save_bundle(tmp_path / "two.vocalis", m, b._onnx)  # packed the regular way: the digest is right
+    with pytest.raises(ModelError, match=r"output 'probabilities' shape=\[None, 3\] must be \[batch, 2\]"):
+        load_bundle(p)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.uint8, np.int64])
+def test_integer_audio_is_refused_not_mispredicted(bundle_path: Path, dtype: type) -> None:
+    b = load_bundle(bundle_path)
+    x = harmonic(200, 0.5)
+    pcm = (x * np.iinfo(dtype).max).astype(dtype)
+    with pytest.raises(AudioError, match=f"dtype={np.dtype(dtype).name} must be floating point"):
+        b.predict(pcm, SR)
+    with pytest.raises(AudioError, match="must be floating point"):
+        b.predict_proba(pcm, SR)
+    # the hinted conversion gives back the float prediction
+    if dtype is np.int16:
+        assert b.predict(pcm / 32768, SR).label == b.predict(x, SR).label
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:

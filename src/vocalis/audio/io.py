@@ -187,6 +187,16 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) ->
     return np.ascontiguousarray(soxr.resample(x, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
 
 
+def _dtype_hint(dtype: np.dtype) -> str:
+    """How to turn samples of a non-float ``dtype`` into float samples in [-1, 1]."""
+    if dtype.kind == "i":
+        return f"; divide {dtype} samples by {2 ** (8 * dtype.itemsize - 1)}"
+    if dtype.kind == "u":
+        mid = 2 ** (8 * dtype.itemsize - 1)
+        return f"; convert {dtype} samples with (x - {mid}) / {mid}"
+    return ""
+
+
 def validate(
     samples: np.ndarray,
     sample_rate: int,
@@ -196,10 +206,33 @@ def validate(
 ) -> np.ndarray:
     """Check the signal contract and return the samples as float32 mono.
 
-    Raises :class:`AudioError` for a bad rate, empty, too short, too long or non-finite audio.
+    The contract: a floating-point array (float32 or float64) of samples in [-1, 1], ``(frames,)``
+    or ``(frames, channels)`` (channels are averaged), and an integer sample rate.
+    Raises :class:`AudioError` for integer/bool/complex/object samples (PCM integers are not
+    rescaled, so they must be converted by the caller), a channels-first array, a bad rate, and
+    empty, too short, too long or non-finite audio.
+
+    >>> validate(np.zeros(1600, np.int16), 16000)
+    Traceback (most recent call last):
+    ...
+    vocalis.errors.AudioError: audio: dtype=int16 must be floating point (float32 or float64) in [-1, 1]; divide int16 samples by 32768
     """
     _check_rate(int(sample_rate), name)
-    x = to_mono(samples)
+    arr = np.asarray(samples)
+    if arr.dtype.kind != "f":
+        raise AudioError(
+            f"{name}: dtype={arr.dtype} must be floating point (float32 or float64) in [-1, 1]{_dtype_hint(arr.dtype)}"
+        )
+    if arr.ndim == 2 and not 1 <= arr.shape[1] <= MAX_CHANNELS:
+        hint = (
+            "; this looks channels-first (channels, frames): pass samples.T"
+            if 1 <= arr.shape[0] <= MAX_CHANNELS < arr.shape[1] else ""
+        )
+        raise AudioError(
+            f"{name}: samples.shape={arr.shape} must be (frames,) or (frames, channels) "
+            f"with 1 to {MAX_CHANNELS} channels{hint}"
+        )
+    x = to_mono(arr)
     if x.size == 0:
         raise AudioError(f"{name}: audio is empty (0 samples)")
     seconds = x.size / sample_rate

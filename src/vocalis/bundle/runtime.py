@@ -14,7 +14,16 @@ import numpy as np
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
 from vocalis.audio.io import Source, load_audio, validate
-from vocalis.bundle.manifest import INPUT_NAME, MANIFEST_FILE, MODEL_FILE, OUTPUT_NAME, Manifest, sha256_hex
+from vocalis.bundle.manifest import (
+    DIGEST_FIELD,
+    INPUT_NAME,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    Manifest,
+    manifest_digest,
+    sha256_hex,
+)
 from vocalis.errors import ConfigError, ModelError, VocalisError
 from vocalis.features.base import FeatureExtractor, from_config
 from vocalis.labels import valence_arousal
@@ -56,6 +65,7 @@ class Bundle:
         self.source = source
         self._onnx = onnx_bytes
         self._threads = threads
+        manifest.check(source)  # load_bundle has checked it; a Manifest built in code has not
         try:
             self.extractor: FeatureExtractor = from_config(manifest.features)
         except (ConfigError, TypeError) as e:
@@ -80,9 +90,19 @@ class Bundle:
             sess = ort.InferenceSession(self._onnx, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise ModelError(f"{self.source}: ONNX graph cannot be loaded: {e}") from e
-        names = [o.name for o in sess.get_outputs()]
-        if OUTPUT_NAME not in names:
-            raise ModelError(f"{self.source}: ONNX graph has outputs {names}; it must have {OUTPUT_NAME!r}")
+        outputs = {o.name: o for o in sess.get_outputs()}
+        if OUTPUT_NAME not in outputs:
+            raise ModelError(f"{self.source}: ONNX graph has outputs {list(outputs)}; it must have {OUTPUT_NAME!r}")
+        # the graph's declared output shape, e.g. [None, 8]: a static class count must match the labels
+        shape = outputs[OUTPUT_NAME].shape
+        k = len(self.manifest.labels)
+        if isinstance(shape, list) and shape and (
+            len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != k)
+        ):
+            raise ModelError(
+                f"{self.source}: ONNX output {OUTPUT_NAME!r} shape={shape} must be [batch, {k}]: "
+                f"one column per label of the manifest (labels={self.manifest.labels})"
+            )
         return sess
 
     def features(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -134,8 +154,17 @@ class Bundle:
 
 
 def pack_bundle(manifest: Manifest, onnx_bytes: bytes) -> bytes:
-    """Serialise a bundle (zip with ``manifest.json`` and ``model.onnx``; sha256 recorded)."""
+    """Serialise a bundle (zip with ``manifest.json`` and ``model.onnx``).
+
+    Records the sha256 of ``model.onnx`` in ``manifest.files`` and then the digest of the whole
+    manifest (:func:`~vocalis.bundle.manifest.manifest_digest`) in ``manifest.manifest_sha256``;
+    :func:`load_bundle` checks both. Raises :class:`ModelError` for a manifest that breaks a rule.
+    """
+    manifest.check("pack_bundle")
     manifest.files = {MODEL_FILE: {"sha256": sha256_hex(onnx_bytes), "bytes": len(onnx_bytes)}}
+    manifest.manifest_sha256 = ""
+    # the digest is taken over the manifest as load_bundle will read it back (a JSON round trip)
+    manifest.manifest_sha256 = manifest_digest(json.loads(json.dumps(manifest.to_dict())))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr(MANIFEST_FILE, json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
@@ -155,8 +184,11 @@ def save_bundle(path: str | Path, manifest: Manifest, onnx_bytes: bytes) -> Path
 def load_bundle(path: str | Path | None = None, *, threads: int = 1) -> Bundle:
     """Load a bundle file (``None`` = the bundled default) and verify it.
 
-    Raises :class:`ModelError` for a missing, corrupt, tampered (sha256 mismatch) or
-    incompatible bundle.
+    Raises :class:`ModelError` for a missing, corrupt, tampered or incompatible bundle: a manifest
+    field breaking its rule, a ``model.onnx`` whose sha256 differs from the recorded one, a
+    manifest edited after packing (its ``manifest_sha256`` differs; bundles packed before that
+    field existed have none and are not checked for it), or an ONNX graph that cannot be loaded
+    or whose output size differs from the number of labels (the session is built here).
     """
     p = default_model_path() if path is None else Path(path)
     src = str(p)
@@ -184,4 +216,14 @@ def load_bundle(path: str | Path | None = None, *, threads: int = 1) -> Bundle:
     actual = sha256_hex(onnx_bytes)
     if actual != expected:
         raise ModelError(f"model={src}: {MODEL_FILE} sha256={actual[:12]}… does not match the manifest ({expected[:12]}…); the bundle was altered")
-    return Bundle(manifest, onnx_bytes, src, threads=threads)
+    if DIGEST_FIELD in raw:  # absent from bundles packed before the manifest digest existed
+        recorded, digest = raw[DIGEST_FIELD], manifest_digest(raw)
+        if digest != recorded:
+            raise ModelError(
+                f"model={src}: {MANIFEST_FILE} digest={digest[:12]}… does not match its "
+                f"{DIGEST_FIELD}={str(recorded)[:12]}…; the bundle was altered (a manifest field such as the "
+                f"labels, features or calibration was edited after packing); re-export it with pack_bundle"
+            )
+    bundle = Bundle(manifest, onnx_bytes, src, threads=threads)
+    bundle.session  # noqa: B018  (built now so a broken graph or a label-count mismatch fails here)
+    return bundle
