@@ -41,11 +41,12 @@ def _write_inputs(root: Path) -> dict[str, Any]:
     sf.write(root / "e_too_long.wav", harmonic(140, MAX_S + 1.0), SR)
     (root / "f_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\x01garbage" * 50)
     (root / "g_empty.mp3").write_bytes(b"")
+    sf.write(root / "h_silence.wav", np.zeros(SR, np.float32), SR)  # decodes, but holds nothing to label
     (root / "notes.txt").write_text("not audio, not picked up")
     (root / ".hidden.wav").write_bytes(b"skipped")
     return {"ok": {"a_tone.wav": 1.0, "b_voice_22k.flac": 1.5, "c_stereo_44k.wav": 1.2, "d_noise_8k.ogg": 2.0},
             "failed": {"e_too_long.wav": "max_duration=3s", "f_broken.wav": "f_broken.wav",
-                       "g_empty.mp3": "empty"}}
+                       "g_empty.mp3": "empty", "h_silence.wav": "no audible sound"}}
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,9 @@ def test_local_engine_writes_one_row_per_file(local_run: dict[str, Any]) -> None
     for name, needle in truth["failed"].items():
         r = rows[name]
         assert needle in r["error"]
-        assert r["label"] is None and r["duration_s"] is None and r[prob_column(labels[0])] is None
-    assert (s.files, s.ok, s.failed, s.workers) == (7, 4, 3, 2)
+        assert r["label"] is None and r[prob_column(labels[0])] is None
+        assert r["duration_s"] == (1.0 if name == "h_silence.wav" else None)  # decoded, so its length is known
+    assert (s.files, s.ok, s.failed, s.workers) == (8, 4, 4, 2)
     assert s.audio_s == pytest.approx(sum(truth["ok"].values()), abs=1e-2)
     assert s.files_per_s > 0 and s.audio_hours_per_hour > 0
     assert {Path(e["file"]).name for e in s.errors} == set(truth["failed"])
@@ -175,12 +177,12 @@ def test_ray_engine_gives_the_local_results(local_run: dict[str, Any], local_ray
     assert got.column("file").to_pylist() == local_run["files"]  # order preserved
     for g, w in zip(got.to_pylist(), want.to_pylist()):
         assert all(_close(g[k], w[k]) for k in w), (g, w)
-    assert (s.engine, s.files, s.ok, s.failed, s.workers) == ("ray", 7, 4, 3, 2)
+    assert (s.engine, s.files, s.ok, s.failed, s.workers) == ("ray", 8, 4, 4, 2)
     # a folder target: Ray's write_parquet, part files that read back as the same table
     folder = tmp_path / "parts"
     s2 = run_batch(local_run["files"], f"{folder}/", spec, engine="ray", workers=2)
     parts = pq.read_table(folder)
-    assert (s2.files, s2.failed) == (7, 3) and parts.num_rows == 7
+    assert (s2.files, s2.failed) == (8, 4) and parts.num_rows == 8
     byname = _by_name(parts)
     for name, w in _by_name(want).items():
         assert all(_close(byname[name][k], w[k]) for k in w)
@@ -195,11 +197,11 @@ def test_cli_batch_end_to_end(inputs: tuple[Path, dict[str, Any]], tmp_path: Pat
                               "--quiet", "--json"])
     assert res.exit_code == 1, res.output  # some files failed; their rows say why
     summary = json.loads(res.stdout)
-    assert (summary["files"], summary["ok"], summary["failed"]) == (7, 4, 3)
+    assert (summary["files"], summary["ok"], summary["failed"]) == (8, 4, 4)
     assert summary["files_per_s"] > 0 and summary["audio_hours_per_hour"] > 0
     assert "f_broken.wav" in res.stderr and res.stderr.startswith("error: ")
     t = pq.read_table(out)
-    assert t.num_rows == 7 and sum(e is not None for e in t.column("error").to_pylist()) == 3
+    assert t.num_rows == 8 and sum(e is not None for e in t.column("error").to_pylist()) == 4
     good = tmp_path / "good"
     good.mkdir()
     sf.write(good / "x.wav", harmonic(200, 1.0), SR)

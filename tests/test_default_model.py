@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
 from tests.conftest import SR, corpus_dir, harmonic, noise
 from vocalis.bundle import default_model_path, load_bundle
+from vocalis.cli import app
 from vocalis.labels import EMOTIONS
 
 
@@ -25,13 +27,29 @@ def test_default_bundle_ships_and_verifies() -> None:
     assert 0 < b.manifest.calibration["temperature"] < 20
 
 
-@pytest.mark.parametrize("signal", [harmonic(180, 1.5, vibrato=0.05), noise(1.0), np.zeros(SR, np.float32),
-                                    harmonic(300, 0.1)], ids=["voice-like", "noise", "silence", "100ms"])
+@pytest.mark.parametrize("signal", [harmonic(180, 1.5, vibrato=0.05), noise(1.0), harmonic(300, 0.1)],
+                         ids=["voice-like", "noise", "100ms"])
 def test_default_model_gives_valid_predictions_on_any_signal(signal: np.ndarray) -> None:
     pred = load_bundle().predict(signal, SR)
     assert pred.label in EMOTIONS
     assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     assert all(0 <= p <= 1 for p in pred.probabilities.values())
+
+
+@pytest.mark.parametrize(("signal", "level"), [(np.zeros(SR, np.float32), "-inf"),
+                                               (np.full(SR, 10 ** (-70 / 20), np.float32), "-70")],
+                         ids=["digital silence", "-70 dBFS"])
+def test_silence_is_an_error_not_an_emotion(signal: np.ndarray, level: str, tmp_path: Path) -> None:
+    """It used to say 'calm 0.88' for digital silence: a model that never heard silence guesses."""
+    from vocalis.errors import AudioError
+
+    with pytest.raises(AudioError, match=f"no audible sound \\(loudest 32 ms at {level} dBFS\\); speech must reach -60"):
+        load_bundle().predict(signal, SR)
+    quiet = np.concatenate([signal, 10 ** (-40 / 20) * harmonic(200, 0.1, amp=1.0)])  # one audible moment
+    assert load_bundle().predict(quiet, SR).label in EMOTIONS
+    sf.write(tmp_path / "silence.wav", signal, SR)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "silence.wav")])
+    assert res.exit_code == 1 and "silence.wav: no audible sound" in res.output
 
 
 def test_default_model_other_sample_rates_agree(tmp_path: Path) -> None:

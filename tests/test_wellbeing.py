@@ -449,6 +449,12 @@ def test_cli_errors_are_clean(cli_env: dict[str, Path]) -> None:
     assert res.exit_code == 2 and "error:" in res.output
     res = r.invoke(app, ["mood", "--user", "ann", "--db", db, "--at", "yesterday", str(cli_env["sad1"])])
     assert res.exit_code == 2 and "at=" in res.output
+    import soundfile as sf
+
+    quiet = cli_env["sad1"].parent / "quiet.wav"
+    sf.write(quiet, np.zeros(16_000, np.float32), 16_000)  # a silent check-in: refused, not "calm"
+    res = r.invoke(app, ["mood", "--user", "ann", "--db", db, "--no-save", str(quiet)])
+    assert res.exit_code == 2 and "quiet.wav: no audible sound" in res.output
 
 
 def test_cli_commands_have_help_and_register() -> None:

@@ -73,9 +73,9 @@ def _vector_bundle(model: Path | None) -> Any:
 
 
 def _embed(bundle: Any, path: Path, max_duration: float | None) -> np.ndarray:
-    from vocalis.audio.io import load_audio
+    from vocalis.audio.io import check_audible, load_audio
 
-    x = load_audio(path, SAMPLE_RATE, max_duration=max_duration)
+    x = check_audible(load_audio(path, SAMPLE_RATE, max_duration=max_duration), str(path))
     return np.asarray(bundle.features(x, SAMPLE_RATE), dtype=np.float32)
 
 

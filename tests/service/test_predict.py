@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import Account, register, wav_bytes
+from tests.service.conftest import SR, Account, register, wav_bytes
 
 
 def _raw(client: TestClient, acct: Account, body: bytes, ctype: str = "audio/wav") -> Any:
@@ -51,6 +54,10 @@ def test_400_for_undecodable_or_rule_breaking_audio(make_client) -> None:  # typ
     assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
     r = _raw(client, ann, wav_bytes(0.01))
     assert r.status_code == 400 and "at least" in r.json()["error"]["message"]
+    silence = io.BytesIO()
+    sf.write(silence, np.zeros(SR // 2, np.float32), SR, format="WAV")
+    r = _raw(client, ann, silence.getvalue())  # a silent clip gets no made-up emotion
+    assert r.status_code == 400 and "no audible sound" in r.json()["error"]["message"]
     assert "Traceback" not in r.text
 
 

@@ -30,3 +30,12 @@ DEFAULT_MAX_DURATION_S = 600.0
 
 MIN_DURATION_S = 0.05
 """Shorter audio is rejected: there is nothing to analyse."""
+
+AUDIBLE_DBFS = -60.0
+"""A clip whose loudest :data:`LEVEL_FRAME` frame is below this level (RMS, dB re full scale) holds
+no audible sound: the clip-level predictors refuse it instead of labelling silence (a model has
+never seen it and answers with confident nonsense). Live streams and call triage handle silence
+themselves and do not apply it."""
+
+LEVEL_FRAME = 512
+"""Frame (samples, 32 ms at 16 kHz) over which :data:`AUDIBLE_DBFS` is measured."""

@@ -13,7 +13,9 @@ from typing import BinaryIO
 import numpy as np
 
 from vocalis.audio.constants import (
+    AUDIBLE_DBFS,
     DEFAULT_MAX_DURATION_S,
+    LEVEL_FRAME,
     MAX_SAMPLE_RATE,
     MIN_DURATION_S,
     MIN_SAMPLE_RATE,
@@ -245,6 +247,29 @@ def validate(
         bad = int((~np.isfinite(x)).sum())
         raise AudioError(f"{name}: audio has {bad} non-finite samples (NaN/Inf); all must be finite")
     return x
+
+
+def check_audible(samples: np.ndarray, name: str = "audio", floor_dbfs: float = AUDIBLE_DBFS) -> np.ndarray:
+    """Return ``samples`` (float mono, any rate) when their loudest 32 ms frame reaches ``floor_dbfs``;
+    else :class:`AudioError` naming the level and the rule.
+
+    >>> check_audible(np.zeros(16000, np.float32))
+    Traceback (most recent call last):
+    ...
+    vocalis.errors.AudioError: audio: no audible sound (loudest 32 ms at -inf dBFS); speech must reach -60 dBFS
+    >>> check_audible(np.full(16000, 0.01, np.float32)).size
+    16000
+    """
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    n = max(1, x.size // LEVEL_FRAME)
+    frames = x[: n * LEVEL_FRAME].reshape(n, -1) if x.size >= LEVEL_FRAME else x[None, :]
+    peak = float(np.sqrt(np.max(np.mean(np.square(frames, dtype=np.float64), axis=1))))
+    level = 20 * np.log10(peak) if peak > 0 else -np.inf
+    if not level >= floor_dbfs:
+        shown = "-inf" if level == -np.inf else f"{level:.0f}"
+        raise AudioError(f"{name}: no audible sound (loudest 32 ms at {shown} dBFS); "
+                         f"speech must reach {floor_dbfs:.0f} dBFS")
+    return samples
 
 
 def _read_soundfile(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
-from vocalis.audio.io import load_audio
+from vocalis.audio.io import check_audible, load_audio
 from vocalis.bundle import Bundle, load_bundle
 from vocalis.corpora.folders import AUDIO_EXTENSIONS, iter_audio_files
 from vocalis.errors import ConfigError, DataError, VocalisError, require
@@ -122,7 +122,7 @@ class Analyser:
             if x is None or errs[i] is not None:
                 continue
             try:
-                feats[i] = self.bundle.features(x, SAMPLE_RATE)
+                feats[i] = self.bundle.features(check_audible(x, files[i]), SAMPLE_RATE)
             except VocalisError as e:
                 errs[i] = f"{files[i]}: {e}"
             except Exception as e:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
-from vocalis.audio.io import Source, load_audio, validate
+from vocalis.audio.io import Source, check_audible, load_audio, validate
 from vocalis.bundle.manifest import (
     DIGEST_FIELD,
     INPUT_NAME,
@@ -134,12 +134,15 @@ class Bundle:
         x = validate(audio, sample_rate, max_duration=None)
         return self.predict_proba_features(self.features(x, sample_rate)[None])[0]
 
-    def predict(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Prediction:
-        """Predict one float32 mono clip."""
+    def predict(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, name: str = "audio") -> Prediction:
+        """Predict one float32 mono clip; a clip with no audible sound (its loudest 32 ms below
+        :data:`~vocalis.audio.constants.AUDIBLE_DBFS`) is an :class:`AudioError`, not a label."""
+        check_audible(validate(audio, sample_rate, name=name), name)
         return self.prediction_from_proba(self.predict_proba(audio, sample_rate))
 
     def predict_file(self, source: Source, *, max_duration: float | None = DEFAULT_MAX_DURATION_S) -> Prediction:
-        return self.predict(load_audio(source, SAMPLE_RATE, max_duration=max_duration), SAMPLE_RATE)
+        name = str(source) if isinstance(source, (str, Path)) else "audio"
+        return self.predict(load_audio(source, SAMPLE_RATE, max_duration=max_duration), SAMPLE_RATE, name=name)
 
     def prediction_from_proba(self, proba: np.ndarray, restrict: list[str] | None = None) -> Prediction:
         labels = self.labels

@@ -27,7 +27,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from vocalis.audio.constants import SAMPLE_RATE
-from vocalis.audio.io import load_audio
+from vocalis.audio.io import check_audible, load_audio
 from vocalis.errors import ConfigError
 from vocalis.service.deps import ModelDep, SettingsDep, UserDep
 from vocalis.service.errors import ConflictError, InvalidInputError
@@ -137,7 +137,7 @@ async def enrol(
     data, _ = await read_audio_body(request, settings.max_upload_bytes)
 
     def run() -> dict[str, Any]:
-        x = load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds)
+        x = check_audible(load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds))
         emb = bundle.features(x, SAMPLE_RATE)
         with _user_lock(uid), _store(settings) as store:
             res = wb.enrol(store, bundle, uid, lab, [emb], ["upload"])
@@ -157,7 +157,7 @@ async def checkin(request: Request, user: UserDep, settings: SettingsDep, model:
 
     def run() -> dict[str, Any]:
         bundle = wb.check_vector_bundle(model.get())
-        x = load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds)
+        x = check_audible(load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds))
         emb = bundle.features(x, SAMPLE_RATE)
         with _user_lock(uid), _store(settings) as store:
             c, advice = wb.check_in(store, bundle, uid, emb, source="upload")
