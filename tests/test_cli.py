@@ -107,6 +107,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("args,needle", [
     (["predict", "/no/such.wav"], "not found"),
+    (["predict", "/tmp"], "is a folder, not an audio file (for a folder of recordings use 'vocalis batch"),
     (["evaluate", "/no/such/dir"], "/no/such/dir"),
     (["predict", "x.wav", "--model", "/no/model.vocalis"], "not found"),
     (["cv", ".", "--recipe", "nope"], "recipe='nope'"),

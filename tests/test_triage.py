@@ -282,6 +282,13 @@ def test_cli_triage_writes_a_sorted_report_and_reports_bad_files(tmp_path: Path)
     assert "Traceback" not in res.output
 
 
+def test_find_calls_skips_hidden_files_and_takes_every_audio_format(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.aiff", np.zeros(1600, np.float32), SR, format="AIFF")
+    sf.write(tmp_path / ".partial.wav", np.zeros(1600, np.float32), SR)
+    (tmp_path / "notes.txt").write_text("not audio")
+    assert [f.name for f in find_calls([tmp_path])] == ["a.aiff"]  # like `vocalis batch`
+
+
 def test_cli_triage_rejects_missing_inputs_and_bad_lexicons(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["triage", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "does not exist" in str(res.exception or res.output)

@@ -396,6 +396,9 @@ def load_audio(
     _check_rate(int(sample_rate), "load_audio")
     if isinstance(source, (str, Path)):
         p = Path(source)
+        if p.is_dir():
+            raise AudioError(f"{name}: is a folder, not an audio file (for a folder of recordings use "
+                             "'vocalis batch FOLDER --out results.parquet')")
         if not p.is_file():
             raise AudioError(f"{name}: file not found")
         if p.stat().st_size == 0:

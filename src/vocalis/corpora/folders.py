@@ -32,7 +32,7 @@ from vocalis.labels import normalise_label
 #: Extensions the corpus-layout parsers (RAVDESS, TESS, ...) look at.
 LAYOUT_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 #: Extensions accepted in a folder-per-label layout.
-AUDIO_EXTENSIONS: frozenset[str] = LAYOUT_EXTENSIONS | {".webm", ".m4a", ".opus"}
+AUDIO_EXTENSIONS: frozenset[str] = LAYOUT_EXTENSIONS | {".webm", ".m4a", ".opus", ".aiff", ".aif", ".aac"}
 
 NAME = "folders"
 UNKNOWN_SPEAKER = "unknown"

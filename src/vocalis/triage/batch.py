@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vocalis.corpora.folders import AUDIO_EXTENSIONS
+from vocalis.corpora.folders import AUDIO_EXTENSIONS, iter_audio_files
 from vocalis.errors import ConfigError, DataError, VocalisError
 from vocalis.processes import single_threaded_children
 from vocalis.triage.call import CallAnalyzer, TriageConfig
@@ -49,7 +49,7 @@ def find_calls(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS))
+            out.extend(iter_audio_files(p, AUDIO_EXTENSIONS))  # hidden entries skipped, as in batch
         elif p.is_file():
             out.append(p)
         else:
