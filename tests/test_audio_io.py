@@ -156,6 +156,15 @@ def test_channels_first_stereo_gets_a_clear_message() -> None:
     assert validate(np.zeros((SR, 64), np.float32), SR).shape == (SR,)
 
 
+@pytest.mark.parametrize("rate", [16000.5, "16k", True, None, float("nan")])
+def test_a_sample_rate_must_be_a_whole_number_of_hz(rate: object) -> None:
+    with pytest.raises(AudioError, match="must be a whole number of Hz"):
+        validate(tone(440, 0.5), rate)  # type: ignore[arg-type]
+    with pytest.raises(AudioError, match="must be a whole number of Hz"):
+        resample(tone(440, 0.5), rate)  # type: ignore[arg-type]
+    assert validate(tone(440, 0.5), 16000.0).size == SR // 2  # a float that is whole is fine
+
+
 def test_audio_error_is_a_vocalis_error() -> None:
     assert issubclass(AudioError, VocalisError)
 

@@ -48,6 +48,18 @@ def _name(source: Source) -> str:
     return str(getattr(source, "name", "<stream>"))
 
 
+def _whole_rate(sample_rate: float, name: str) -> int:
+    """``sample_rate`` as an int; a fractional, boolean or non-numeric rate is :class:`AudioError`
+    (``int()`` would silently truncate 16000.5 to 16000)."""
+    try:
+        ok = not isinstance(sample_rate, bool) and float(sample_rate).is_integer()
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise AudioError(f"{name}: sample_rate={sample_rate!r} must be a whole number of Hz")
+    return int(sample_rate)
+
+
 def _check_rate(sample_rate: int, name: str) -> None:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise AudioError(
@@ -179,8 +191,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Resample float32 mono audio with soxr (high quality); a no-op when rates match."""
-    _check_rate(int(orig_sr), "resample")
-    _check_rate(int(target_sr), "resample")
+    _check_rate(_whole_rate(orig_sr, "resample"), "resample")
+    _check_rate(_whole_rate(target_sr, "resample"), "resample")
     x = np.asarray(samples, dtype=np.float32)
     if orig_sr == target_sr:
         return x
@@ -219,7 +231,7 @@ def validate(
     ...
     vocalis.errors.AudioError: audio: dtype=int16 must be floating point (float32 or float64) in [-1, 1]; divide int16 samples by 32768
     """
-    _check_rate(int(sample_rate), name)
+    _check_rate(_whole_rate(sample_rate, name), name)
     arr = np.asarray(samples)
     if arr.dtype.kind != "f":
         raise AudioError(
@@ -393,7 +405,7 @@ def load_audio(
     (16000,)
     """
     name = _name(source)
-    _check_rate(int(sample_rate), "load_audio")
+    _check_rate(_whole_rate(sample_rate, "load_audio"), "load_audio")
     if isinstance(source, (str, Path)):
         p = Path(source)
         if p.is_dir():
