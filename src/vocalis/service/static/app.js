@@ -334,10 +334,15 @@ function onMessage(m) {
       if (mon.lastLocation && mon.ws) mon.ws.send(JSON.stringify(mon.lastLocation));
       $('#cd-cancel').focus();
       break;
-    case 'cancelled': hideCountdown(); toast('Alert cancelled.'); setState('listening', true); break;
+    case 'cancelled':
+      hideCountdown(); setState('listening', true);
+      toast(m.cooldown_s ? `Alert cancelled. This sound will not start another countdown for ${Math.round(m.cooldown_s)} s; use Panic if you need help.` : 'Alert cancelled.');
+      break;
     case 'danger.ended': if (mon.ws) setState('listening', true); break;
     case 'alert':
-      hideCountdown(); showAlert(m.alert_id); maybeEvidence(m.alert_id); break;
+      hideCountdown(); showAlert(m.alert_id); maybeEvidence(m.alert_id);
+      (m.warnings || []).forEach((w) => toast(`Warning: ${w}`));
+      break;
     case 'alert.status': renderDeliveries(m); break;
     case 'error': toast(`Server: ${m.message}`); break;
     case 'warning': toast(`Server: ${m.message}`); break;
@@ -457,6 +462,7 @@ $('#mon-panic').addEventListener('click', async () => {
     if (mon.lastLocation) body.location = { latitude: mon.lastLocation.lat, longitude: mon.lastLocation.lon, accuracy_m: mon.lastLocation.accuracy };
     const a = await api('/v1/alerts', { method: 'POST', json: body });
     showAlert(a.id); renderDeliveries({ deliveries: a.deliveries }); maybeEvidence(a.id);
+    (a.warnings || []).forEach((w) => toast(`Warning: ${w}`));
   } catch (err) { toast(`Panic failed: ${err.message}`); }
 });
 
