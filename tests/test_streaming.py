@@ -412,3 +412,34 @@ def test_a_shed_vad_holds_the_voice_and_says_so(scream_bundle: Bundle) -> None:
     q = make(scream_bundle, vad="silero", asr="off", emotion_every=0)
     only = [w for i in range(0, 2 * SR, 4000) for w in q.advance(x[i : i + 4000], SR, vad=False)]
     assert only[0].voice_deferred and only[0].voice == 0.0  # nothing ever scored: the initial 0
+
+
+def test_a_windows_voice_comes_only_from_vad_frames_that_overlap_it() -> None:
+    """VAD frames lie on a 512-sample grid from the stream's start; a 2 s window is 62.5 frames, so on
+    half the grid offsets the last 63 frames reach one that ends before the window starts."""
+    from vocalis.streaming.vad import FRAME
+
+    cfg = StreamConfig(vad="energy", asr="off")
+    p = StreamingPredictor(cfg, emotion_model=False, keyword_spotter=False)
+    w, h = cfg.window_samples, cfg.hop_samples
+    # a window end where only 62 frames overlap the window (the 63rd from the end lies before it)
+    end = next(e for e in range(w + 2 * h, 20 * h, h) if e // FRAME - (e - w) // FRAME == 62)
+    start = end - w
+    first_whole_before = (start // FRAME - 1) * FRAME  # a frame that ends before the window starts
+    x = (np.random.default_rng(0).standard_normal(end + h) * 1e-3).astype(np.float32)
+    x[first_whole_before + 50:first_whole_before + FRAME - 50] = 0.5  # a burst in that frame only
+    by_start = {round(r.t_start * SR): r for r in p.push(x, SR)}
+    assert by_start[start].level_db < -50 and by_start[start].voice < 0.5  # the burst is not this window's
+    assert by_start[start - h].voice > 0.5  # the window that holds it hears it
+
+
+def test_unsigned_pcm_is_centred_on_its_midpoint() -> None:
+    cfg = StreamConfig(vad="energy", asr="off")
+    silence_u8 = np.full(3 * SR, 128, np.uint8)  # uint8 PCM silence
+    tone = (np.sin(np.arange(3 * SR) * 2 * np.pi * 440 / SR) * 0.5).astype(np.float32)
+    as_u16 = np.round(tone * 32768 + 32768).astype(np.uint16)
+    quiet = StreamingPredictor(cfg, emotion_model=False, keyword_spotter=False).push(silence_u8, SR)
+    loud = StreamingPredictor(cfg, emotion_model=False, keyword_spotter=False).push(as_u16, SR)
+    ref = StreamingPredictor(cfg, emotion_model=False, keyword_spotter=False).push(tone, SR)
+    assert quiet and all(r.level_db < -90 for r in quiet)  # was a constant 0.5: -6 dB
+    assert [round(r.level_db, 1) for r in loud] == [round(r.level_db, 1) for r in ref]

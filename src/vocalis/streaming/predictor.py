@@ -330,7 +330,9 @@ class StreamingPredictor:
             raise AudioError(f"samples.shape={arr.shape} must be (frames,) or (frames, channels)")
         x = to_mono(arr)
         if arr.dtype.kind in "iu":  # PCM integers -> [-1, 1)
-            x = x / float(np.iinfo(arr.dtype).max + 1)
+            info = np.iinfo(arr.dtype)
+            half = float(info.max) + 1.0 if arr.dtype.kind == "i" else (float(info.max) + 1.0) / 2
+            x = (x - (half if arr.dtype.kind == "u" else 0.0)) / half  # unsigned PCM is offset (uint8 silence = 128)
         if x.size > MAX_CHUNK_S * int(sample_rate):
             raise AudioError(
                 f"chunk of {x.size} samples must hold at most {MAX_CHUNK_S:g} s "
@@ -411,7 +413,10 @@ class StreamingPredictor:
     def _pending(self, end: int, partial: bool = False) -> PendingWindow:
         cfg = self.config
         w = self._ring.latest(cfg.window_samples)
-        n_frames = max(1, min(len(self._vad_probs), -(-min(end, cfg.window_samples) // FRAME)))
+        # the VAD frames (a 512-sample grid from the stream's start) that overlap [end - window, end):
+        # not simply the last ceil(window / 512), which on half the grid offsets reach a frame that
+        # ends before the window starts (a sound just before the window then counted as its voice)
+        n_frames = max(1, min(len(self._vad_probs), end // FRAME - max(0, end - cfg.window_samples) // FRAME))
         vp = self._vad_probs.latest(n_frames) if len(self._vad_probs) else np.zeros(1, np.float32)
         scored = vp[~np.isnan(vp)]  # frames of a shed chunk are NaN
         voice = float(scored.max()) if scored.size else self._last_voice
