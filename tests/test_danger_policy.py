@@ -107,13 +107,33 @@ def test_countdown_then_alert_and_tick_without_audio() -> None:
 
 
 def test_cancel_during_countdown_prevents_alert() -> None:
-    p = DangerPolicy(cfg(countdown_s=5.0))
+    p = DangerPolicy(cfg(countdown_s=5.0, cooldown_s=100.0))
     run(p, [0.9, 0.9])
     ev = p.cancel(4.0)
     assert types(ev)[-1] == "cancelled" and ev[-1].t == 4.0 and "alert" not in types(ev)
     later = p.tick(20.0) + run(p, [0.9] * 4, t0=18.5)
     assert "alert" not in types(later)
     assert p.cancel(30.0) == []  # nothing to cancel
+
+
+def test_a_cancelled_episode_that_goes_on_asks_again_after_the_cooldown() -> None:
+    """A cancel silences a false alarm for cooldown_s, not for as long as the sound lasts."""
+    p = DangerPolicy(cfg(countdown_s=5.0, cooldown_s=10.0, n_on=2, m_windows=3))
+    run(p, [0.9, 0.9])  # t = 2.0, 2.5: started, countdown
+    assert types(p.cancel(3.0))[-1] == "cancelled"
+    during = run(p, [0.9] * 19, t0=1.5)  # t = 3.5 .. 12.5: still screaming, inside the cooldown
+    assert "countdown" not in types(during) and "alert" not in types(during)
+    after = run(p, [0.9] * 12, t0=11.0)  # t = 13.0 .. 18.5: the cooldown ends at 13.0
+    again = [e for e in after if e.type == "countdown"]
+    assert again and again[0].t == 13.0 and again[0].reason.endswith("after-cancel")
+    assert "alert" in types(after) and next(e for e in after if e.type == "alert").t == pytest.approx(18.0)
+    # without re-arming (the sound stopped and the episode ended), a new episode in the cooldown waits
+    q = DangerPolicy(cfg(countdown_s=5.0, cooldown_s=10.0))
+    run(q, [0.9])
+    q.cancel(2.2)
+    quiet = run(q, [0.1], t0=0.5) + run(q, [0.9], t0=1.0)  # t = 2.5 ended; t = 3.0 a new one
+    assert types(quiet) == ["danger.ended", "danger.started"] and quiet[1].cooldown
+    assert "countdown" not in types(run(q, [0.9] * 4, t0=1.5))  # in the cooldown: no countdown, no re-arm
 
 
 def test_cancel_after_deadline_is_too_late() -> None:

@@ -43,6 +43,10 @@ Episode logic:
   running if the sound stops (a silenced victim must still be helped); only cancel stops it;
 * **cooldown**: for ``cooldown_s`` after an alert (or a cancel) new episodes are reported
   (``danger.started`` with ``cooldown=True``) but open no countdown and raise no alert;
+* **re-arm**: an episode whose countdown was cancelled and that is still going when the cooldown
+  ends (its current window counts among ``n_on`` hits) opens a new countdown (reason
+  ``...,after-cancel``): a cancel silences a false alarm for ``cooldown_s``, not for as long as the
+  sound lasts (a cancel may have been forced);
 * **panic**: :meth:`panic` raises an ``alert`` at once (ignores countdown and cooldown).
 
 :meth:`tick` advances the countdown without audio (a UI timer); :meth:`push` does it too.
@@ -171,6 +175,7 @@ class DangerPolicy:
         self._deadline: float | None = None  # countdown end
         self._next_tick: float | None = None
         self._cooldown_until = -math.inf
+        self._rearm = False  # a cancelled episode that is still going re-opens a countdown after the cooldown
         self._t = -math.inf
         self.last_risk = 0.0
 
@@ -233,21 +238,31 @@ class DangerPolicy:
                 reasons = self._reasons(w)
                 events.append(Event("danger.started", t, round(r, 4), reasons, cooldown=in_cooldown))
                 if not in_cooldown and self._deadline is None:
-                    self._deadline = t + c.countdown_s
-                    self._next_tick = t + c.countdown_s - math.floor(c.countdown_s - 1e-9) if c.countdown_s > 0 else t
-                    events.append(Event("countdown", t, round(r, 4), reasons, remaining=round(c.countdown_s, 3)))
+                    events.append(self._open_countdown(t, r, reasons))
         else:
             if r < c.off_threshold:
                 if self._below_since is None:
                     self._below_since = t
                 if t - self._below_since >= c.release_s - 1e-9:
                     self.active = False
+                    self._rearm = False
                     self._hist.clear()
                     events.append(Event("danger.ended", t, round(r, 4)))
             else:
                 self._below_since = None
+                if (self._rearm and self._deadline is None and t >= self._cooldown_until
+                        and sum(hit for _, hit in self._hist) >= c.n_on):
+                    # cancelled, but the danger went on through the whole cooldown: ask again
+                    self._rearm = False
+                    events.append(self._open_countdown(t, r, self._reasons(w) + ",after-cancel"))
         events += self._countdown(t)
         return events
+
+    def _open_countdown(self, t: float, r: float, reasons: str) -> Event:
+        c = self.config
+        self._deadline = t + c.countdown_s
+        self._next_tick = t + c.countdown_s - math.floor(c.countdown_s - 1e-9) if c.countdown_s > 0 else t
+        return Event("countdown", t, round(r, 4), reasons, remaining=round(c.countdown_s, 3))
 
     def _reasons(self, w: WindowScores) -> str:
         c = self.config
@@ -309,6 +324,7 @@ class DangerPolicy:
         self._deadline = None
         self._next_tick = None
         self._cooldown_until = float(t) + self.config.cooldown_s
+        self._rearm = self.active  # the same episode may ask again once the cooldown is over
         return [*events, Event("cancelled", float(t), reason="user")]
 
     def panic(self, t: float, reason: str = "panic") -> list[Event]:
