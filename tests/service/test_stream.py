@@ -433,6 +433,8 @@ def test_danger_sequence_creates_alert_with_deliveries(setup: Callable[..., Any]
         assert countdown["remaining"] == 1.0 and countdown["alert_id"]
         alert, _ = recv_until(sock, "alert")
         assert alert["alert_id"] == countdown["alert_id"] and alert["deliveries"] == 2
+        # this test server has no Twilio: the live alert says its SMS and call will fail
+        assert [w.split(" is ")[0] for w in alert["warnings"]] == ["channel=call", "channel=sms"]
         status, _ = recv_until(sock, "alert.status")
         assert status["alert_id"] == alert["alert_id"] and status["status"] == "confirmed"
         assert sorted((d["channel"], d["contact"]) for d in status["deliveries"]) == [("call", "Mum"), ("sms", "Mum")]
@@ -586,4 +588,5 @@ def test_a_live_alert_without_contacts_says_it_reaches_nobody(setup: Callable[..
         recv_until(sock, "session.created")
         sock.send_json({"type": "Panic"})
         alert, _ = recv_until(sock, "alert")
-    assert alert["deliveries"] == 0 and alert["warnings"] == ["this alert reaches nobody: you have no contacts"]
+    assert alert["deliveries"] == 0
+    assert alert["warnings"] == ["this alert reaches nobody: you have no contacts (add one with POST /v1/contacts)"]

@@ -58,6 +58,7 @@ from vocalis.labels import valence_arousal
 from vocalis.service import alerts as svc
 from vocalis.service import stream_engine as eng
 from vocalis.service import ws
+from vocalis.service.convert import alert_warnings
 from vocalis.service.deps import CurrentUser, authenticate
 from vocalis.service.errors import ConflictError
 from vocalis.storage import repositories as repo
@@ -559,8 +560,9 @@ class StreamSession:
         d = ev.to_dict()
         d.pop("type")
         msg = {"type": "alert", "alert_id": alert_id, "deliveries": n, **d}
-        if n == 0:  # said at once: the user must not believe someone was told
-            msg["warnings"] = ["this alert reaches nobody: you have no contacts"]
+        warnings = await self._db(self._warnings, alert_id)
+        if warnings:  # said at once: the user must not believe someone was told
+            msg["warnings"] = warnings
         self.send(msg)
         self.tasks.append(asyncio.create_task(self._watch(alert_id), name=f"stream-watch-{alert_id}"))
 
@@ -599,6 +601,12 @@ class StreamSession:
     def _cancel(self, alert_id: str) -> None:
         with self.app.state.session_factory() as s, s.begin():
             svc.cancel_alert(s, self.user.id, alert_id)
+
+    def _warnings(self, alert_id: str) -> list[str]:
+        notifiers = getattr(self.app.state, "notifiers", None)
+        with self.app.state.session_factory() as s:
+            return alert_warnings(svc.get_alert(s, self.user.id, alert_id),
+                                  None if notifiers is None else sorted(notifiers))
 
     def _count_deliveries(self, alert_id: str) -> int:
         with self.app.state.session_factory() as s:
