@@ -196,10 +196,41 @@ def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp
         page.wait_for_selector("#alert-box:not([hidden])", timeout=15_000)
         assert page.is_hidden("#countdown")
         page.wait_for_selector("#alert-deliveries li[data-channel=sms][data-status=sent]", timeout=15_000)
+        page.wait_for_function("document.querySelector('#alert-title').textContent.startsWith('Alert sent')")
         assert page.errors == []  # type: ignore[attr-defined]
     sms, calls = _for_phone(live_server, phone)
     assert len(sms) == 1 and len(calls) == 1, (sms, calls)
     assert [a.status for a in _alerts(live_server, acct)] in (["confirmed"], ["delivered"])
+
+
+def test_cancel_after_stop_still_cancels(live_server: LiveServer, tmp_path: Path) -> None:
+    """Stop then Cancel during the countdown: the socket is closing, so Cancel must go over REST
+    (it used to be sent on the closing socket, dropped, and the alert went out)."""
+    clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav")
+    phone = "+33644444444"
+    with _monitoring(live_server, clip, "stopcancel@example.org", phone) as (page, acct):
+        page.wait_for_selector("#countdown:not([hidden])")
+        page.click("#mon-stop")
+        page.click("#cd-cancel")
+        page.wait_for_selector("#countdown", state="hidden")
+        page.wait_for_timeout(6_000)  # past the countdown's end: nothing may be sent
+        assert page.is_hidden("#alert-box")
+        assert page.errors == []  # type: ignore[attr-defined]
+    assert _for_phone(live_server, phone) == ([], [])
+    assert [a.status for a in _alerts(live_server, acct)] == ["cancelled"]
+
+
+def test_signing_out_stops_monitoring_and_forgets_the_login(live_server: LiveServer, tmp_path: Path) -> None:
+    clip = corpus_wav("quiet_background", 6, tmp_path / "quiet.wav")
+    with _monitoring(live_server, clip, "signout@example.org", "+33655555555") as (page, _):
+        page.wait_for_function("Number(document.querySelector('#live-count').textContent) >= 1")
+        page.click("#logout")
+        page.wait_for_selector("#page-login:not([hidden])")
+        page.wait_for_function("window.vocalis.mon.ws === null && window.vocalis.mon.stream === null")
+        assert page.evaluate("getComputedStyle(document.querySelector('#nav')).display") == "none"
+        assert page.input_value("#login-form input[name=email]") == ""
+        assert page.input_value("#login-form input[name=password]") == ""
+        assert page.errors == []  # type: ignore[attr-defined]
 
 
 def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> None:

@@ -54,7 +54,15 @@ function route() {
 }
 let a11yReady = false;
 window.addEventListener('hashchange', route);
-$('#logout').addEventListener('click', () => { auth.clear(); location.hash = ''; route(); });
+$('#logout').addEventListener('click', () => {
+  // the microphone and the stream belong to this user: stop them before anyone else can sign in here
+  if (mon.ws) { stopMonitor(); mon.ws.close(); mon.ws = null; }
+  teardownAudio(); clearInterval(mon.poll); clearInterval(mon.follow); hideCountdown();
+  $('#alert-box').hidden = true; mon.alertId = null;
+  $$('form').forEach((f) => f.reset());
+  contactNames = {};
+  auth.clear(); location.hash = ''; route();
+});
 
 function formError(form, msg) { $('.form-error', form).textContent = msg || ''; }
 
@@ -63,7 +71,7 @@ $('#login-form').addEventListener('submit', async (e) => {
   const f = e.target; formError(f);
   try {
     auth.set(await api('/v1/auth/token', { method: 'POST', json: { email: f.email.value, password: f.password.value } }));
-    location.hash = '#monitor'; route();
+    f.reset(); location.hash = '#monitor'; route();
   } catch (err) { formError(f, err.message); }
 });
 
@@ -73,7 +81,7 @@ $('#register-form').addEventListener('submit', async (e) => {
   try {
     await api('/v1/users', { method: 'POST', json: { email: f.email.value, password: f.password.value, name: f.name.value || null } });
     auth.set(await api('/v1/auth/token', { method: 'POST', json: { email: f.email.value, password: f.password.value } }));
-    toast('Account created. Add an emergency contact next.');
+    f.reset(); toast('Account created. Add an emergency contact next.');
     location.hash = '#contacts'; route();
   } catch (err) { formError(f, err.message); }
 });
@@ -335,8 +343,7 @@ function onMessage(m) {
       $('#cd-cancel').focus();
       break;
     case 'cancelled':
-      hideCountdown(); setState('listening', true);
-      toast(m.cooldown_s ? `Alert cancelled. This sound will not start another countdown for ${Math.round(m.cooldown_s)} s; use Panic if you need help.` : 'Alert cancelled.');
+      hideCountdown(); setState('listening', true); cancelledToast(m.alert_id, m.cooldown_s);
       break;
     case 'danger.ended': if (mon.ws) setState('listening', true); break;
     case 'alert':
@@ -371,7 +378,9 @@ function showAlert(id) {
   mon.alertId = id;
   const box = $('#alert-box'); box.hidden = false;
   $('#alert-id').textContent = `Alert ${id}`;
-  setState('alert sent', true);
+  $('#alert-title').textContent = 'Sending alert…'; $('#alert-summary').textContent = '';
+  box.classList.remove('failed');
+  setState('alert raised', true);
   clearInterval(mon.poll);
   mon.poll = setInterval(async () => { // also works after the socket closed
     try {
@@ -385,6 +394,22 @@ function showAlert(id) {
 let contactNames = {};
 function renderDeliveries(m) {
   const ul = $('#alert-deliveries'); ul.innerHTML = '';
+  // the heading says what happened: never "sent" when nobody was reached
+  const ds = m.deliveries || [];
+  const sent = ds.filter((d) => d.status === 'sent').length;
+  const failed = ds.filter((d) => d.status === 'failed').length;
+  const box = $('#alert-box');
+  if (!ds.length || failed === ds.length) {
+    $('#alert-title').textContent = 'Alert NOT delivered – call emergency services yourself';
+    $('#alert-summary').textContent = ds.length ? 'Every message to your contacts failed.' : 'You have no emergency contacts.';
+    box.classList.add('failed'); setState('alert not delivered', true);
+  } else if (sent) {
+    $('#alert-title').textContent = `Alert sent (${sent} of ${ds.length} messages delivered)`;
+    $('#alert-summary').textContent = failed ? `${failed} failed; see below.` : '';
+    box.classList.remove('failed'); setState('alert sent', true);
+  } else {
+    $('#alert-title').textContent = 'Sending alert…'; $('#alert-summary').textContent = '';
+  }
   for (const d of m.deliveries) {
     const li = document.createElement('li');
     const who = d.contact || contactNames[d.contact_id] || 'contact';
@@ -449,11 +474,27 @@ async function startEvidence(alertId) {
 $('#ev-stop').addEventListener('click', () => { if (mon.evidence && mon.evidence.state === 'recording') mon.evidence.stop(); });
 $('#mon-start').addEventListener('click', startMonitor);
 $('#mon-stop').addEventListener('click', stopMonitor);
-$('#cd-cancel').addEventListener('click', () => {
-  if (mon.ws && mon.ws.readyState === WebSocket.OPEN) mon.ws.send(JSON.stringify({ type: 'Cancel' }));
-  else if (mon.alertId) api(`/v1/alerts/${mon.alertId}/cancel`, { method: 'POST' }).catch((e) => toast(e.message));
-  hideCountdown();
+// Cancel goes over REST whenever the alert is known: it works after Stop or a lost connection (the
+// server still runs the countdown out), stops the live countdown too, and says whether it worked.
+$('#cd-cancel').addEventListener('click', async () => {
+  const id = mon.alertId;
+  if (!id) {
+    if (mon.ws && mon.ws.readyState === WebSocket.OPEN) mon.ws.send(JSON.stringify({ type: 'Cancel' }));
+    return;
+  }
+  try {
+    await api(`/v1/alerts/${id}/cancel`, { method: 'POST' });
+    clearInterval(mon.follow); hideCountdown(); cancelledToast(id, 60);
+    setState(mon.ws ? 'listening' : 'stopped', !!mon.ws);
+  } catch (err) {
+    toast(`Could not cancel: ${err.message}`);  // e.g. 409: the alert was already sent
+  }
 });
+function cancelledToast(id, cooldown) {
+  if (mon.cancelledId === id) return;
+  mon.cancelledId = id;
+  toast(cooldown ? `Alert cancelled. For ${Math.round(cooldown)} s this sound will not start another countdown; if it goes on after that, a new one starts. Use Panic if you need help.` : 'Alert cancelled.');
+}
 $('#mon-panic').addEventListener('click', async () => {
   if (!confirm('Alert all your contacts now?')) return;
   if (mon.ws && mon.ws.readyState === WebSocket.OPEN) { mon.ws.send(JSON.stringify({ type: 'Panic' })); return; }
@@ -485,6 +526,7 @@ async function loadContacts() {
       del.onclick = async () => {
         if (!confirm(`Delete ${c.name}?`)) return;
         await api(`/v1/contacts/${c.id}`, { method: 'DELETE' }).catch((e) => toast(e.message));
+        if ($('#contact-form').id.value === c.id) resetContact();  // it was being edited: it is gone
         loadContacts();
       };
       td.append(edit, ' ', del); tr.append(td); tb.append(tr);
@@ -515,9 +557,10 @@ $('#contact-form').addEventListener('submit', async (e) => {
     channels: $$('input[name=channels]:checked', f).map((cb) => cb.value),
   };
   try {
-    if (f.id.value) await api(`/v1/contacts/${f.id.value}`, { method: 'PATCH', json: body });
-    else await api('/v1/contacts', { method: 'POST', json: body });
-    toast(`Saved ${body.name}.`); resetContact(); loadContacts();
+    const c = f.id.value ? await api(`/v1/contacts/${f.id.value}`, { method: 'PATCH', json: body })
+      : await api('/v1/contacts', { method: 'POST', json: body });
+    toast(`Saved ${c.name}.`); (c.warnings || []).forEach((w) => toast(`Warning: ${w}`));
+    resetContact(); loadContacts();
   } catch (err) { formError(f, err.message); }
 });
 
@@ -665,6 +708,15 @@ $('#wb-reset').addEventListener('click', async () => {
 $('#wb-delete').addEventListener('click', async () => {
   if (!confirm('Delete all your wellbeing data (samples, personal model and every check-in)? This cannot be undone.')) return;
   try { const r = await api('/v1/wellbeing?all=true', { method: 'DELETE' }); toast(`Deleted ${r.enrolments} sample(s) and ${r.checkins} check-in(s).`); loadWellbeing(); } catch (err) { toast(err.message); }
+});
+
+$('#delete-all').addEventListener('click', async () => {
+  if (!confirm('Delete everything Vocalis keeps about you: history, call reports, finished alerts, evidence recordings and wellbeing data? Your account and contacts stay. This cannot be undone.')) return;
+  try {
+    const r = await api('/v1/users/me/data', { method: 'DELETE' });
+    toast(`Deleted ${r.predictions} history entries, ${r.alerts} alerts, ${r.evidence} evidence recordings and your wellbeing data.${r.alerts_kept ? ` ${r.alerts_kept} alert(s) still being delivered are kept until done.` : ''}`);
+    $('#alert-box').hidden = true; route();
+  } catch (err) { toast(err.message); }
 });
 
 // ---------------------------------------------------------------- start
