@@ -40,6 +40,8 @@ def test_contact_crud_defaults_and_normalisation(client: TestClient, ann: Accoun
     assert c["phone"] == "+33612345678" and c["email"] == "mum@example.org"
     assert c["channels"] == ["sms", "email", "webhook"]  # default: every channel its fields allow (no call)
     assert c["webhook_secret"].startswith("whsec_")
+    # this test server has no SMS or SMTP provider: saving says so, the webhook is fine
+    assert [w.split(" is ")[0] for w in c["warnings"]] == ["channel=sms", "channel=email"]
     r = client.post("/v1/contacts", headers=ann.headers, json={"name": "Dad", "phone": "+14155550100",
                                                                "channels": ["call", "sms", "call"]})
     assert r.json()["channels"] == ["call", "sms"] and r.json()["webhook_secret"] is None

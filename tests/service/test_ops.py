@@ -50,6 +50,11 @@ def test_errors_are_uniform_json(client: TestClient, ann: Account) -> None:
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"}, content=b"{bad")
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+    assert r.json()["error"]["message"] == "body is not valid JSON (at character 1)"
+    r = client.post("/v1/contacts", headers=ann.headers, json={"name": "   ", "email": "a@example.org"})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "name: name must not be blank"
+    r = client.post("/v1/contacts", headers=ann.headers, json={"name": "A", "phone": "+33612345678", "channels": []})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("channels=[] must name at least one way")
     r = client.post("/v1/contacts", headers={**ann.headers, "content-type": "application/json"}, content=b'{"n\xff"}')
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_body", r.text
     assert "UTF-8" in r.json()["error"]["message"]

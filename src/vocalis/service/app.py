@@ -46,6 +46,10 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
+def _exc_type(error: Any) -> str:
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
+
+
 def _cut(text: str, limit: int = 500) -> str:
     """An error message never echoes megabytes of the request back."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -66,8 +70,11 @@ def _install_error_handlers(app: FastAPI) -> None:
              "msg": _cut(str(e.get("msg", "")).removeprefix("Value error, "))}
             for e in exc.errors()[:20]
         ]
-        message = "; ".join(f"{'.'.join(d['loc'][1:]) or d['loc'][0] if d['loc'] else 'body'}: {d['msg']}"
-                            for d in details)  # type: ignore[index]
+        # "field: rule"; a rule about the whole body (a model validator) needs no "body:" prefix
+        message = "; ".join(
+            f"body is not valid JSON (at character {d['loc'][1]})" if _exc_type(e) == "json_invalid" and len(d["loc"]) > 1
+            else (f"{'.'.join(d['loc'][1:])}: " if len(d["loc"]) > 1 else "") + str(d["msg"])
+            for d, e in zip(details, exc.errors()))
         return error_response(422, "validation_error", message, details=details)
 
     @app.exception_handler(StarletteHTTPException)

@@ -151,6 +151,14 @@ class ContactIn(BaseModel):
                                        description="Standard Webhooks secret; generated when omitted.")
     channels: list[Channel] | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("name must not be blank")
+        return v
+
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str | None) -> str | None:
@@ -179,6 +187,8 @@ class ContactIn(BaseModel):
     @model_validator(mode="after")
     def _channels(self) -> ContactIn:
         need = {"sms": self.phone, "call": self.phone, "email": self.email, "webhook": self.webhook_url}
+        if self.channels is not None and not self.channels:
+            raise ValueError("channels=[] must name at least one way to notify: sms, call, email or webhook")
         if self.channels is None:
             self.channels = [c for c in ("sms", "email", "webhook") if need[c]]  # type: ignore[misc]
         if not self.channels:
@@ -211,6 +221,8 @@ class ContactOut(BaseModel):
     webhook_secret: str | None
     channels: list[str]
     created_at: datetime
+    warnings: list[str] = Field(default_factory=list, description=(
+        "On create/update: channels this server has no provider for (messages on them would fail)."))
 
 
 # alerts ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import ValidationError
 
 from vocalis.notify.webhook import new_secret, private_address
@@ -26,7 +26,8 @@ def _fields(c: ContactIn) -> dict[str, object]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactOut)
-def create_contact(body: ContactIn, user: UserDep, session: SessionDep, settings: SettingsDep) -> ContactOut:
+def create_contact(body: ContactIn, user: UserDep, session: SessionDep, settings: SettingsDep,
+                   request: Request) -> ContactOut:
     """Add a contact. A webhook contact gets a ``whsec_`` signing secret unless one is given.
 
     A ``webhook_url`` on a loopback, private or link-local address is refused (422) unless the
@@ -35,7 +36,16 @@ def create_contact(body: ContactIn, user: UserDep, session: SessionDep, settings
     _check_webhook(body, settings)
     row = repo.create_contact(session, user.id, **_fields(body))
     session.commit()
-    return contact_out(row)
+    return _with_warnings(contact_out(row), request)
+
+
+def _with_warnings(out: ContactOut, request: Request) -> ContactOut:
+    """Say which of the contact's channels this server cannot deliver on (no provider configured)."""
+    notifiers = getattr(request.app.state, "notifiers", None)
+    if notifiers is not None:
+        out.warnings = [f"channel={c} is not configured on this server: alerts to {out.name} on it will fail"
+                        for c in out.channels if c not in notifiers]
+    return out
 
 
 def _check_webhook(body: ContactIn, settings: Settings) -> None:
@@ -62,7 +72,7 @@ def get_contact(contact_id: str, user: UserDep, session: SessionDep) -> ContactO
 
 @router.patch("/{contact_id}", response_model=ContactOut)
 def update_contact(contact_id: str, body: ContactUpdate, user: UserDep, session: SessionDep,
-                   settings: SettingsDep) -> ContactOut:
+                   settings: SettingsDep, request: Request) -> ContactOut:
     """Change some fields; the result is validated like a new contact."""
     row = repo.get_contact(session, user.id, contact_id)
     if row is None:
@@ -82,7 +92,7 @@ def update_contact(contact_id: str, body: ContactUpdate, user: UserDep, session:
     for k, v in _fields(new).items():
         setattr(row, k, v)
     session.commit()
-    return contact_out(row)
+    return _with_warnings(contact_out(row), request)
 
 
 @router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT)
