@@ -7,7 +7,8 @@ Given the user's enrolled backbone embeddings ``x`` (e.g. 3840-d) and their mood
    bundle's scaler), else the user's own standard deviation shrunk toward its median (a few
    clips cannot estimate 3840 variances). ``z = (x - mean_) / scale_``.
    For the global model the same idea shifts the user's embeddings onto the population mean:
-   :meth:`PersonalModel.adapt` returns ``x - mean_ + reference_mean``.
+   :meth:`PersonalModel.adapt` returns ``x - mean_ + reference_mean``, but only once every mood
+   is enrolled (:attr:`PersonalModel.shifts`): the mean of some moods is not the speaker's.
 2. **A small head** on ``z``: a ridge-regression classifier (one-vs-rest ±1 targets, solved in
    closed form in the dual, numpy only) whose scores go through a softmax with a fixed
    inverse temperature ``beta``.
@@ -248,14 +249,26 @@ class PersonalModel:
         m = self.n_ / len(self.classes_)
         return float(m / (m + self.k0))
 
+    @property
+    def shifts(self) -> bool:
+        """Whether :meth:`adapt` moves embeddings: only when every mood of :attr:`labels` is enrolled.
+
+        The shift maps the user's mean onto the population's, which averages *every* mood. A user
+        who enrolled only some moods has a mean that is those moods', so the shift would move their
+        voice away from exactly them: enrolling only "neutral" took neutral recall from 0.77 to 0.00
+        and 8-class UA from 0.78 to 0.61 on RAVDESS (leave-one-actor-out; ``benchmarks/notes.md``,
+        "Personalisation with some moods enrolled"). The head still personalises those moods.
+        """
+        self._check_fitted()
+        return self.reference_mean_.size > 0 and set(self.classes_) == set(self.labels)
+
     def adapt(self, X: np.ndarray) -> np.ndarray:
         """Speaker-normalised embeddings for the *global* model: ``x - mean_ + reference_mean``.
 
-        Without a reference mean the input is returned unchanged.
+        Unchanged without a reference mean or unless every mood is enrolled (:attr:`shifts`).
         """
-        self._check_fitted()
         x = np.asarray(X, dtype=np.float64)
-        if self.reference_mean_.size == 0:
+        if not self.shifts:
             return x.astype(np.float32)
         return (x - self.mean_ + self.reference_mean_).astype(np.float32)
 
