@@ -320,3 +320,22 @@ def test_the_quantizer_cannot_print_or_configure_logging(caplog: pytest.LogCaptu
     with caplog.at_level(logging.INFO):
         logging.warning("after the guard")
     assert caplog.records[-1].getMessage() == "after the guard"
+
+
+def test_the_feature_cache_key_follows_the_weights_and_the_graph_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache keyed on the config alone ('tiny.en') would keep serving old features after the
+    weights package or the exported graph changed."""
+    import vocalis.features.whisper_onnx as wo
+    from vocalis.features.concat import Concat
+    from vocalis.features.whisper import WhisperEncoder
+    from vocalis.training.extract import config_key, extractor_fingerprint
+
+    layers = wo.WhisperLayers()
+    before = config_key(layers)
+    assert "model.bin" in extractor_fingerprint(layers) and "graph-v" in extractor_fingerprint(layers)
+    monkeypatch.setattr(wo, "GRAPH_VERSION", wo.GRAPH_VERSION + 1)
+    assert config_key(layers) != before
+    monkeypatch.setattr("vocalis.features.whisper.weights_fingerprint", lambda model: "other weights")
+    assert extractor_fingerprint(WhisperEncoder()) == "other weights"
+    both = Concat([WhisperEncoder(), layers])
+    assert extractor_fingerprint(both).startswith("other weights+other weights|graph-v")

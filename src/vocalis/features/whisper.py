@@ -67,6 +67,14 @@ def resolve_model_path(model: str) -> Path:
         raise ModelError(f"whisper model={model!r} could not be downloaded: {e}") from e
 
 
+def weights_fingerprint(model: str) -> str:
+    """The weights ``model`` resolves to, as ``path|size|mtime`` of its ``model.bin`` (a feature
+    cache keyed on the name alone would keep old features after the weights package changes)."""
+    path = resolve_model_path(model) / "model.bin"
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
 def _load(model: str, compute_type: str, threads: int) -> Any:
     path = resolve_model_path(model)
     key = (str(path), compute_type, threads)
@@ -105,6 +113,10 @@ class WhisperEncoder:
 
     def get_config(self) -> dict[str, Any]:
         return dataclass_config(self)
+
+    def fingerprint(self) -> str:
+        """The weights behind :attr:`model` (see :func:`weights_fingerprint`), for feature caches."""
+        return weights_fingerprint(self.model)
 
     def frames(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Frame-level encoder output ``(T/2, d_model)`` for the whole clip."""

@@ -497,6 +497,12 @@ class WhisperLayers:
             del cfg["span"], cfg["span_margin"]  # the same for configs written before ``span`` existed
         return cfg
 
+    def fingerprint(self) -> str:
+        """The weights behind :attr:`model` and the graph version built from them, for feature caches."""
+        from vocalis.features.whisper import weights_fingerprint
+
+        return f"{weights_fingerprint(self.model)}|graph-v{GRAPH_VERSION}"
+
     def _session(self) -> Any:
         key = (self.model, self.quantized, os.environ.get("VOCALIS_CACHE_DIR", ""))
         path = _graphs.get(key)

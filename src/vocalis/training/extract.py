@@ -28,8 +28,23 @@ def cache_root() -> Path:
     return Path(os.environ.get("VOCALIS_CACHE_DIR", Path.home() / ".cache" / "vocalis")).expanduser()
 
 
+def extractor_fingerprint(extractor: Any) -> str:
+    """What an extractor's output depends on beyond its config: e.g. the weights file a model
+    name ("tiny.en") resolves to and the graph version built from it (``fingerprint()``, optional)."""
+    fp = getattr(extractor, "fingerprint", None)
+    if callable(fp):
+        return str(fp())
+    parts = getattr(extractor, "parts", None)  # a Concat of extractors
+    return "+".join(extractor_fingerprint(p) for p in parts) if parts else ""
+
+
 def config_key(extractor: FeatureExtractor) -> str:
+    """Cache folder of an extractor: its config and :func:`extractor_fingerprint` (new weights or a
+    new graph version get new features, never stale cached ones)."""
     blob = json.dumps(extractor.get_config(), sort_keys=True).encode()
+    extra = extractor_fingerprint(extractor)
+    if extra:
+        blob += b"|" + extra.encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
