@@ -137,8 +137,8 @@ class Bundle:
     def predict(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, name: str = "audio") -> Prediction:
         """Predict one float32 mono clip; a clip with no audible sound (its loudest 32 ms below
         :data:`~vocalis.audio.constants.AUDIBLE_DBFS`) is an :class:`AudioError`, not a label."""
-        check_audible(validate(audio, sample_rate, name=name), name)
-        return self.prediction_from_proba(self.predict_proba(audio, sample_rate))
+        x = check_audible(validate(audio, sample_rate, name=name, max_duration=None), name)
+        return self.prediction_from_proba(self.predict_proba_features(self.features(x, sample_rate)[None])[0])
 
     def predict_file(self, source: Source, *, max_duration: float | None = DEFAULT_MAX_DURATION_S) -> Prediction:
         name = str(source) if isinstance(source, (str, Path)) else "audio"
