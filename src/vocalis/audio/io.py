@@ -201,14 +201,23 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) ->
     return np.ascontiguousarray(soxr.resample(x, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
 
 
+def pcm_offset_scale(dtype: np.dtype) -> tuple[int, int]:
+    """``(offset, scale)`` that map integer PCM of ``dtype`` to [-1, 1): ``(x - offset) / scale``;
+    unsigned PCM is offset binary (uint8 silence is 128).
+
+    >>> pcm_offset_scale(np.dtype(np.int16)), pcm_offset_scale(np.dtype(np.uint8))
+    ((0, 32768), (128, 128))
+    """
+    mid = 2 ** (8 * dtype.itemsize - 1)
+    return (mid if dtype.kind == "u" else 0), mid
+
+
 def _dtype_hint(dtype: np.dtype) -> str:
     """How to turn samples of a non-float ``dtype`` into float samples in [-1, 1]."""
-    if dtype.kind == "i":
-        return f"; divide {dtype} samples by {2 ** (8 * dtype.itemsize - 1)}"
-    if dtype.kind == "u":
-        mid = 2 ** (8 * dtype.itemsize - 1)
-        return f"; convert {dtype} samples with (x - {mid}) / {mid}"
-    return ""
+    if dtype.kind not in "iu":
+        return ""
+    offset, scale = pcm_offset_scale(dtype)
+    return f"; divide {dtype} samples by {scale}" if not offset else f"; convert {dtype} samples with (x - {offset}) / {scale}"
 
 
 def validate(

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vocalis.audio.constants import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE
-from vocalis.audio.io import to_mono
+from vocalis.audio.io import pcm_offset_scale, to_mono
 from vocalis.bundle.runtime import Bundle, load_bundle
 from vocalis.errors import AudioError, ConfigError, ModelError
 from vocalis.streaming.ring import RingBuffer
@@ -330,9 +330,8 @@ class StreamingPredictor:
             raise AudioError(f"samples.shape={arr.shape} must be (frames,) or (frames, channels)")
         x = to_mono(arr)
         if arr.dtype.kind in "iu":  # PCM integers -> [-1, 1)
-            info = np.iinfo(arr.dtype)
-            half = float(info.max) + 1.0 if arr.dtype.kind == "i" else (float(info.max) + 1.0) / 2
-            x = (x - (half if arr.dtype.kind == "u" else 0.0)) / half  # unsigned PCM is offset (uint8 silence = 128)
+            offset, scale = pcm_offset_scale(arr.dtype)
+            x = (x - offset) / scale
         if x.size > MAX_CHUNK_S * int(sample_rate):
             raise AudioError(
                 f"chunk of {x.size} samples must hold at most {MAX_CHUNK_S:g} s "
