@@ -244,10 +244,7 @@ class DangerPolicy:
                 if self._below_since is None:
                     self._below_since = t
                 if t - self._below_since >= c.release_s - 1e-9:
-                    self.active = False
-                    self._rearm = False
-                    self._hist.clear()
-                    events.append(Event("danger.ended", t, round(r, 4)))
+                    events.append(self._end_episode(t, r))
             else:
                 self._below_since = None
                 if (self._rearm and self._deadline is None and t >= self._cooldown_until
@@ -257,6 +254,13 @@ class DangerPolicy:
                     events.append(self._open_countdown(t, r, self._reasons(w) + ",after-cancel"))
         events += self._countdown(t)
         return events
+
+    def _end_episode(self, t: float, r: float, reason: str = "") -> Event:
+        self.active = False
+        self._rearm = False
+        self._below_since = None
+        self._hist.clear()
+        return Event("danger.ended", t, round(r, 4), reason)
 
     def _open_countdown(self, t: float, r: float, reasons: str) -> Event:
         c = self.config
@@ -309,10 +313,7 @@ class DangerPolicy:
         else:
             self._advance(t)
         if self.active:
-            self.active = False
-            self._hist.clear()
-            self._below_since = None
-            events.append(Event("danger.ended", t, round(self.last_risk, 4), "end of stream"))
+            events.append(self._end_episode(t, self.last_risk, "end of stream"))
         return events
 
     def cancel(self, t: float) -> list[Event]:
