@@ -27,7 +27,7 @@ from vocalis.errors import ModelError, VocalisError
 from vocalis.notify.base import Notifier
 from vocalis.notify.relay import Outcome, RelayWorker, RetryPolicy
 from vocalis.service import openapi
-from vocalis.service.errors import status_and_code
+from vocalis.service.errors import field_message, status_and_code
 from vocalis.service.metrics import Metrics, MetricsMiddleware
 from vocalis.service.model import ModelHolder
 from vocalis.service.security import verify_token
@@ -46,10 +46,6 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
-def _exc_type(error: Any) -> str:
-    return str(error.get("type", "")) if isinstance(error, dict) else ""
-
-
 def _cut(text: str, limit: int = 500) -> str:
     """An error message never echoes megabytes of the request back."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -65,16 +61,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()[:20]
         details = [
             {"loc": [str(p) for p in e.get("loc", ())][:8],
              "msg": _cut(str(e.get("msg", "")).removeprefix("Value error, "))}
-            for e in exc.errors()[:20]
+            for e in errors
         ]
         # "field: rule"; a rule about the whole body (a model validator) needs no "body:" prefix
         message = "; ".join(
-            f"body is not valid JSON (at character {d['loc'][1]})" if _exc_type(e) == "json_invalid" and len(d["loc"]) > 1
-            else (f"{'.'.join(d['loc'][1:])}: " if len(d["loc"]) > 1 else "") + str(d["msg"])
-            for d, e in zip(details, exc.errors()))
+            f"body is not valid JSON (at character {d['loc'][1]})" if e.get("type") == "json_invalid" and len(d["loc"]) > 1
+            else field_message(d["loc"][1:], str(d["msg"]))
+            for d, e in zip(details, errors))
         return error_response(422, "validation_error", message, details=details)
 
     @app.exception_handler(StarletteHTTPException)

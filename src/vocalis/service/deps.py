@@ -110,3 +110,10 @@ def wake_relay(request: Request) -> None:
     worker: Any = getattr(request.app.state, "relay", None)
     if worker is not None:
         worker.wake()
+
+
+def configured_channels(app: Any) -> list[str] | None:
+    """The alert channels this server can deliver on (a provider is configured), sorted; ``None``
+    before the lifespan has built its notifiers."""
+    notifiers = getattr(app.state, "notifiers", None)
+    return None if notifiers is None else sorted(notifiers)

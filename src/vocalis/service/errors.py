@@ -17,6 +17,8 @@ ModelError 503 ``model_unavailable``, DependencyError 503, any other VocalisErro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from vocalis.errors import AudioError, ConfigError, DataError, DependencyError, ModelError, VocalisError
 
 
@@ -55,6 +57,17 @@ class UnsupportedMediaTypeError(ServiceError):
 class InvalidInputError(ServiceError):
     status_code = 422
     code = "validation_error"
+
+
+def field_message(loc: Sequence[object], msg: str) -> str:
+    """``field: rule`` for one validation error; the rule alone when it is about the whole body.
+
+    >>> field_message(["location", "accuracy_m"], "Input should be a finite number")
+    'location.accuracy_m: Input should be a finite number'
+    >>> field_message([], "Value error, channels=[] must name at least one way to notify")
+    'channels=[] must name at least one way to notify'
+    """
+    return (f"{'.'.join(str(p) for p in loc)}: " if loc else "") + msg.removeprefix("Value error, ")
 
 
 def status_and_code(exc: VocalisError) -> tuple[int, str]:

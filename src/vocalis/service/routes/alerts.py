@@ -12,7 +12,15 @@ from starlette.concurrency import run_in_threadpool
 
 from vocalis.service import alerts as svc
 from vocalis.service.convert import alert_out, evidence_out
-from vocalis.service.deps import MetricsDep, SessionDep, SettingsDep, UserDep, get_session_factory, wake_relay
+from vocalis.service.deps import (
+    MetricsDep,
+    SessionDep,
+    SettingsDep,
+    UserDep,
+    configured_channels,
+    get_session_factory,
+    wake_relay,
+)
 from vocalis.service.errors import NotFoundError
 from vocalis.service.schemas import MAX_OFFSET, AlertCreate, AlertOut, ErrorBody, EvidenceOut, Page
 from vocalis.service.uploads import store_body
@@ -49,13 +57,7 @@ def create_alert(
     session.commit()
     metrics.alerts.labels("manual").inc()
     wake_relay(request)
-    return alert_out(alert, _channels(request), warn=True)
-
-
-def _channels(request: Request) -> list[str] | None:
-    """The channels this server delivers on (None before the lifespan built its notifiers)."""
-    notifiers = getattr(request.app.state, "notifiers", None)
-    return None if notifiers is None else sorted(notifiers)
+    return alert_out(alert, configured_channels(request.app), warn=True)
 
 
 @router.get("", response_model=Page[AlertOut])
@@ -71,7 +73,7 @@ def list_alerts(
 @router.get("/{alert_id}", response_model=AlertOut, responses={404: {"model": ErrorBody}})
 def get_alert(alert_id: str, user: UserDep, session: SessionDep, request: Request) -> AlertOut:
     """One alert with the status of each delivery (and ``warnings`` when it may reach nobody)."""
-    return alert_out(svc.get_alert(session, user.id, alert_id), _channels(request), warn=True)
+    return alert_out(svc.get_alert(session, user.id, alert_id), configured_channels(request.app), warn=True)
 
 
 @router.post("/{alert_id}/cancel", response_model=AlertOut,

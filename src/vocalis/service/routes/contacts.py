@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from vocalis.notify.webhook import new_secret, private_address
 from vocalis.service.convert import contact_out
-from vocalis.service.deps import SessionDep, SettingsDep, UserDep
-from vocalis.service.errors import InvalidInputError, NotFoundError
+from vocalis.service.deps import SessionDep, SettingsDep, UserDep, configured_channels
+from vocalis.service.errors import InvalidInputError, NotFoundError, field_message
 from vocalis.service.schemas import ContactIn, ContactOut, ContactUpdate
 from vocalis.service.settings import Settings
 from vocalis.storage import repositories as repo
@@ -41,10 +41,10 @@ def create_contact(body: ContactIn, user: UserDep, session: SessionDep, settings
 
 def _with_warnings(out: ContactOut, request: Request) -> ContactOut:
     """Say which of the contact's channels this server cannot deliver on (no provider configured)."""
-    notifiers = getattr(request.app.state, "notifiers", None)
-    if notifiers is not None:
+    channels = configured_channels(request.app)
+    if channels is not None:
         out.warnings = [f"channel={c} is not configured on this server: alerts to {out.name} on it will fail"
-                        for c in out.channels if c not in notifiers]
+                        for c in out.channels if c not in channels]
     return out
 
 
@@ -85,9 +85,7 @@ def update_contact(contact_id: str, body: ContactUpdate, user: UserDep, session:
     try:
         new = ContactIn.model_validate(merged)
     except ValidationError as e:
-        raise InvalidInputError("; ".join(
-            (f"{'.'.join(str(p) for p in err['loc'])}: " if err.get("loc") else "")
-            + err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+        raise InvalidInputError("; ".join(field_message(err.get("loc", ()), err["msg"]) for err in e.errors())) from None
     _check_webhook(new, settings)
     for k, v in _fields(new).items():
         setattr(row, k, v)

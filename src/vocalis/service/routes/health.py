@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vocalis.service.deps import MetricsDep, ModelDep
+from vocalis.service.deps import MetricsDep, ModelDep, configured_channels
 from vocalis.service.schemas import Health, ModelHealth
 from vocalis.storage.db import ping
 
@@ -20,10 +20,8 @@ def healthz(request: Request, model: ModelDep) -> JSONResponse:
     src = None
     if model.loaded:
         src = model.get().source
-    notifiers = getattr(request.app.state, "notifiers", None)
     h = Health(status="ok" if db_ok and model.loaded else "degraded", database=db_ok,
-               model=ModelHealth(loaded=model.loaded, source=src),
-               channels=None if notifiers is None else sorted(notifiers))
+               model=ModelHealth(loaded=model.loaded, source=src), channels=configured_channels(request.app))
     return JSONResponse(h.model_dump(), status_code=200 if h.status == "ok" else 503)
 
 

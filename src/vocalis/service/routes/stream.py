@@ -49,6 +49,7 @@ import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from vocalis.audio.constants import SAMPLE_RATE
@@ -59,7 +60,7 @@ from vocalis.service import alerts as svc
 from vocalis.service import stream_engine as eng
 from vocalis.service import ws
 from vocalis.service.convert import alert_warnings
-from vocalis.service.deps import CurrentUser, authenticate
+from vocalis.service.deps import CurrentUser, authenticate, configured_channels
 from vocalis.service.errors import ConflictError
 from vocalis.storage import repositories as repo
 from vocalis.storage.tables import PredictionRecord
@@ -540,7 +541,7 @@ class StreamSession:
         self.held_alert, self.countdown_end_mono = None, None
         if alert_id is not None and not manual:
             try:
-                n = await self._db(self._confirm, alert_id)
+                n, warnings = await self._db(self._confirm, alert_id)
             except ConflictError:  # cancelled through the REST API meanwhile
                 self.send({"type": "cancelled", "alert_id": alert_id, "t": ev.t, "reason": "user"})
                 return
@@ -549,7 +550,7 @@ class StreamSession:
                 with contextlib.suppress(ConflictError):
                     await self._db(self._cancel, alert_id)
             alert_id = await self._db(self._create, "manual" if manual else "stream", ev, "confirmed")
-            n = await self._db(self._count_deliveries, alert_id)
+            n, warnings = await self._db(self._summary, alert_id)
         self.alert_ids.append(alert_id)
         relay = getattr(self.app.state, "relay", None)
         if relay is not None:
@@ -560,7 +561,6 @@ class StreamSession:
         d = ev.to_dict()
         d.pop("type")
         msg = {"type": "alert", "alert_id": alert_id, "deliveries": n, **d}
-        warnings = await self._db(self._warnings, alert_id)
         if warnings:  # said at once: the user must not believe someone was told
             msg["warnings"] = warnings
         self.send(msg)
@@ -593,24 +593,21 @@ class StreamSession:
                                      self.location, status)
             return str(alert.id)
 
-    def _confirm(self, alert_id: str) -> int:
+    def _confirm(self, alert_id: str) -> tuple[int, list[str]]:
+        """Confirm ``alert_id``: its number of deliveries and its warnings (:func:`alert_warnings`)."""
         with self.app.state.session_factory() as s, s.begin():
             alert = svc.confirm_alert(s, self.user.id, alert_id)
-            return len(alert.deliveries)
+            return len(alert.deliveries), alert_warnings(alert, configured_channels(self.app))
 
     def _cancel(self, alert_id: str) -> None:
         with self.app.state.session_factory() as s, s.begin():
             svc.cancel_alert(s, self.user.id, alert_id)
 
-    def _warnings(self, alert_id: str) -> list[str]:
-        notifiers = getattr(self.app.state, "notifiers", None)
+    def _summary(self, alert_id: str) -> tuple[int, list[str]]:
+        """The number of deliveries of ``alert_id`` and its warnings."""
         with self.app.state.session_factory() as s:
-            return alert_warnings(svc.get_alert(s, self.user.id, alert_id),
-                                  None if notifiers is None else sorted(notifiers))
-
-    def _count_deliveries(self, alert_id: str) -> int:
-        with self.app.state.session_factory() as s:
-            return len(svc.get_alert(s, self.user.id, alert_id).deliveries)
+            alert = svc.get_alert(s, self.user.id, alert_id)
+            return len(alert.deliveries), alert_warnings(alert, configured_channels(self.app))
 
     def _status(self, alert_id: str) -> dict[str, Any]:
         with self.app.state.session_factory() as s:
@@ -935,9 +932,8 @@ async def stream(websocket: WebSocket) -> None:
     own). A refused upgrade is an HTTP 401/503 with the error body."""
     app = websocket.app
     settings = _stream_settings(app)
-    header = websocket.headers.get("authorization") or ""
-    bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    credential = websocket.query_params.get("token") or bearer
+    scheme, bearer = get_authorization_scheme_param(websocket.headers.get("authorization"))
+    credential = websocket.query_params.get("token") or (bearer if scheme.lower() == "bearer" else "")
     if not credential:
         await _deny(websocket, 401, "unauthorized",
                     "missing credentials: ?token=<token> (browsers) or an Authorization: Bearer header",
