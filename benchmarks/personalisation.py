@@ -68,6 +68,42 @@ def valence_ua(proba: np.ndarray, y: np.ndarray, labels: list[str]) -> float:
     return ua(true_v[keep], pred_v[keep])
 
 
+def loso_global_models(recipe: Any, X: np.ndarray, y: np.ndarray, actor: np.ndarray, actors: list[int],
+                       t0: float) -> tuple[dict[int, Any], dict[int, np.ndarray], float]:
+    """Each actor's leave-one-actor-out global model, its raw predictions on that actor, and the
+    total fitting time."""
+    models: dict[int, Any] = {}
+    oof: dict[int, np.ndarray] = {}
+    t_fit = 0.0
+    for a in actors:
+        t1 = time.perf_counter()
+        est = recipe.estimator(seed=0)
+        est.fit(X[actor != a], y[actor != a])
+        t_fit += time.perf_counter() - t1
+        models[a], oof[a] = est, est.predict_proba(X[actor == a])
+        print(f"actor {a:2d} global model fitted ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return models, oof, t_fit
+
+
+def held_out_temperature(oof: dict[int, np.ndarray], y: np.ndarray, actor: np.ndarray, a: int,
+                         actors: list[int]) -> float:
+    """Actor ``a``'s global temperature, fitted on the OTHER actors' held-out predictions."""
+    others = [b for b in actors if b != a]
+    if not others:
+        return 1.0
+    return fit_temperature(np.concatenate([oof[b] for b in others]), np.concatenate([y[actor == b] for b in others]))
+
+
+def draw_enrolment(ya: np.ndarray, classes: list[int], k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``k`` clips of each class in ``classes`` (at most n - 1, so each keeps a test clip)."""
+    enrol: list[int] = []
+    for c in classes:
+        idx = np.flatnonzero(ya == c)
+        rng.shuffle(idx)
+        enrol += idx[: min(k, len(idx) - 1)].tolist()
+    return np.array(enrol)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -85,16 +121,7 @@ def main() -> None:
     actor = np.array([int(g) for g in data.groups])
     actors = args.actors or sorted(set(actor.tolist()))
     # pass 1: each actor's leave-one-actor-out global model and its raw predictions on that actor
-    models: dict[int, Any] = {}
-    oof: dict[int, np.ndarray] = {}
-    t_fit = 0.0
-    for a in actors:
-        t1 = time.perf_counter()
-        est = recipe.estimator(seed=0)
-        est.fit(X[actor != a], y[actor != a])
-        t_fit += time.perf_counter() - t1
-        models[a], oof[a] = est, est.predict_proba(X[actor == a])
-        print(f"actor {a:2d} global model fitted ({time.perf_counter() - t0:.0f} s)", flush=True)
+    models, oof, t_fit = loso_global_models(recipe, X, y, actor, actors, t0)
     # per (k, method, metric): list of per-(actor, seed) results; per (k, method): pooled (proba, y) for ECE
     acc: dict[tuple[int, str, str], list[tuple[int, float]]] = {}
     pooled: dict[tuple[int, str], list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -102,10 +129,7 @@ def main() -> None:
     global_t: dict[int, float] = {}
     for a in actors:
         est = models[a]
-        others = [b for b in actors if b != a]
-        t_a = (fit_temperature(np.concatenate([oof[b] for b in others]), np.concatenate([y[actor == b] for b in others]))
-               if others else 1.0)
-        global_t[a] = t_a
+        t_a = global_t[a] = held_out_temperature(oof, y, actor, a, actors)
 
         def g(z: np.ndarray, est: Any = est, t_a: float = t_a) -> np.ndarray:
             return apply_temperature(est.predict_proba(z), t_a)
@@ -116,12 +140,7 @@ def main() -> None:
         for seed in range(args.seeds):
             rng = np.random.default_rng(1000 * seed + a)
             for k in args.ks:
-                enrol: list[int] = []
-                for c in range(len(labels)):
-                    idx = np.flatnonzero(ya == c)
-                    rng.shuffle(idx)
-                    enrol += idx[: min(k, len(idx) - 1)].tolist()
-                e = np.array(enrol)
+                e = draw_enrolment(ya, list(range(len(labels))), k, rng)
                 te = np.setdiff1d(np.arange(len(ya)), e)
                 pm = PersonalModel(labels).fit(Xa[e], [labels[i] for i in ya[e]], reference_mean=ref_mean,
                                                reference_scale=ref_scale, global_proba=g)

@@ -30,10 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DATA, corpus_or_exit, save
-from personalisation import ua, valence_ua
+from personalisation import draw_enrolment, held_out_temperature, loso_global_models, ua, valence_ua
 from vocalis.corpora import load_corpus
 from vocalis.training.cv import featurize
-from vocalis.training.metrics import fit_temperature
 from vocalis.training.recipes import get_recipe
 from vocalis.wellbeing.personal import PersonalModel, apply_temperature
 
@@ -58,17 +57,10 @@ def main() -> None:
     y, labels = data.y, data.labels
     actor = np.array([int(g) for g in data.groups])
     actors = args.actors or sorted(set(actor.tolist()))
-    models: dict[int, Any] = {}
-    oof: dict[int, np.ndarray] = {}
-    for a in actors:
-        est = recipe.estimator(seed=0)
-        est.fit(X[actor != a], y[actor != a])
-        models[a], oof[a] = est, est.predict_proba(X[actor == a])
-        print(f"actor {a:2d} global model fitted ({time.perf_counter() - t0:.0f} s)", flush=True)
+    models, oof, _ = loso_global_models(recipe, X, y, actor, actors, t0)
     res: dict[str, dict[str, list[list[float]]]] = {}
     for a in actors:
-        est, others = models[a], [b for b in actors if b != a]
-        t_a = fit_temperature(np.concatenate([oof[b] for b in others]), np.concatenate([y[actor == b] for b in others]))
+        est, t_a = models[a], held_out_temperature(oof, y, actor, a, actors)
 
         def g(z: np.ndarray, est: Any = est, t_a: float = t_a) -> np.ndarray:
             return apply_temperature(est.predict_proba(z), t_a)
@@ -80,12 +72,7 @@ def main() -> None:
             rng = np.random.default_rng(1000 * seed + a)
             for subset in SUBSETS:
                 moods = list(subset) if subset else list(labels)
-                enrol: list[int] = []
-                for c in [labels.index(m) for m in moods]:
-                    idx = np.flatnonzero(ya == c)
-                    rng.shuffle(idx)
-                    enrol += idx[: min(args.k, len(idx) - 1)].tolist()
-                e = np.array(enrol)
+                e = draw_enrolment(ya, [labels.index(m) for m in moods], args.k, rng)
                 te = np.setdiff1d(np.arange(len(ya)), e)
                 pm = PersonalModel(labels).fit(Xa[e], [labels[i] for i in ya[e]], reference_mean=ref_mean,
                                                reference_scale=ref_scale, global_proba=g)
