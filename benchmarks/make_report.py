@@ -184,7 +184,7 @@ def danger(out: list[str]) -> None:
     sp = c["streaming_policy"]
     out.append(
         "Held-out split of `screams/` (known users on one side; 'unknown' clips grouped by their "
-        "recording hour), held-out RAVDESS actors 13-24 and TESS YAF as non-danger speech; the scream "
+        "recording day, so no sitting is cut in two), held-out RAVDESS actors 13-24 and TESS YAF as non-danger speech; the scream "
         "detector used here was trained without any of them (`scream-holdout.vocalis`). Streams are "
         "2 s windows every 0.5 s. The scream threshold (operating point "
         f"{r.get('operating_point', {}).get('on_threshold', '?')}) was chosen on a validation part of the "
@@ -226,6 +226,17 @@ def danger(out: list[str]) -> None:
     kw = r["keywords"]
     out.append(f"| spoken 'help'/'bachao' hits (tiny.en ASR + tolerant matcher) | precision "
                f"{kw['any_keyword']['precision']:.2f}, recall {kw['any_keyword']['recall']:.2f} | – |\n")
+    by = c.get("streaming_by_subset_emotion")
+    if by:
+        out.append("Held-out clips flagged through the streaming policy, by subset / the corpus' emotion label: "
+                   + ", ".join(f"`{k}` {v['flagged']} of {v['n']}" for k, v in sorted(by.items())) + ".")
+    ceil = c.get("label_ceiling")
+    if ceil:
+        out.append(f"`danger` is the corpus' *environment* label, not what the voice does: "
+                   f"{ceil['calm_calls_in_scream_environment']} of the {ceil['positives']} held-out positives are calm "
+                   "calls recorded in a 'scream' environment, with the same content as the calm calls of a safe "
+                   "environment that are negatives. A detector that misses only those and is right on every other "
+                   f"clip reaches F1 {ceil['f1_if_those_are_missed_and_all_else_right']:.3f}.\n")
     prev = r.get("previous")
     if prev:
         out.append(f"Before ({prev['what']}): clip F1 {prev['clip_f1']:.3f}, "

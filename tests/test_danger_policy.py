@@ -195,7 +195,7 @@ def test_backbone_scream_score_is_fused_with_its_own_weight() -> None:
 def test_a_held_backbone_score_alone_starts_an_episode() -> None:
     """The cheap head misses a shouted call (P 0.02); the backbone head, computed once every 2 s and
     held over the four windows that overlap it, reaches on_threshold at its operating point."""
-    c = PolicyConfig(w_backbone=0.4)
+    c = PolicyConfig(on_threshold=0.2, w_backbone=0.4)
     op = c.on_threshold / c.w_backbone  # the backbone head's operating point (0.5)
     held = [W(2.0 + i * HOP, 0.02, scream_backbone=op if i < 4 else None) for i in range(8)]
     p = DangerPolicy(c)

@@ -74,6 +74,50 @@ def test_operating_point_table_uses_the_policy() -> None:
 
 
 @pytest.mark.corpus
+def test_unknown_user_clips_are_grouped_by_recording_day() -> None:
+    from vocalis.danger.train import session_group
+
+    late = session_group("Misc/help-x-20190622195929-abc.flac", "unknown")
+    assert late == session_group("Misc/help-x-20190622200007-abc.flac", "unknown")  # 38 s apart, across 20:00
+    assert late == session_group("Misc/help-x-20190622170831-abc.flac", "unknown")  # same day, hours earlier
+    assert late != session_group("Misc/help-x-20190623183440-abc.flac", "unknown")
+    assert session_group("a/help-20190622195929.flac", "61da3711fc5f") == "user:61da3711fc5f"
+    assert session_group("a/no-stamp.flac", "unknown") == "file:no-stamp"
+
+
+def test_balanced_folds_keep_groups_whole_and_sizes_even() -> None:
+    from vocalis.danger.validation import _balanced_folds
+
+    sizes = {"big": 40, "mid": 20, **{f"s{i}": 4 for i in range(10)}}  # 100 clips
+    groups = [g for g, n in sizes.items() for _ in range(n)]
+    strata = ["a" if i % 2 else "b" for i in range(len(groups))]
+    of = _balanced_folds(groups, strata, 3, seed=1)
+    assert set(of) == set(sizes) and set(of.values()) == {0, 1, 2}
+    per = [sum(n for g, n in sizes.items() if of[g] == f) for f in range(3)]
+    assert sorted(per) == [28, 32, 40]  # the 40-clip group alone; the rest split evenly
+
+
+def test_held_out_split_keeps_recording_days_apart() -> None:
+    import datetime as dt
+    import re
+    from itertools import pairwise
+
+    from vocalis.danger.train import scream_dataset
+
+    clips = [c for c in scream_dataset(corpus_dir("screams").parent) if c.source == "screams"]
+    stamps = []
+    for c in clips:
+        m = re.search(r"-(\d{14})-", str(c.path))
+        if m and c.group.startswith("day:"):
+            stamps.append((dt.datetime.strptime(m.group(1), "%Y%m%d%H%M%S"), c.split))
+    stamps.sort()
+    assert len(stamps) > 200
+    for (t0, s0), (t1, s1) in pairwise(stamps):
+        assert s0 == s1 or (t1 - t0) > dt.timedelta(hours=6), (t0, t1)  # a sitting is never cut in two
+    test = sum(c.split == "test" for c in clips) / len(clips)
+    assert 0.25 <= test <= 0.35
+
+
 def test_cv_folds_keep_people_apart() -> None:
     from vocalis.danger.train import scream_dataset, validation_split
     from vocalis.danger.validation import cv_folds
@@ -149,7 +193,7 @@ def test_backbone_threshold_may_add_recall_but_no_false_alerts() -> None:
     assert t["none"]["mean_clip_f1"] < t["0.80"]["mean_clip_f1"] == t["0.90"]["mean_clip_f1"]
     assert t["0.70"]["false_alerts_per_hour"]["original"] == 1.0 > t["none"]["false_alerts_per_hour"]["original"]
     # 0.5 / 0.7 add a false alert; 0.8 and 0.9 find the call without one (tie: the higher); 0.95 misses it
-    assert out["threshold"] == 0.9 and out["w_backbone"] == round(0.2 / 0.9, 4)
+    assert out["threshold"] == 0.9 and out["w_backbone"] == round(PolicyConfig().on_threshold / 0.9, 4)
     worse = choose_backbone_threshold({"original": [missed, found, calm, stream(quiet, [0.99] * 7200, 0, -1)]},
                                       (0.5, 0.9))
     assert worse["threshold"] is None and worse["w_backbone"] == 0.0  # every threshold adds false alerts

@@ -4,7 +4,7 @@ The operating point of the detector (and any policy setting) is chosen here, nev
 held-out test side of :func:`vocalis.danger.train.scream_dataset`. The training side is cut into
 folds that keep a person on one side (:func:`cv_folds`):
 
-* screams: whole split groups (known user / recording hour), about a quarter of every subset
+* screams: whole split groups (known user / recording day), about a quarter of every subset
   per fold (fold 0 is exactly :func:`vocalis.danger.train.validation_split`'s screams part);
 * RAVDESS training actors 1-12 in four groups of three (10-12, 7-9, 4-6, 1-3);
 * training synthetic seeds by ``i % 5``;
@@ -49,6 +49,41 @@ MAX_VALIDATION_FA_PER_H = 0.5
 """Most false alerts per hour (worst channel) an operating point may cause on the validation streams."""
 
 
+def _balanced_folds(groups: Sequence[str], strata: Sequence[str], k: int, seed: int,
+                    tries: int = 200) -> dict[str, int]:
+    """Fold (0..k-1) of every group: whole groups, folds of similar size and mix of strata.
+
+    Each try takes the groups in a seeded random order and puts each into the fold that holds the
+    fewest clips so far (so one large recording day cannot leave a fold nearly empty); the try
+    whose folds deviate least from 1/k of the clips, in total and per stratum, wins.
+    """
+    counts: dict[str, int] = {}
+    for g in groups:
+        counts[g] = counts.get(g, 0) + 1
+    total_by: dict[str, int] = {}
+    for s in strata:
+        total_by[s] = total_by.get(s, 0) + 1
+    best: tuple[float, dict[str, int]] = (float("inf"), {})
+    for t in range(tries):
+        order = sorted(counts)
+        random.Random(seed + t).shuffle(order)
+        order.sort(key=lambda g: -counts[g])  # large groups first (stable: ties stay shuffled)
+        size = [0] * k
+        of: dict[str, int] = {}
+        for g in order:
+            f = min(range(k), key=lambda j: (size[j], j))
+            of[g] = f
+            size[f] += counts[g]
+        got = [dict.fromkeys(total_by, 0) for _ in range(k)]
+        for g, s in zip(groups, strata):
+            got[of[g]][s] += 1
+        dev = max(abs(size[f] / len(groups) - 1 / k) for f in range(k)) + max(
+            abs(got[f][s] / total_by[s] - 1 / k) for f in range(k) for s in total_by)
+        if dev < best[0]:
+            best = (dev, of)
+    return best[1]
+
+
 def cv_folds(clips: Sequence[Clip], k: int = K_FOLDS, seed: int | None = None) -> np.ndarray:
     """Fold of every clip; ``-1`` for the held-out test side, ``k`` for TESS OAF."""
     from vocalis.danger.train import SEED, _test_groups
@@ -56,14 +91,15 @@ def cv_folds(clips: Sequence[Clip], k: int = K_FOLDS, seed: int | None = None) -
     seed = SEED + 1 if seed is None else seed
     fold = np.full(len(clips), -1)
     left = [i for i, c in enumerate(clips) if c.split == "train" and c.source == "screams"]
-    for f in range(k - 1):
-        groups = [clips[i].group for i in left]
-        chosen = _test_groups(groups, [clips[i].subset for i in left], 1.0 / (k - f), seed)
-        for i in left:
-            if clips[i].group in chosen:
-                fold[i] = f
-        left = [i for i in left if fold[i] < 0]
-    fold[left] = k - 1
+    # fold 0 is the validation split (train.validation_split); the rest share the other folds
+    chosen = _test_groups([clips[i].group for i in left], [clips[i].subset for i in left], 1.0 / k, seed)
+    for i in left:
+        if clips[i].group in chosen:
+            fold[i] = 0
+    left = [i for i in left if fold[i] < 0]
+    rest = _balanced_folds([clips[i].group for i in left], [clips[i].subset for i in left], k - 1, seed)
+    for i in left:
+        fold[i] = 1 + rest[clips[i].group]
     synth_fold = {3: 0, 0: 1, 1: 2, 2: 3}
     for i, c in enumerate(clips):
         if c.split != "train":
