@@ -237,6 +237,22 @@ def danger(out: list[str]) -> None:
                    "calls recorded in a 'scream' environment, with the same content as the calm calls of a safe "
                    "environment that are negatives. A detector that misses only those and is right on every other "
                    f"clip reaches F1 {ceil['f1_if_those_are_missed_and_all_else_right']:.3f}.\n")
+    cv = _load("scream-corpus-cv")
+    if cv:
+        folds = "; ".join(
+            f"{'held-out side' if f['held_out_side'] else 'fold ' + k} "
+            + (f"{f['clip']['f1']:.3f} ({f['clips']} clips)" if f["positives"]
+               else f"no danger clips, {f['clip']['fp']} of {f['clips']} flagged")
+            for k, f in cv["per_fold"].items())
+        pc = cv["pooled"]
+        out.append(f"**The whole corpus, cross-validated by recording day and known user** "
+                   f"(`benchmarks/scream_corpus_cv.py`, {_meta(cv)}): every one of the "
+                   f"{sum(b['n'] for b in cv['by_subset_emotion'].values())} clips scored by a detector (same recipe) "
+                   f"that never saw its day or user, same policy at P >= {cv['on_threshold']}: pooled clip F1 "
+                   f"**{pc['f1']:.3f}** (P {pc['precision']:.3f} / R {pc['recall']:.3f}); per fold: {folds}. "
+                   f"Its label ceiling: {cv['label_ceiling']['f1_if_those_are_missed_and_all_else_right']:.3f} "
+                   f"({cv['label_ceiling']['calm_calls_in_scream_environment']} calm calls in a scream environment "
+                   f"among {cv['label_ceiling']['positives']} positives).\n")
     prev = r.get("previous")
     if prev:
         out.append(f"Before ({prev['what']}): clip F1 {prev['clip_f1']:.3f}, "

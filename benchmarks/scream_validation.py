@@ -383,7 +383,7 @@ LEVERS: list[tuple[str, str, int, ModelSpec, dict[str, Any]]] = [
     ("band + scream cues, calm x3 + RAVDESS x2", "band+cues", 1,
      ModelSpec(weights=(("calm_call", 3.0), ("ravdess", 2.0))), {}),
     ("cheap4k + scream cues", "cheap4k+cues", 1, ModelSpec(), {}),
-    ("band + scream cues, 2 augmented copies (best here; on test: lower recall, not shipped)", "band+cues", 2,
+    ("band + scream cues, 2 augmented copies", "band+cues", 2,
      ModelSpec(), {}),
     ("  ... + policy w_distress=0.15", "band+cues", 2, ModelSpec(), {"w_distress": 0.15}),
     ("  ... + policy w_distress=0.05", "band+cues", 2, ModelSpec(), {"w_distress": 0.05}),
