@@ -213,7 +213,7 @@ class ModelSpec:
     C: float = 3.0
     gamma: str | float = "scale"
     class_weight: str | dict[int, float] | None = "balanced"
-    weights: tuple[tuple[str, float], ...] = ()  # (subset or source:emotion, weight)
+    weights: tuple[tuple[str, float], ...] = ()  # (subset/emotion, subset, source:subset or source; weight)
     head: str = "svm"
 
     def estimator(self) -> Any:
@@ -247,7 +247,7 @@ def sample_weights(clips: Sequence[Clip], clip_idx: np.ndarray, weights: Sequenc
     table = dict(weights)
     per_clip = np.ones(len(clips))
     for i, c in enumerate(clips):
-        for key in (c.subset, f"{c.source}:{c.subset}", c.source):
+        for key in (f"{c.subset}/{c.extra.get('emotion', '')}", c.subset, f"{c.source}:{c.subset}", c.source):
             if key in table:
                 per_clip[i] = table[key]
                 break
@@ -376,6 +376,8 @@ LEVERS: list[tuple[str, str, int, ModelSpec, dict[str, Any]]] = [
     ("band-svm, calm calls weighted x3", "band", 1, ModelSpec(weights=(("calm_call", 3.0),)), {}),
     ("band-svm, 2 augmented copies", "band", 2, ModelSpec(), {}),
     ("full cheap set with fmax=4000 (ZCR, spectral shape full band)", "cheap4k", 1, ModelSpec(), {}),
+    ("band-svm, calm calls of a scream environment not trained on (still scored)", "band", 1,
+     ModelSpec(weights=(("scream_call/calm", 0.0),)), {}),
     ("band + scream cues", "band+cues", 1, ModelSpec(), {}),
     ("band + scream cues, C=1", "band+cues", 1, ModelSpec(C=1.0), {}),
     ("band + scream cues, C=10", "band+cues", 1, ModelSpec(C=10.0), {}),
@@ -444,6 +446,15 @@ def main() -> None:
               f"R {a['clip']['recall']:.3f}) FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h, "
               f"near misses {a['fa_episodes_at_0.75x']}", flush=True)
         out.append({"lever": name, **r})
+    if args.only:  # a partial run updates its rows of the last results and keeps the others
+        from _common import RESULTS
+
+        prev = RESULTS / "scream-validation.json"
+        if prev.is_file():
+            mine = {r["lever"] for r in out}
+            order = [name for name, *_ in LEVERS]
+            kept = [r for r in json.loads(prev.read_text())["levers"] if r["lever"] not in mine]
+            out = sorted(kept + out, key=lambda r: order.index(r["lever"]) if r["lever"] in order else len(order))
     hours = out[0]["at_chosen"]["hours"] if out else 0.0
     n = sum(1 for c, f in zip(clips, folds) if f >= 0 and c.source == "screams")
     save("scream-validation", {"method": __doc__, "screams_clips": n, "non_danger_hours": hours, "levers": out},
