@@ -52,7 +52,7 @@ from scream_validation import (  # noqa: E402
 from vocalis.bundle.runtime import load_bundle  # noqa: E402
 from vocalis.danger import scream_model_path  # noqa: E402
 from vocalis.danger.policy import PolicyConfig  # noqa: E402
-from vocalis.danger.train import scream_dataset  # noqa: E402
+from vocalis.danger.train import NOT_TRAINED_ON, scream_dataset  # noqa: E402
 from vocalis.danger.validation import cv_folds, policy_metrics  # noqa: E402
 
 
@@ -81,7 +81,9 @@ def main() -> None:
     streams = build_streams(clips, folds, "original", None, load_transcripts(clips, folds))
     stream_features(clips, folds, streams, features)
     d = fit_data(clips, folds, features, augment_copies=1)
-    scores = oof_scores(ModelSpec(), clips, folds, d, {"original": streams}, f"corpus-{recipe}-aug1")["original"]
+    # as every fit of vocalis.danger.train: the calm calls of a scream environment are scored, never fitted
+    spec = ModelSpec(weights=tuple((f"{sub}/{emo}", 0.0) for sub, emo in NOT_TRAINED_ON))
+    scores = oof_scores(spec, clips, folds, d, {"original": streams}, f"corpus-{recipe}-aug1-nt")["original"]
     clip_streams = [s for s in streams if not s.name.startswith("fa:")]
     vs = [as_validation(s, scores[s.name]) for s in clip_streams]
     pooled = policy_metrics(vs, cfg)

@@ -199,3 +199,29 @@ def test_backbone_threshold_may_add_recall_but_no_false_alerts() -> None:
     assert worse["threshold"] is None and worse["w_backbone"] == 0.0  # every threshold adds false alerts
     useless = choose_backbone_threshold({"original": [found, calm, stream(quiet, quiet, 0, -1)]}, (0.5, 0.9))
     assert useless["threshold"] is None  # allowed, but no better than the cheap detector alone
+
+
+def test_calm_calls_of_a_scream_environment_are_scored_but_never_fitted() -> None:
+    from vocalis.danger.train import Clip, _fit, trainable
+
+    calm_env = Clip("screams", 1, "g", "train", subset="scream_call", extra={"emotion": "calm"})
+    screamed = Clip("screams", 1, "g", "train", subset="scream_call", extra={"emotion": "fearful"})
+    calm_safe = Clip("screams", 0, "g", "train", subset="calm_call", extra={"emotion": "calm"})
+    assert not trainable(calm_env) and trainable(screamed) and trainable(calm_safe)
+
+    class Crops:  # one 1-D crop per clip: the calm-env positive sits on the negatives' side
+        X = np.array([[0.0], [0.1], [1.0], [1.1], [0.05]])
+        clip_index = np.array([2, 2, 1, 1, 0])
+
+    seen: list[np.ndarray] = []
+
+    class Est:
+        def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+            seen.append(X.ravel())
+
+    class R:  # the one thing _fit asks of a Recipe
+        def estimator(self, seed: int = 0) -> Est:
+            return Est()
+
+    _fit(R(), 0, [calm_env, screamed, calm_safe], np.ones(3, bool), Crops())  # type: ignore[arg-type]
+    assert sorted(seen[0].tolist()) == [0.0, 0.1, 1.0, 1.1]  # the calm-env crop (0.05) was left out
