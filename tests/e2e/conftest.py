@@ -49,12 +49,15 @@ def missing_reason() -> str | None:
     return None
 
 
-def corpus_wav(subset: str, n: int, out: Path) -> Path:
-    """``n`` clips of ``subset`` (manifest column) concatenated into a 16 kHz 16-bit WAV."""
+def corpus_wav(subset: str, n: int, out: Path, emotion: str | None = None) -> Path:
+    """``n`` clips of ``subset`` (manifest column; of ``emotion`` when given) concatenated into a 16 kHz WAV.
+
+    ``scream_call`` also holds calm calls that are danger only by their environment label: a test
+    that needs screaming asks for ``emotion="fearful"``."""
     import soundfile as sf
 
     with (SCREAMS / "manifest.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["subset"] == subset][:n]
+        rows = [r for r in csv.DictReader(f) if r["subset"] == subset and emotion in (None, r["emotion"])][:n]
     if len(rows) < n:
         pytest.skip(f"the scream corpus has {len(rows)} {subset!r} clips, need {n}")
     parts = []
