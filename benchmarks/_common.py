@@ -82,3 +82,19 @@ def save(name: str, payload: dict[str, Any], command: str) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def label_ceiling(clips: Any) -> dict[str, Any]:
+    """The best clip F1 a voice-only detector can reach on these ``screams`` clips.
+
+    ``danger`` is the corpus' *environment* label. A calm call recorded in a "scream" environment
+    (``vocalis.danger.train.NOT_TRAINED_ON``) is a positive with the same voice as a calm call in a
+    safe one (a negative). A detector that misses only those and is right on every other clip
+    reaches this F1."""
+    from vocalis.danger.train import trainable
+
+    pos = sum(c.label for c in clips)
+    env_only = sum(1 for c in clips if c.label == 1 and not trainable(c))
+    r_max = (pos - env_only) / pos if pos else 0.0
+    return {"calm_calls_in_scream_environment": env_only, "positives": pos,
+            "f1_if_those_are_missed_and_all_else_right": round(2 * r_max / (1 + r_max), 4) if r_max else 0.0}

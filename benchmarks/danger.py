@@ -53,7 +53,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, RESULTS, corpus_or_exit, save  # noqa: E402
+from _common import DATA, RESULTS, corpus_or_exit, label_ceiling, save  # noqa: E402
 from vocalis.audio.constants import SAMPLE_RATE  # noqa: E402
 from vocalis.bundle.runtime import Bundle, load_bundle  # noqa: E402
 from vocalis.danger.keywords import SPOTTER_RUNTIME, KeywordMatcher, load_asr, transcribe  # noqa: E402
@@ -137,17 +137,9 @@ def clip_level(test: list[Clip], heads: dict[str, Any], emotion: Bundle | None, 
             d = table.setdefault(key, {"n": 0, "flagged": 0})
             d["n"] += 1
             d["flagged"] += s
-    # danger is the corpus' *environment* label: a calm call recorded in a "scream" environment is a
-    # positive with the same voice content as a calm call in a safe one (a negative). If no voice model
-    # can tell them apart, the best F1 any detector reaches flags every other positive and no negative.
-    env_only = sum(1 for c in test if c.label == 1 and c.subset == "scream_call" and c.extra.get("emotion") == "calm")
-    pos = sum(y)
-    r_max = (pos - env_only) / pos if pos else 0.0
-    ceiling = {"calm_calls_in_scream_environment": env_only, "positives": pos,
-               "f1_if_those_are_missed_and_all_else_right": round(2 * r_max / (1 + r_max), 4) if r_max else 0.0}
     return {"offline_whole_clip": _f1(y, offline), "streaming_policy": _f1(y, streaming),
             "streaming_policy_scream_only": _f1(y, streaming_scream_only), "streaming_by_subset": per_subset,
-            "streaming_by_subset_emotion": per_emotion, "label_ceiling": ceiling}
+            "streaming_by_subset_emotion": per_emotion, "label_ceiling": label_ceiling(test)}
 
 
 def band_limited_clips(test: list[Clip], heads: dict[str, Any], emotion: Bundle | None, channel: str,

@@ -55,6 +55,12 @@ TUNING_ACTORS = {1, 4, 7, 10, 13, 16, 19, 22}
 METHODS = ("global", "norm", "head", "personal")
 
 
+def ravdess_features(data: Path, recipe: Any) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """RAVDESS under ``data`` through ``recipe``'s features: (X, y, labels, actor of every clip)."""
+    d = featurize(load_corpus(corpus_or_exit("ravdess", data)), recipe, workers=1)
+    return np.stack(d.feats).astype(np.float64), d.y, d.labels, np.array([int(g) for g in d.groups])
+
+
 def ua(true: np.ndarray, pred: np.ndarray) -> float:
     """Unweighted accuracy: mean recall over the classes present in ``true``."""
     return float(np.mean([np.mean(pred[true == c] == c) for c in np.unique(true)]))
@@ -113,12 +119,8 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     recipe = get_recipe()
-    corpus = load_corpus(corpus_or_exit("ravdess", args.data))
     t0 = time.perf_counter()
-    data = featurize(corpus, recipe, workers=1)
-    X = np.stack(data.feats).astype(np.float64)
-    y, labels = data.y, data.labels
-    actor = np.array([int(g) for g in data.groups])
+    X, y, labels, actor = ravdess_features(args.data, recipe)
     actors = args.actors or sorted(set(actor.tolist()))
     # pass 1: each actor's leave-one-actor-out global model and its raw predictions on that actor
     models, oof, t_fit = loso_global_models(recipe, X, y, actor, actors, t0)

@@ -29,10 +29,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DATA, corpus_or_exit, save
-from personalisation import draw_enrolment, held_out_temperature, loso_global_models, ua, valence_ua
-from vocalis.corpora import load_corpus
-from vocalis.training.cv import featurize
+from _common import DATA, save
+from personalisation import (
+    draw_enrolment,
+    held_out_temperature,
+    loso_global_models,
+    ravdess_features,
+    ua,
+    valence_ua,
+)
 from vocalis.training.recipes import get_recipe
 from vocalis.wellbeing.personal import PersonalModel, apply_temperature
 
@@ -50,12 +55,8 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     recipe = get_recipe()
-    corpus = load_corpus(corpus_or_exit("ravdess", args.data))
     t0 = time.perf_counter()
-    data = featurize(corpus, recipe, workers=1)
-    X = np.stack(data.feats).astype(np.float64)
-    y, labels = data.y, data.labels
-    actor = np.array([int(g) for g in data.groups])
+    X, y, labels, actor = ravdess_features(args.data, recipe)
     actors = args.actors or sorted(set(actor.tolist()))
     models, oof, _ = loso_global_models(recipe, X, y, actor, actors, t0)
     res: dict[str, dict[str, list[list[float]]]] = {}

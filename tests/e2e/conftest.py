@@ -69,6 +69,12 @@ def corpus_wav(subset: str, n: int, out: Path, emotion: str | None = None) -> Pa
     return out
 
 
+def screaming_wav(out: Path) -> Path:
+    """Six screamed calls for help: the fearful ``scream_call`` clips, not the calm ones labelled danger
+    only by their environment (the detector does not call a calm voice danger)."""
+    return corpus_wav("scream_call", 6, out, emotion="fearful")
+
+
 @dataclass
 class LiveServer:
     url: str

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, LiveServer, corpus_wav
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, LiveServer, corpus_wav, screaming_wav
 from vocalis.storage.tables import Alert, Evidence
 
 pytestmark = pytest.mark.e2e
@@ -124,7 +124,7 @@ def _alerts(server: LiveServer, acct: dict[str, Any]) -> list[Alert]:
 
 def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path: Path, shots: Path | None) -> None:
     t0 = time.monotonic()
-    clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav", emotion="fearful")
+    clip = screaming_wav(tmp_path / "screams.wav")
     phone = "+33611111111"
     with _monitoring(live_server, clip, "scream@example.org", phone, evidence=True) as (page, acct):
         page.wait_for_function("Number(document.querySelector('#live-count').textContent) >= 2")
@@ -187,7 +187,7 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
 def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp_path: Path) -> None:
     """Only Cancel stops an alert: the user (or whoever holds the phone) pressing Stop, closing the
     socket, during the countdown does not; the server runs it out and the page follows the alert."""
-    clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav", emotion="fearful")
+    clip = screaming_wav(tmp_path / "screams.wav")
     phone = "+33633333333"
     with _monitoring(live_server, clip, "stop@example.org", phone) as (page, acct):
         page.wait_for_selector("#countdown:not([hidden])")
@@ -206,7 +206,7 @@ def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp
 def test_cancel_after_stop_still_cancels(live_server: LiveServer, tmp_path: Path) -> None:
     """Stop then Cancel during the countdown: the socket is closing, so Cancel must go over REST
     (it used to be sent on the closing socket, dropped, and the alert went out)."""
-    clip = corpus_wav("scream_call", 6, tmp_path / "screams.wav", emotion="fearful")
+    clip = screaming_wav(tmp_path / "screams.wav")
     phone = "+33644444444"
     with _monitoring(live_server, clip, "stopcancel@example.org", phone) as (page, acct):
         page.wait_for_selector("#countdown:not([hidden])")

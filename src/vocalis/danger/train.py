@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,12 +216,7 @@ def _test_groups(groups: Sequence[str], strata: Sequence[str], fraction: float, 
     Groups are shuffled (seeded) and added until the test side holds ``fraction`` of the clips;
     of ``tries`` shuffles the one whose worst per-stratum fraction is closest to the target wins.
     """
-    counts: dict[str, int] = {}
-    for g in groups:
-        counts[g] = counts.get(g, 0) + 1
-    total_by: dict[str, int] = {}
-    for s in strata:
-        total_by[s] = total_by.get(s, 0) + 1
+    counts, total_by = Counter(groups), Counter(strata)
     best: tuple[float, set[str]] = (float("inf"), set())
     for t in range(tries):
         order = sorted(counts)
@@ -548,10 +544,19 @@ def trainable(c: Clip) -> bool:
     return c.source != "screams" or (c.subset, c.extra.get("emotion", "")) not in NOT_TRAINED_ON
 
 
+def _trainable_mask(clips: Sequence[Clip]) -> np.ndarray:
+    return np.array([trainable(c) for c in clips], bool)
+
+
+def _fit_windows(fit_on: np.ndarray, *parts: CropFeatures | None) -> int:
+    """Crops in ``parts`` of the clips where ``fit_on`` is true (what a fit on that mask sees)."""
+    return sum(int(fit_on[f.clip_index].sum()) for f in parts if f is not None)
+
+
 def _fit(recipe: Recipe, seed: int, clips: Sequence[Clip], keep: np.ndarray,
          *parts: CropFeatures | None) -> Any:
     """Fit on the crops of the clips where ``keep`` is true (and :func:`trainable`), from every set in ``parts``."""
-    keep = np.asarray(keep, bool) & np.array([trainable(c) for c in clips])
+    keep = np.asarray(keep, bool) & _trainable_mask(clips)
     y_clip = np.array([c.label for c in clips])
     X = [f.X[keep[f.clip_index]] for f in parts if f is not None]
     y = [y_clip[f.clip_index][keep[f.clip_index]] for f in parts if f is not None]
@@ -596,9 +601,7 @@ def evaluate_split(clips: Sequence[Clip], feats: CropFeatures, recipe: Recipe, *
         }
         for th in (0.1, 0.2, 0.3, 0.4, 0.5)
     }
-    fit_ok = ~is_test & np.array([trainable(c) for c in clips])
-    out["n_train_windows"] = int(fit_ok[feats.clip_index].sum()) + (
-        int(fit_ok[augmented.clip_index].sum()) if augmented else 0)
+    out["n_train_windows"] = _fit_windows(~is_test & _trainable_mask(clips), feats, augmented)
     out["n_test_windows"] = int(crop_test.sum())
     return out, est
 
@@ -938,6 +941,7 @@ def compare_candidates(data_root: str | Path, names: Sequence[str] | None = None
 
 def _export(recipe: Recipe, est: Any, n_features: int, out: str | Path, metrics: dict[str, Any],
             clips: Sequence[Clip], n_windows: int, name: str, augment_copies: int = 0) -> Path:
+    fitted = _trainable_mask(clips)
     manifest = Manifest(
         labels=list(LABELS),
         features=recipe.extractor().get_config(),
@@ -946,9 +950,8 @@ def _export(recipe: Recipe, est: Any, n_features: int, out: str | Path, metrics:
         recipe=recipe.to_dict(),
         training={
             "corpora": sorted({c.source for c in clips}),
-            "clips": sum(trainable(c) for c in clips),
-            "not_trained_on": [f"screams {sub}/{emo} ({sum(not trainable(c) for c in clips)} clips)"
-                               for sub, emo in NOT_TRAINED_ON],
+            "clips": int(fitted.sum()),
+            "not_trained_on": [f"screams {sub}/{emo} ({int((~fitted).sum())} clips)" for sub, emo in NOT_TRAINED_ON],
             "windows": n_windows,
             "window_s": WINDOW_S,
             "positives": "screams danger=1 (scream_call, scream_background)",
@@ -1069,7 +1072,6 @@ def train_scream_detector(
                 int(metrics["n_train_windows"]), f"{name}-holdout", augment_copies)
     everything = np.ones(len(clips), bool)
     full = _fit(r, seed, clips, everything, feats, aug)
-    ok = np.array([trainable(c) for c in clips])
-    n_all = int(ok[feats.clip_index].sum()) + (int(ok[aug.clip_index].sum()) if aug else 0)
+    n_all = _fit_windows(_trainable_mask(clips), feats, aug)
     _export(r, full, d, out, {"held_out": metrics, **extra}, clips, n_all, name, augment_copies)
     return metrics

@@ -27,6 +27,7 @@ distress no weight; ASR runs only on scream-like windows).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -57,12 +58,7 @@ def _balanced_folds(groups: Sequence[str], strata: Sequence[str], k: int, seed: 
     fewest clips so far (so one large recording day cannot leave a fold nearly empty); the try
     whose folds deviate least from 1/k of the clips, in total and per stratum, wins.
     """
-    counts: dict[str, int] = {}
-    for g in groups:
-        counts[g] = counts.get(g, 0) + 1
-    total_by: dict[str, int] = {}
-    for s in strata:
-        total_by[s] = total_by.get(s, 0) + 1
+    counts, total_by = Counter(groups), Counter(strata)
     best: tuple[float, dict[str, int]] = (float("inf"), {})
     for t in range(tries):
         order = sorted(counts)
