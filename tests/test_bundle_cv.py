@@ -276,3 +276,22 @@ def test_augmented_copies_are_seeded_per_clip_and_cached(corpus_root: Path, tmp_
     again = extract_augmented(ex, items, aug, workers=1)
     assert calls == [] and all(np.array_equal(a, b) for ca, cb in zip(first, again) for a, b in zip(ca, cb))
     assert all(np.allclose(a, b) for ca, cb in zip(first, both) for a, b in zip(ca, cb))
+
+
+def test_features_batch_matches_features_per_window_of_any_length() -> None:
+    """The live server scores many sessions' windows in one call (mixed lengths: a stream's last,
+    partial window); every row must be that window's own vector, in the given order."""
+    from vocalis.errors import ConfigError
+
+    b = load_bundle(scream_model_path())
+    rng = np.random.default_rng(3)
+    tone = harmonic(220.0, 2.0)
+    audios = [tone, 0.1 * rng.standard_normal(SR).astype(np.float32), np.zeros(2 * SR, np.float32),
+              tone[: SR], tone[::-1].copy()]
+    got = b.features_batch(audios)
+    want = np.stack([b.features(a) for a in audios])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * float(np.abs(want).max()))
+    assert np.array_equal(b.features_batch(audios[:1]), want[:1])
+    with pytest.raises(ConfigError, match="at least one"):
+        b.features_batch([])

@@ -257,3 +257,41 @@ def test_flatness_on_loud_input_matches_librosa() -> None:
     x = _speechlike(0.5) * np.float32(1e6)
     fr = ClassicFeatures(features=("spectral",)).frames(x, SR)
     _close(fr["spectral"][3:4], librosa.feature.spectral_flatness(y=x, n_fft=512, hop_length=320))
+
+
+def _windows() -> np.ndarray:
+    """Six 1 s windows of one speech-like signal at 0.25 s hops, one of them digitally silent and one
+    holding a NaN and an Inf (both must give the vector of the window alone)."""
+    x = _speechlike(3.0)
+    w = np.stack([x[i : i + SR] for i in range(0, x.size - SR + 1, SR // 4)])[:6].copy()
+    w[2] = 0.0
+    w[4, 100], w[4, 200] = np.nan, np.inf
+    return w
+
+
+@pytest.mark.parametrize("extractor", [
+    ClassicFeatures(n_fft=512, hop_length=320, n_mels=40, n_mfcc=20, features=("rms", "mfcc", "mfcc_delta"),
+                    stats=("mean", "std", "max"), fmax=4000.0),  # the packaged scream detector's features
+    ClassicFeatures(n_fft=512, hop_length=160, features=("mel", "rms", "mfcc"), stats=("mean", "std", "min", "max")),
+    ClassicFeatures(n_fft=400, hop_length=160, features=("mel",), mel_scale="power"),
+    ClassicFeatures(n_fft=512, hop_length=256, features=("mfcc", "mfcc_delta"), pad_mode="reflect"),
+    ClassicFeatures.plus(),  # groups batch() does not batch: computed one by one
+])
+def test_batch_is_each_window_alone(extractor: ClassicFeatures) -> None:
+    w = _windows()
+    one = np.stack([extractor(x) for x in w])
+    both = extractor.batch(w)
+    assert both.shape == one.shape == (len(w), extractor.dim)
+    assert both.dtype == np.float32 and np.isfinite(both).all()
+    # float32 rounding only (BLAS may block the batched products differently)
+    np.testing.assert_allclose(both, one, rtol=1e-4, atol=1e-3 * float(np.abs(one).max()))
+    assert np.array_equal(extractor.batch(w[:1]), one[:1])  # one window: the single path
+
+
+def test_batch_rejects_bad_shapes_and_other_rates_go_one_by_one() -> None:
+    ex = ClassicFeatures(features=("rms", "mfcc"))
+    with pytest.raises(ConfigError, match=r"audios\.shape"):
+        ex.batch(np.zeros(SR, np.float32))
+    assert ex.batch(np.zeros((0, SR), np.float32)).shape == (0, ex.dim)
+    w = _windows()[:3]
+    np.testing.assert_allclose(ex.batch(w, 8000), np.stack([ex(x, 8000) for x in w]), rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -107,6 +108,28 @@ class Bundle:
 
     def features(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         return np.asarray(self.extractor(audio, sample_rate), dtype=np.float32)
+
+    def features_batch(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """``(N, ...)`` features of ``audios``: :meth:`features` of each, in one batched call per window
+        length when the extractor has ``batch`` (:meth:`vocalis.features.classic.ClassicFeatures.batch`)."""
+        if not len(audios):
+            raise ConfigError("features_batch: audios must hold at least one window")
+        batch = getattr(self.extractor, "batch", None)
+        if batch is None or len(audios) < 2:
+            return np.stack([self.features(a, sample_rate) for a in audios])
+        by_len: dict[int, list[int]] = {}
+        for i, a in enumerate(audios):
+            by_len.setdefault(int(np.asarray(a).size), []).append(i)
+        if len(by_len) == 1:
+            return np.asarray(batch(np.stack(audios), sample_rate), dtype=np.float32)
+        out: np.ndarray | None = None
+        for idx in by_len.values():
+            f = np.asarray(batch(np.stack([audios[i] for i in idx]), sample_rate), dtype=np.float32)
+            if out is None:
+                out = np.empty((len(audios), *f.shape[1:]), np.float32)
+            out[idx] = f
+        assert out is not None
+        return out
 
     def predict_proba_features(self, feats: np.ndarray) -> np.ndarray:
         """``(N, K)`` probabilities from a batch of features (``(N, D)`` or ``(N, C, T)``)."""

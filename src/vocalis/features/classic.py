@@ -46,6 +46,7 @@ PLUS_GROUPS = GROUPS
 """Every group, adding MFCC deltas and spectral shape (452 dims): ``ClassicFeatures.plus()``."""
 RECIPE_GROUPS = ("mfcc", "chroma", "mel")
 
+_BATCHED = frozenset({"rms", "mfcc", "mfcc_delta", "mel"})  # groups ClassicFeatures.batch computes batched
 _ZC_THRESHOLD = 1e-10  # librosa.zero_crossings: |x| <= threshold counts as 0 (positive)
 _TINY = float(np.finfo(np.float32).tiny)
 _ROLL_PERCENT = 0.85
@@ -271,29 +272,101 @@ class ClassicFeatures:
         return buf
 
     def __call__(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        m = self._frame_matrix(audio, sample_rate)
+        return self._statistics(self._frame_matrix(audio, sample_rate))
+
+    def _statistics(self, m: np.ndarray) -> np.ndarray:
+        """The vector of a ``(rows, T)`` frame matrix, or the ``(N, dim)`` vectors of a ``(rows, N, T)`` batch."""
         perm = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)[2]
-        t = m.shape[1]
-        mean = np.add.reduce(m, axis=1)  # == m.mean(axis=1), without its Python overhead
+        t = m.shape[-1]
+        mean = np.add.reduce(m, axis=-1)  # == m.mean(axis=-1), without its Python overhead
         mean /= t
         rows: list[np.ndarray] = []
         for s in self.stats:
             if s == "mean":
                 rows.append(mean)
             elif s == "std":
-                d = np.subtract(m, mean[:, None])
+                d = np.subtract(m, mean[..., None])
                 np.square(d, out=d)
-                var = np.add.reduce(d, axis=1)
+                var = np.add.reduce(d, axis=-1)
                 var /= t
                 rows.append(np.sqrt(var, out=var))
             elif s == "min":
-                rows.append(m.min(axis=1))
+                rows.append(m.min(axis=-1))
             else:
-                rows.append(m.max(axis=1))
+                rows.append(m.max(axis=-1))
         vec = np.concatenate(rows)[perm]
+        if vec.ndim == 2:
+            vec = np.ascontiguousarray(vec.T)
         if not np.isfinite(vec).all():
             vec = np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0)
         return vec
+
+    def batch(self, audios: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """``(N, dim)``: ``self(row)`` for every row of ``audios`` ``(N, samples)`` (windows of one length).
+
+        The same arithmetic as :meth:`__call__` in whole-batch NumPy calls: a live server scores
+        many sessions' windows at once, and per window the many small calls of :meth:`__call__`
+        hold the GIL most of their time (measured: ``benchmarks/notes.md``). Groups ``rms``,
+        ``mfcc``, ``mfcc_delta`` and ``mel`` are batched; other groups, another sample rate and
+        windows shorter than half an FFT are computed one by one. Results match :meth:`__call__`
+        to float32 rounding (BLAS may block a larger product differently).
+        """
+        a = np.asarray(audios, dtype=np.float32)
+        if a.ndim != 2:
+            raise ConfigError(f"audios.shape={a.shape} must be (windows, samples)")
+        n_win, length = a.shape
+        if n_win == 0:
+            return np.zeros((0, self.dim), np.float32)
+        if (n_win == 1 or int(sample_rate) != self.sample_rate or length <= self.n_fft // 2
+                or not set(self.features) <= _BATCHED):
+            return np.stack([self(x, sample_rate) for x in a]).astype(np.float32, copy=False)
+        return self._statistics(self._batch_matrix(a))
+
+    def _batch_matrix(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`_frame_matrix` of every row of ``a`` as one ``(rows, N, T)`` float32 array."""
+        if not np.isfinite(np.einsum("ij,ij->i", a, a)).all():
+            a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+        groups = set(self.features)
+        spans, width, _ = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)
+        n, hop, sr = self.n_fft, self.hop_length, self.sample_rate
+        n_win, length = a.shape
+        pad = n // 2
+        if self.pad_mode == "constant":
+            xp = np.zeros((n_win, length + 2 * pad), np.float32)
+            xp[:, pad : pad + length] = a
+        else:
+            xp = np.pad(a, ((0, 0), (pad, pad)), mode=self.pad_mode)  # type: ignore[call-overload]
+        t = 1 + (xp.shape[1] - n) // hop
+        frames = np.ndarray((n_win, t, n), np.float32, xp, 0, (xp.strides[0], xp.itemsize * hop, xp.itemsize))
+        buf = np.empty((width, n_win, t), np.float32)
+        if "rms" in groups:
+            row = buf[spans["rms"][0]]
+            np.einsum("wtk,wtk->wt", frames, frames, out=row)
+            row /= np.float32(n)
+            np.sqrt(row, out=row)
+        if not groups & {"mfcc", "mfcc_delta", "mel"}:
+            return buf
+        spec = scipy.fft.rfft((frames * hann(n)).reshape(n_win * t, n), axis=1, overwrite_x=True)
+        ri = spec.view(np.float32)
+        np.square(ri, out=ri)
+        power = np.add(ri[:, 0::2], ri[:, 1::2])  # (N * T, F)
+        mel = _rows(buf, spans, "mel", self.n_mels, n_win * t).reshape(self.n_mels, n_win, t)
+        mel2 = mel.reshape(self.n_mels, n_win * t)
+        for g0, g1, lo, hi, w in _mel_plan(sr, n, self.n_mels, self.fmin, self.fmax):
+            if hi > lo:
+                np.matmul(w, power[:, lo:hi].T, out=mel2[g0:g1])
+            else:
+                mel2[g0:g1] = 0.0
+        if groups & {"mfcc", "mfcc_delta"}:
+            mel_db = _db(mel, inplace="mel" not in groups or self.mel_scale == "db", per=1)
+            mfcc = _rows(buf, spans, "mfcc", self.n_mfcc, n_win * t).reshape(self.n_mfcc, n_win, t)
+            np.matmul(_dct_matrix(self.n_mels, self.n_mfcc), mel_db.reshape(self.n_mels, n_win * t),
+                      out=mfcc.reshape(self.n_mfcc, n_win * t))
+            if "mfcc_delta" in groups:
+                _delta(mfcc, buf[slice(*spans["mfcc_delta"])])
+        elif "mel" in groups and self.mel_scale == "db":
+            _db(mel, inplace=True, per=1)
+        return buf
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -404,26 +477,33 @@ def _zcr(x: np.ndarray, frame_length: int, hop: int, out: np.ndarray) -> np.ndar
     return out
 
 
-def _db(s: np.ndarray, top_db: float = 80.0, amin: float = 1e-10, *, inplace: bool = False) -> np.ndarray:
+def _db(s: np.ndarray, top_db: float = 80.0, amin: float = 1e-10, *, inplace: bool = False,
+        per: int | None = None) -> np.ndarray:
     """``power_to_db(s, ref=1, amin, top_db)`` in float32, in place on ``s`` or on a copy.
 
     ``max(10 log10 max(s, amin), peak - top_db) == max(10 log10 s, max(10 log10 amin, peak - top_db))``,
     so the ``amin`` clamp folds into the ``top_db`` floor (``ln`` is also cheaper than ``log10``).
+    ``per``: the axis of a batch whose items each have their own peak (``None``: one peak).
     """
     with np.errstate(divide="ignore"):
         out = np.log(s, out=s if inplace else None)
     out *= np.float32(10.0 / np.log(10.0))
-    floor = max(float(out.max()) - top_db, 10.0 * np.log10(amin))
-    np.maximum(out, np.float32(floor), out=out)
+    if per is None:
+        floor = max(float(out.max()) - top_db, 10.0 * np.log10(amin))
+        np.maximum(out, np.float32(floor), out=out)
+        return out
+    axes = tuple(i for i in range(out.ndim) if i != per)
+    peaks = np.maximum(out.max(axis=axes, keepdims=True).astype(np.float64) - top_db, 10.0 * np.log10(amin))
+    np.maximum(out, peaks.astype(np.float32), out=out)
     return out
 
 
 def _delta(m: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """HTK regression deltas (width 2) along axis 1 (time) of ``(D, T)`` with edge padding, into ``out``."""
-    t = m.shape[1]
-    p = np.concatenate([m[:, :1], m[:, :1], m, m[:, -1:], m[:, -1:]], axis=1)
-    np.subtract(p[:, 3 : t + 3], p[:, 1 : t + 1], out=out)
-    d2 = np.subtract(p[:, 4:], p[:, :t])
+    """HTK regression deltas (width 2) along the last axis (time) of ``(D, T)`` or ``(D, N, T)``, edge-padded, into ``out``."""
+    t = m.shape[-1]
+    p = np.concatenate([m[..., :1], m[..., :1], m, m[..., -1:], m[..., -1:]], axis=-1)
+    np.subtract(p[..., 3 : t + 3], p[..., 1 : t + 1], out=out)
+    d2 = np.subtract(p[..., 4:], p[..., :t])
     d2 *= np.float32(2.0)
     out += d2
     out /= np.float32(10.0)

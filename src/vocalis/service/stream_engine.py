@@ -732,14 +732,14 @@ class StreamEngine:
         return chosen
 
     def _screams(self, work: list[_Work]) -> None:
-        """Scream features per window, then one batched run of each scream bundle's head."""
+        """Scream features of every window in batched calls, then one batched run of each scream bundle's head."""
         groups: dict[int, list[_Work]] = {}
         for w in work:
             groups.setdefault(id(w.session.predictor.scream_bundle), []).append(w)
         for ws in groups.values():
             bundle = ws[0].session.predictor.scream_bundle
             t0 = time.perf_counter()
-            feats = np.stack([bundle.features(p.audio) for w in ws for p in w.pending])
+            feats = bundle.features_batch([p.audio for w in ws for p in w.pending])
             proba = bundle.predict_proba_features(feats)
             per = (time.perf_counter() - t0) * 1e3 / len(feats)
             i = 0
