@@ -439,6 +439,11 @@ def test_cli_enroll_mood_history_reset(cli_env: dict[str, Path], tmp_path: Path)
     assert json.loads(res.output)["personalised"] is False
     res = r.invoke(app, ["reset", "--user", "ann", "--db", db, "--delete", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["checkins"] == 4
+    # a name with no data (a typo, or one already erased) is an error, not a successful reset
+    for extra in ([], ["--delete"]):
+        res = r.invoke(app, ["reset", "--user", "ann", "--db", db, *extra])
+        assert res.exit_code == 2 and "user='ann' has no wellbeing data" in res.output
+        assert "nothing was reset" in res.output and "Traceback" not in res.output
 
 
 def test_cli_errors_are_clean(cli_env: dict[str, Path]) -> None:

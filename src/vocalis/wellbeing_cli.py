@@ -24,7 +24,7 @@ import typer
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
 from vocalis.cli_options import positive_seconds, writable_file
-from vocalis.errors import ConfigError, VocalisError
+from vocalis.errors import ConfigError, DataError, VocalisError
 
 app = typer.Typer(
     help="Wellbeing tracker: personal enrolment, mood check-ins, history and trends. Not a medical device.",
@@ -244,6 +244,11 @@ def reset(
 
     check_user(user)
     with WellbeingStore(db) as store:
+        known = store.users()
+        if user not in known and store.get_model_path(user) is None and not store.model_path(user).exists():
+            # a mistyped name must not look like a successful erasure
+            hint = f"users in it: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''}" if known else "it has no users"
+            raise DataError(f"user={user!r} has no wellbeing data in {store.path} ({hint}); nothing was reset")
         out: dict[str, Any] = ({**delete_user_data(store, user).to_dict(), "deleted": True} if delete else
                                {"user": user, "enrolments": store.reset_personalisation(user), "deleted": False})
     if json_out:
