@@ -102,3 +102,12 @@ def test_retention_purges_old_history_and_evidence(client: TestClient, ann: Acco
     # the alert was finished (no contact to deliver to): it expires too, with its evidence
     assert client.get(f"/v1/alerts/{alert['id']}/evidence", headers=ann.headers).status_code == 404
     assert list((root / ann.id / alert["id"]).iterdir()) == []
+
+
+def test_the_web_ui_and_its_icon_are_served(client: TestClient) -> None:
+    """The page names its icon, and the icon is there (no 404 in every browser's console)."""
+    page = client.get("/")
+    assert page.status_code == 200 and 'rel="icon" href="favicon.svg"' in page.text
+    icon = client.get("/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.lstrip().startswith("<svg")
