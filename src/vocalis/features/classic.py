@@ -218,36 +218,10 @@ class ClassicFeatures:
         buf = np.empty((width, t), np.float32)
         if "zcr" in groups:
             _zcr(x, n, hop, buf[spans["zcr"][0]])
-        if "rms" in groups:
-            row = buf[spans["rms"][0]]
-            np.einsum("ij,ij->i", frames, frames, out=row)
-            row /= np.float32(n)
-            np.sqrt(row, out=row)
-        if not groups & {"mfcc", "mfcc_delta", "chroma", "mel", "spectral"}:
+        power = self._fill(frames[None], buf.reshape(width, 1, t), spans)  # a batch of one: the same code
+        if power is None:
             return buf
-
-        # One STFT for every spectral group; |S| and |S|^2 as (T, 1 + n_fft // 2).
-        spec = scipy.fft.rfft(frames * hann(n), axis=1, overwrite_x=True)
-        ri = spec.view(np.float32)  # (T, 2F): re, im interleaved
-        np.square(ri, out=ri)
-        power = np.add(ri[:, 0::2], ri[:, 1::2])
         mag = np.sqrt(power)
-
-        if groups & {"mfcc", "mfcc_delta", "mel"}:
-            mel = _rows(buf, spans, "mel", self.n_mels, t)
-            for g0, g1, lo, hi, w in _mel_plan(sr, n, self.n_mels, self.fmin, self.fmax):
-                if hi > lo:
-                    np.matmul(w, power[:, lo:hi].T, out=mel[g0:g1])
-                else:
-                    mel[g0:g1] = 0.0
-            if groups & {"mfcc", "mfcc_delta"}:
-                mel_db = _db(mel, inplace="mel" not in groups or self.mel_scale == "db")
-                mfcc = _rows(buf, spans, "mfcc", self.n_mfcc, t)
-                np.matmul(_dct_matrix(self.n_mels, self.n_mfcc), mel_db, out=mfcc)
-                if "mfcc_delta" in groups:
-                    _delta(mfcc, buf[slice(*spans["mfcc_delta"])])
-            elif "mel" in groups and self.mel_scale == "db":
-                _db(mel, inplace=True)
 
         fuse_chroma = "chroma" in groups and self.chroma_power == 1.0 and self.tuning is not None
         nc = self.n_chroma if fuse_chroma else 0
@@ -326,9 +300,8 @@ class ClassicFeatures:
         """:meth:`_frame_matrix` of every row of ``a`` as one ``(rows, N, T)`` float32 array."""
         if not np.isfinite(np.einsum("ij,ij->i", a, a)).all():
             a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
-        groups = set(self.features)
         spans, width, _ = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)
-        n, hop, sr = self.n_fft, self.hop_length, self.sample_rate
+        n, hop = self.n_fft, self.hop_length
         n_win, length = a.shape
         pad = n // 2
         if self.pad_mode == "constant":
@@ -339,34 +312,47 @@ class ClassicFeatures:
         t = 1 + (xp.shape[1] - n) // hop
         frames = np.ndarray((n_win, t, n), np.float32, xp, 0, (xp.strides[0], xp.itemsize * hop, xp.itemsize))
         buf = np.empty((width, n_win, t), np.float32)
+        self._fill(frames, buf, spans)
+        return buf
+
+    def _fill(self, frames: np.ndarray, buf: np.ndarray, spans: dict[str, tuple[int, int]]) -> np.ndarray | None:
+        """Write the ``rms``, ``mel``, ``mfcc`` and ``mfcc_delta`` rows of ``(N, T, n_fft)`` frames into
+        ``buf`` ``(rows, N, T)`` (each window with its own dB floor); returns the power spectrum
+        ``(N * T, 1 + n_fft // 2)``, or None when no selected group needs a spectrum. One code for a
+        single window (:meth:`_frame_matrix`, N = 1) and a batch (:meth:`_batch_matrix`)."""
+        groups = set(self.features)
+        n_win, t, n = frames.shape
         if "rms" in groups:
             row = buf[spans["rms"][0]]
             np.einsum("wtk,wtk->wt", frames, frames, out=row)
             row /= np.float32(n)
             np.sqrt(row, out=row)
-        if not groups & {"mfcc", "mfcc_delta", "mel"}:
-            return buf
+        if not groups & {"mfcc", "mfcc_delta", "chroma", "mel", "spectral"}:
+            return None
+        # One STFT for every spectral group: |S|^2 as (N * T, 1 + n_fft // 2)
         spec = scipy.fft.rfft((frames * hann(n)).reshape(n_win * t, n), axis=1, overwrite_x=True)
-        ri = spec.view(np.float32)
+        ri = spec.view(np.float32)  # re, im interleaved
         np.square(ri, out=ri)
-        power = np.add(ri[:, 0::2], ri[:, 1::2])  # (N * T, F)
+        power = np.add(ri[:, 0::2], ri[:, 1::2])
+        if not groups & {"mfcc", "mfcc_delta", "mel"}:
+            return power
         mel = _rows(buf, spans, "mel", self.n_mels, n_win * t).reshape(self.n_mels, n_win, t)
         mel2 = mel.reshape(self.n_mels, n_win * t)
-        for g0, g1, lo, hi, w in _mel_plan(sr, n, self.n_mels, self.fmin, self.fmax):
+        for g0, g1, lo, hi, w in _mel_plan(self.sample_rate, n, self.n_mels, self.fmin, self.fmax):
             if hi > lo:
                 np.matmul(w, power[:, lo:hi].T, out=mel2[g0:g1])
             else:
                 mel2[g0:g1] = 0.0
         if groups & {"mfcc", "mfcc_delta"}:
-            mel_db = _db(mel, inplace="mel" not in groups or self.mel_scale == "db", per=1)
+            mel_db = _db(mel, inplace="mel" not in groups or self.mel_scale == "db")
             mfcc = _rows(buf, spans, "mfcc", self.n_mfcc, n_win * t).reshape(self.n_mfcc, n_win, t)
             np.matmul(_dct_matrix(self.n_mels, self.n_mfcc), mel_db.reshape(self.n_mels, n_win * t),
                       out=mfcc.reshape(self.n_mfcc, n_win * t))
             if "mfcc_delta" in groups:
                 _delta(mfcc, buf[slice(*spans["mfcc_delta"])])
         elif "mel" in groups and self.mel_scale == "db":
-            _db(mel, inplace=True, per=1)
-        return buf
+            _db(mel, inplace=True)
+        return power
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -477,23 +463,17 @@ def _zcr(x: np.ndarray, frame_length: int, hop: int, out: np.ndarray) -> np.ndar
     return out
 
 
-def _db(s: np.ndarray, top_db: float = 80.0, amin: float = 1e-10, *, inplace: bool = False,
-        per: int | None = None) -> np.ndarray:
-    """``power_to_db(s, ref=1, amin, top_db)`` in float32, in place on ``s`` or on a copy.
+def _db(s: np.ndarray, top_db: float = 80.0, amin: float = 1e-10, *, inplace: bool = False) -> np.ndarray:
+    """``power_to_db(s, ref=1, amin, top_db)`` of each window of ``(rows, N, T)`` ``s`` (its own peak), in
+    float32, in place on ``s`` or on a copy.
 
     ``max(10 log10 max(s, amin), peak - top_db) == max(10 log10 s, max(10 log10 amin, peak - top_db))``,
     so the ``amin`` clamp folds into the ``top_db`` floor (``ln`` is also cheaper than ``log10``).
-    ``per``: the axis of a batch whose items each have their own peak (``None``: one peak).
     """
     with np.errstate(divide="ignore"):
         out = np.log(s, out=s if inplace else None)
     out *= np.float32(10.0 / np.log(10.0))
-    if per is None:
-        floor = max(float(out.max()) - top_db, 10.0 * np.log10(amin))
-        np.maximum(out, np.float32(floor), out=out)
-        return out
-    axes = tuple(i for i in range(out.ndim) if i != per)
-    peaks = np.maximum(out.max(axis=axes, keepdims=True).astype(np.float64) - top_db, 10.0 * np.log10(amin))
+    peaks = np.maximum(out.max(axis=(0, 2), keepdims=True).astype(np.float64) - top_db, 10.0 * np.log10(amin))
     np.maximum(out, peaks.astype(np.float32), out=out)
     return out
 
