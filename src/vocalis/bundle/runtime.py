@@ -115,13 +115,11 @@ class Bundle:
         if not len(audios):
             raise ConfigError("features_batch: audios must hold at least one window")
         batch = getattr(self.extractor, "batch", None)
-        if batch is None or len(audios) < 2:
+        if batch is None:
             return np.stack([self.features(a, sample_rate) for a in audios])
         by_len: dict[int, list[int]] = {}
         for i, a in enumerate(audios):
             by_len.setdefault(int(np.asarray(a).size), []).append(i)
-        if len(by_len) == 1:
-            return np.asarray(batch(np.stack(audios), sample_rate), dtype=np.float32)
         out: np.ndarray | None = None
         for idx in by_len.values():
             f = np.asarray(batch(np.stack([audios[i] for i in idx]), sample_rate), dtype=np.float32)
