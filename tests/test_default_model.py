@@ -107,3 +107,66 @@ def test_predict_cli_on_browser_formats(tmp_path: Path) -> None:
     out = [json.loads(line) for line in r.stdout.splitlines()]
     assert [o["file"] for o in out] == [str(f) for f in files]
     assert all(o["label"] in EMOTIONS for o in out)
+
+
+def _silero() -> None:
+    from vocalis.audio.vad import silero_onnx_path
+
+    if silero_onnx_path() is None:
+        pytest.skip("silero-vad is not installed (pip install --no-deps silero-vad): no speech model")
+
+
+@pytest.mark.parametrize("signal", [noise(3.0, amp=10 ** (-50 / 20)), noise(3.0, amp=0.1),
+                                    harmonic(440, 3.0, n=1), harmonic(180, 3.0, vibrato=0.05)],
+                         ids=["faint noise", "loud noise", "tone", "harmonic"])
+def test_a_clip_without_speech_is_labelled_but_marked_as_a_guess(signal: np.ndarray, tmp_path: Path) -> None:
+    """It used to say 'fear 0.65' for white noise and nothing else: a model labels whatever it gets."""
+    _silero()
+    pred = load_bundle().predict(signal, SR)
+    assert pred.label in EMOTIONS
+    assert pred.speech is not None and pred.speech.model == "silero"
+    assert pred.speech.detected is False and pred.speech.peak < 0.5 and pred.speech.voiced_s == 0.0
+    assert pred.to_dict()["speech"] == {"detected": False, "peak": pred.speech.peak, "voiced_s": 0.0,
+                                        "model": "silero"}
+    assert load_bundle().predict(signal, SR, speech=False).speech is None
+    sf.write(tmp_path / "n.wav", signal, SR)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "n.wav")])
+    assert res.exit_code == 0
+    assert f"[no speech heard (voice activity peak {pred.speech.peak:.2f} < 0.5, silero): the label is a guess]" \
+        in res.output
+
+
+def test_speech_is_heard_in_every_sampled_corpus_clip(tmp_path: Path) -> None:
+    """Acted speech (RAVDESS, TESS) is never marked as a guess; the CLI line has no note."""
+    _silero()
+    import csv
+
+    from vocalis.audio.io import load_audio
+
+    b = load_bundle()
+    files = []
+    for name in ("ravdess", "tess"):
+        root = corpus_dir(name)
+        rows = list(csv.DictReader((root / "manifest.csv").open()))
+        files += [root / r["path"] for r in rows[:: max(1, len(rows) // 12)]]
+    for f in files:
+        s = b.predict(load_audio(f, SR), SR).speech
+        assert s is not None and s.detected is True and s.voiced_s > 0.3, (f, s)
+    res = CliRunner().invoke(app, ["predict", str(files[0]), "--json"])
+    assert res.exit_code == 0 and '"speech": {"detected": true' in res.output
+    res = CliRunner().invoke(app, ["predict", str(files[0])])
+    assert res.exit_code == 0 and "no speech" not in res.output
+
+
+def test_speech_presence_rules() -> None:
+    from vocalis.audio.vad import speech_presence
+    from vocalis.errors import AudioError
+
+    # the energy fallback hears any loud sound as voice: it cannot say whether speech was heard
+    s = speech_presence(noise(1.0), SR, vad="energy")
+    assert s.model == "energy" and s.detected is None and "cannot tell" in s.describe()
+    with pytest.raises(AudioError, match="sample_rate=8000 must be 16000"):
+        speech_presence(noise(1.0, sr=8000), 8000)
+    _silero()
+    short = speech_presence(harmonic(200, 0.02), SR)  # under one 32 ms frame: still scored
+    assert short.model == "silero" and 0.0 <= short.peak <= 1.0

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import SR, harmonic, noise
+from vocalis.audio.vad import EnergyVAD, silero_onnx_path
 from vocalis.bundle.manifest import Manifest
 from vocalis.bundle.runtime import Bundle, load_bundle, save_bundle
 from vocalis.errors import AudioError, ConfigError, ModelError
 from vocalis.streaming.predictor import StreamConfig, StreamingPredictor
 from vocalis.streaming.ring import RingBuffer
-from vocalis.streaming.vad import EnergyVAD, silero_onnx_path
 
 TINY_FEATURES = {"type": "classic", "features": ["rms", "zcr"], "stats": ["mean", "max"], "n_mels": 40,
                  "n_mfcc": 13}
@@ -295,7 +295,7 @@ def test_energy_vad_fallback_is_reported(scream_bundle: Bundle) -> None:
 def test_silero_vad_is_used_when_installed(scream_bundle: Bundle) -> None:
     res = feed(make(scream_bundle), np.zeros(2 * SR, np.float32), 1000)
     assert res[0].voice_model == "silero" and 0.0 <= res[0].voice < 0.5
-    from vocalis.streaming.vad import SileroVAD
+    from vocalis.audio.vad import SileroVAD
 
     a, b = SileroVAD(), SileroVAD()  # one onnxruntime session per process; the state is per instance
     assert a._sess is b._sess
@@ -306,7 +306,7 @@ def test_silero_vad_is_used_when_installed(scream_bundle: Bundle) -> None:
 
 
 def test_silero_silence_gate_skips_only_long_quiet_stretches() -> None:
-    from vocalis.streaming.vad import FRAME, SileroVAD
+    from vocalis.audio.vad import FRAME, SileroVAD
 
     quiet = np.zeros(20 * FRAME, np.float32)
     voice = harmonic(200, 20 * FRAME / SR, amp=0.5)
@@ -330,7 +330,7 @@ def test_silero_silence_gate_skips_only_long_quiet_stretches() -> None:
 
 @pytest.mark.parametrize("kw, match", [({"gate_dbfs": 3.0}, "gate_dbfs=3.0"), ({"gate_frames": 0}, "gate_frames=0")])
 def test_silero_gate_config_errors(kw: dict, match: str) -> None:
-    from vocalis.streaming.vad import SileroVAD
+    from vocalis.audio.vad import SileroVAD
 
     with pytest.raises(ConfigError, match=match):
         SileroVAD(**kw)
@@ -339,8 +339,8 @@ def test_silero_gate_config_errors(kw: dict, match: str) -> None:
 def test_silero_gate_agrees_with_the_ungated_model_on_real_speech() -> None:
     from tests.conftest import corpus_dir
     from vocalis.audio.io import load_audio
+    from vocalis.audio.vad import SileroVAD
     from vocalis.corpora import load_corpus
-    from vocalis.streaming.vad import SileroVAD
 
     items = load_corpus(corpus_dir("ravdess")).items[::60] + load_corpus(corpus_dir("tess")).items[::120]
     x = np.concatenate([load_audio(it.path) for it in items])
@@ -352,7 +352,7 @@ def test_silero_gate_agrees_with_the_ungated_model_on_real_speech() -> None:
 
 
 def test_silero_gate_quiet_runs_carry_across_calls_like_a_frame_by_frame_count() -> None:
-    from vocalis.streaming.vad import FRAME, SileroVAD
+    from vocalis.audio.vad import FRAME, SileroVAD
 
     rng = np.random.default_rng(0)
     vad = SileroVAD(gate_dbfs=-60.0, gate_frames=3)
@@ -368,7 +368,7 @@ def test_silero_gate_quiet_runs_carry_across_calls_like_a_frame_by_frame_count()
 
 
 def test_silero_shed_takes_audio_without_the_model_and_scoring_resumes() -> None:
-    from vocalis.streaming.vad import FRAME, SileroVAD
+    from vocalis.audio.vad import FRAME, SileroVAD
 
     voice = harmonic(200, 20 * FRAME / SR, amp=0.5)
     vad = SileroVAD(gate_dbfs=None)
@@ -386,7 +386,7 @@ def test_silero_shed_takes_audio_without_the_model_and_scoring_resumes() -> None
 
 
 def test_a_shed_vad_holds_the_voice_and_says_so(scream_bundle: Bundle) -> None:
-    from vocalis.streaming.vad import SileroVAD
+    from vocalis.audio.vad import SileroVAD
 
     p = make(scream_bundle, vad="silero", asr="off", emotion_every=0)
     assert isinstance(p.vad, SileroVAD)
@@ -417,7 +417,7 @@ def test_a_shed_vad_holds_the_voice_and_says_so(scream_bundle: Bundle) -> None:
 def test_a_windows_voice_comes_only_from_vad_frames_that_overlap_it() -> None:
     """VAD frames lie on a 512-sample grid from the stream's start; a 2 s window is 62.5 frames, so on
     half the grid offsets the last 63 frames reach one that ends before the window starts."""
-    from vocalis.streaming.vad import FRAME
+    from vocalis.audio.vad import FRAME
 
     cfg = StreamConfig(vad="energy", asr="off")
     p = StreamingPredictor(cfg, emotion_model=False, keyword_spotter=False)

@@ -101,7 +101,8 @@ def predict(
     max_duration: Annotated[float, typer.Option(help="Reject files longer than this (seconds).",
                                                 callback=positive_seconds)] = DEFAULT_MAX_DURATION_S,
 ) -> None:
-    """Predict the emotion of each file: label, class probabilities, valence and arousal."""
+    """Predict the emotion of each file: label, class probabilities, valence and arousal, and
+    whether it holds speech (a label of a clip without speech is marked as a guess)."""
     from vocalis.bundle import load_bundle
 
     bundle = load_bundle(model)
@@ -118,7 +119,11 @@ def predict(
         else:
             top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
             alts = ", ".join(f"{k} {v:.2f}" for k, v in top)
-            typer.echo(f"{f}: {pred.label}  ({alts})  valence {pred.valence:+.2f} arousal {pred.arousal:+.2f}")
+            line = f"{f}: {pred.label}  ({alts})  valence {pred.valence:+.2f} arousal {pred.arousal:+.2f}"
+            if pred.speech is not None and not pred.speech.detected:
+                # noise, a tone or a scream still gets a label; say that it is a guess
+                line += f"  [{pred.speech.describe()}: the label is a guess]"
+            typer.echo(line)
     if failed:
         raise typer.Exit(1)
 

@@ -165,6 +165,11 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
         page.set_input_files("#upload", str(clip))
         page.wait_for_selector("#analyse-result:not([hidden])")
         page.wait_for_function("document.querySelectorAll('#an-bars .bar').length > 1")
+        # the screams are not speech to the VAD: the page says the label is a guess, as the API does
+        from vocalis.audio.io import load_audio
+        from vocalis.audio.vad import speech_presence
+
+        assert page.is_hidden("#an-speech") == (speech_presence(load_audio(clip)).detected is not False)
         if shots:
             page.screenshot(path=str(shots / "analyse.png"), full_page=True)
         assert page.errors == []  # type: ignore[attr-defined]

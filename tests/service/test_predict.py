@@ -11,6 +11,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import SR, Account, register, wav_bytes
+from vocalis.audio.vad import silero_onnx_path
 
 
 def _raw(client: TestClient, acct: Account, body: bytes, ctype: str = "audio/wav") -> Any:
@@ -28,6 +29,10 @@ def test_multipart_and_raw_body_predict_and_store_history(client: TestClient, an
     assert r2.status_code == 200 and r2.json()["duration_s"] == pytest.approx(1.0)
     hist = client.get("/v1/history", headers=ann.headers).json()
     assert hist["total"] == 2 and [h["id"] for h in hist["items"]] == [r2.json()["id"], p["id"]]
+    # a tone is not speech: labelled, but marked (null where no speech model is installed), and kept
+    heard = None if silero_onnx_path() is None else False
+    assert p["speech_detected"] is heard and p["voiced_s"] == (None if heard is None else 0.0)
+    assert [(h["speech_detected"], h["voiced_s"]) for h in hist["items"]] == [(heard, p["voiced_s"])] * 2
     page = client.get("/v1/history?limit=1&offset=1", headers=ann.headers).json()
     assert [h["id"] for h in page["items"]] == [p["id"]] and page["limit"] == 1
 
@@ -122,3 +127,16 @@ def test_413_is_raised_while_streaming_not_after_buffering(make_client) -> None:
     # a declared Content-Length over the cap is refused before reading anything
     status, pulled = _drive(client, b"audio/wav", ann.api_key, n_chunks=1000, chunk=1000, declared=1_000_000)
     assert status == 413 and pulled == 0
+
+
+def test_speech_in_a_corpus_clip_is_reported_and_stored(client: TestClient, ann: Account) -> None:
+    from tests.conftest import corpus_dir
+
+    if silero_onnx_path() is None:
+        pytest.skip("silero-vad is not installed: the service cannot tell speech from other sound")
+    clip = next(iter(sorted((corpus_dir("ravdess") / "Actor_01").glob("*.flac"))))
+    r = _raw(client, ann, clip.read_bytes(), "audio/flac")
+    assert r.status_code == 200, r.text
+    assert r.json()["speech_detected"] is True and r.json()["voiced_s"] > 0.3
+    hist = client.get("/v1/history", headers=ann.headers).json()["items"]
+    assert (hist[0]["speech_detected"], hist[0]["voiced_s"]) == (True, r.json()["voiced_s"])

@@ -298,6 +298,10 @@ class PredictionOut(BaseModel):
     arousal: float
     source: str
     duration_s: float | None
+    speech_detected: bool | None = Field(None, description=(
+        "Whether voice activity (Silero VAD) heard speech in the clip. false: noise, a tone, music or a "
+        "scream; the label is then a guess. null: not checked (no speech model installed, or an older entry)."))
+    voiced_s: float | None = Field(None, description="Seconds of the clip that voice activity called speech.")
 
 
 class ModelHealth(BaseModel):

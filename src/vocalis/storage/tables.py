@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -177,6 +177,9 @@ class PredictionRecord(Base):
     arousal: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="upload")
     duration_s: Mapped[float | None] = mapped_column(Float)
+    # voice activity of the clip (None: not checked, or no speech model to tell)
+    speech_detected: Mapped[bool | None] = mapped_column(Boolean)
+    voiced_s: Mapped[float | None] = mapped_column(Float)
 
 
 CALL_STATUSES = ("waiting", "handled")

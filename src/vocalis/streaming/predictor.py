@@ -54,10 +54,10 @@ import numpy as np
 
 from vocalis.audio.constants import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE
 from vocalis.audio.io import pcm_offset_scale, to_mono
+from vocalis.audio.vad import FRAME, FrameVAD, make_vad
 from vocalis.bundle.runtime import Bundle, load_bundle
 from vocalis.errors import AudioError, ConfigError, ModelError
 from vocalis.streaming.ring import RingBuffer
-from vocalis.streaming.vad import FRAME, FrameVAD, make_vad
 
 WINDOW_RANGE_S = (0.5, 10.0)
 """Allowed ``window_s`` (inclusive)."""

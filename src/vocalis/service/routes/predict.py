@@ -59,6 +59,8 @@ async def predict(
                 user_id=user.id, label=pred.label, probabilities=pred.probabilities,
                 valence=pred.valence, arousal=pred.arousal, source="upload",
                 duration_s=round(x.size / SAMPLE_RATE, 3),
+                speech_detected=None if pred.speech is None else pred.speech.detected,
+                voiced_s=None if pred.speech is None or pred.speech.detected is None else pred.speech.voiced_s,
             ))
             out = PredictionOut.model_validate(rec)
         return out

@@ -237,6 +237,7 @@ async function analyse(blob) {
       drawWave($('#wave'), x); drawSpectrogram($('#spec'), x, audio.sampleRate);
     }
     $('#an-label').textContent = pred.label;
+    $('#an-speech').hidden = pred.speech_detected !== false;
     drawBars($('#an-bars'), pred.probabilities);
     $('#an-valence').textContent = pred.valence.toFixed(2); $('#an-arousal').textContent = pred.arousal.toFixed(2);
     drawVA($('#va'), pred.valence, pred.arousal);

@@ -1,4 +1,5 @@
-"""Frame-level voice activity: Silero VAD (ONNX, run with onnxruntime directly) or an energy fallback.
+"""Voice activity: Silero VAD (ONNX, run with onnxruntime directly) or an energy fallback, per
+32 ms frame for streams and as one :class:`SpeechPresence` per clip.
 
 Silero's ONNX files ship inside the ``silero-vad`` PyPI package (install it with
 ``pip install --no-deps silero-vad``: its own dependencies pull torch, which is not needed
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from vocalis.audio.constants import SAMPLE_RATE
-from vocalis.errors import ConfigError, DependencyError, ModelError
+from vocalis.errors import AudioError, ConfigError, DependencyError, ModelError
 
 FRAME = 512
 """Samples per VAD frame at 16 kHz (32 ms), Silero's only 16 kHz frame size."""
@@ -248,3 +250,59 @@ def make_vad(kind: str = "auto") -> FrameVAD:
     if kind == "auto":
         return EnergyVAD()
     raise ConfigError(f"vad={kind!r} must be one of ('auto', 'silero', 'energy')")
+
+
+SPEECH_PEAK = 0.5
+"""A clip holds speech when Silero's probability reaches this on at least one 32 ms frame. Measured
+on 300 clips each (ungated Silero): every RAVDESS and TESS clip peaks at >= 0.88; white noise at
+-50 and -20 dBFS, a 440 Hz tone and silence peak at <= 0.10. Screams and screamed calls of the
+``screams`` corpus mostly stay below it (Silero models speech, not screams)."""
+
+
+@dataclass(frozen=True)
+class SpeechPresence:
+    """Whether a clip holds speech, by voice activity.
+
+    ``peak`` is the highest frame probability, ``voiced_s`` the seconds of frames at or above
+    :data:`SPEECH_PEAK`. ``detected`` is None when the model is the energy fallback, which hears
+    any loud sound as voice and so cannot tell.
+    """
+
+    peak: float
+    voiced_s: float
+    model: str
+
+    @property
+    def detected(self) -> bool | None:
+        return None if self.model != "silero" else self.peak >= SPEECH_PEAK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"detected": self.detected, "peak": self.peak, "voiced_s": self.voiced_s, "model": self.model}
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``no speech heard (voice activity peak 0.04 < 0.5, silero)``."""
+        if self.detected is None:
+            return f"speech unknown ({self.model} voice activity cannot tell speech from other sound)"
+        if self.detected:
+            return f"speech {self.voiced_s:.2f} s (voice activity peak {self.peak:.2f}, {self.model})"
+        return f"no speech heard (voice activity peak {self.peak:.2f} < {SPEECH_PEAK}, {self.model})"
+
+
+def speech_presence(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, vad: str = "auto") -> SpeechPresence:
+    """Score a whole 16 kHz clip with a fresh VAD (``"auto"``: Silero when installed; no silence gate).
+
+    >>> speech_presence(np.zeros(16000, np.float32), vad="energy").detected is None
+    True
+    """
+    if sample_rate != SAMPLE_RATE:
+        raise AudioError(f"sample_rate={sample_rate} must be {SAMPLE_RATE} for voice activity; resample first")
+    det: FrameVAD = EnergyVAD() if vad == "energy" else make_vad(vad)
+    if isinstance(det, SileroVAD):
+        det.gate_dbfs = None  # a clip is scored once: every frame through the model
+    x = np.asarray(samples, np.float32).reshape(-1)
+    # the trailing part frame is scored too (zero-padded), so a clip under 32 ms is not empty
+    pad = (-x.size) % FRAME
+    p = det(np.concatenate([x, np.zeros(pad, np.float32)]) if pad else x)
+    peak = float(p.max()) if p.size else 0.0
+    voiced = float((p >= SPEECH_PEAK).sum()) * FRAME / SAMPLE_RATE
+    return SpeechPresence(peak=round(peak, 4), voiced_s=round(voiced, 3), model=det.name)
