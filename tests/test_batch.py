@@ -95,7 +95,7 @@ def test_local_engine_writes_one_row_per_file(local_run: dict[str, Any]) -> None
     assert t.num_rows == len(truth["ok"]) + len(truth["failed"]) == len(local_run["files"])
     assert t.column("file").to_pylist() == local_run["files"]  # input order
     assert t.schema.names == ["file", "duration_s", "label", *[prob_column(x) for x in labels],
-                              "valence", "arousal", "error"]
+                              "valence", "arousal", "speech_detected", "voiced_s", "error"]
     assert json.loads(t.schema.metadata[b"vocalis.labels"]) == labels
     rows = _by_name(t)
     for name, dur in truth["ok"].items():
@@ -125,6 +125,9 @@ def test_local_rows_equal_vocalis_predict(local_run: dict[str, Any]) -> None:
     for lab, p in pred.probabilities.items():
         assert row[prob_column(lab)] == pytest.approx(p, abs=1e-5)
     assert (row["valence"], row["arousal"]) == pytest.approx((pred.valence, pred.arousal), abs=1e-5)
+    assert pred.speech is not None
+    heard = pred.speech.detected
+    assert (row["speech_detected"], row["voiced_s"]) == (heard, None if heard is None else pred.speech.voiced_s)
 
 
 def test_progress_reports_every_file(local_run: dict[str, Any]) -> None:

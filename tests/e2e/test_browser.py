@@ -50,7 +50,7 @@ def shots() -> Path | None:
 
 
 @contextmanager
-def _browser(clip: Path) -> Iterator[Any]:
+def _browser(clip: Path, init_script: str | None = None) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -58,6 +58,8 @@ def _browser(clip: Path) -> Iterator[Any]:
                                     args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={clip}"])
         context = browser.new_context(viewport={"width": 1100, "height": 900}, permissions=["geolocation"],
                                       geolocation={"latitude": 48.8566, "longitude": 2.3522, "accuracy": 25})
+        if init_script:
+            context.add_init_script(init_script)
         page = context.new_page()
         page.set_default_timeout(20_000)
         errors: list[str] = []
@@ -104,12 +106,13 @@ def _for_phone(server: LiveServer, phone: str) -> tuple[list[Any], list[Any]]:
 
 
 @contextmanager
-def _monitoring(server: LiveServer, clip: Path, email: str, phone: str, *,
-                evidence: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _monitoring(server: LiveServer, clip: Path, email: str, phone: str, *, evidence: bool = False,
+                init_script: str | None = None) -> Iterator[tuple[Any, dict[str, Any]]]:
     """A user with one contact (``phone``), logged in, monitoring ``clip`` as the microphone (evidence
-    recording opted in when ``evidence``): yields (page, account); the browser closes after."""
+    recording opted in when ``evidence``; ``init_script`` runs before the page's own): yields (page,
+    account); the browser closes after."""
     acct = _account(server, email, phone)
-    with _browser(clip) as page:
+    with _browser(clip, init_script) as page:
         _login(page, server, acct["email"])
         if evidence:
             page.check("#ev-optin")  # evidence is recorded only when the user opts in
@@ -187,6 +190,42 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
     stored = live_server.app.state.settings.evidence_root / ev[0].path
     assert stored.is_file() and stored.stat().st_size == ev[0].size_bytes
     assert time.monotonic() - t0 < 60
+
+
+# The network delivers the server's `countdown` message for 2 s left 1.5 s late (the rest on time).
+LATE_COUNTDOWN = """
+window.cdSeen = [];
+const Native = window.WebSocket;
+window.WebSocket = class extends Native {
+  set onmessage(fn) {
+    super.onmessage = (ev) => {
+      const m = JSON.parse(ev.data);
+      if (m.type === 'countdown' && m.remaining > 1.5 && m.remaining < 2.5) setTimeout(() => fn(ev), 1500);
+      else fn(ev);
+    };
+  }
+};
+document.addEventListener('DOMContentLoaded', () => {
+  const el = document.querySelector('#cd-remaining');
+  new MutationObserver(() => window.cdSeen.push(el.textContent))
+    .observe(el, {childList: true, characterData: true, subtree: true});
+});
+"""
+
+
+def test_countdown_digits_only_go_down_when_a_message_is_late(live_server: LiveServer, tmp_path: Path) -> None:
+    """The page counts down on its own clock between the server's once-a-second messages; a late
+    message used to put the digit back up (3, 2, 1, 2, 0)."""
+    clip = screaming_wav(tmp_path / "screams.wav")
+    with _monitoring(live_server, clip, "late@example.org", "+33677777777",
+                     init_script=LATE_COUNTDOWN) as (page, _):
+        page.wait_for_selector("#countdown:not([hidden])")
+        page.wait_for_selector("#alert-box:not([hidden])", timeout=15_000)
+        page.wait_for_timeout(300)  # the late message comes after the alert has hidden the countdown
+        seen = [int(d) for d in page.evaluate("window.cdSeen")]
+        assert page.errors == []  # type: ignore[attr-defined]
+    assert seen[0] == 3 and 0 in seen[-2:] and set(seen) == {3, 2, 1, 0}, seen
+    assert seen == sorted(seen, reverse=True), seen
 
 
 def test_stopping_during_the_countdown_still_alerts(live_server: LiveServer, tmp_path: Path) -> None:

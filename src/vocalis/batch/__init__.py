@@ -5,7 +5,7 @@
 
 Both engines run the same :class:`Analyser` (``vocalis.load_audio`` -> the bundle's feature
 extractor -> batched ONNX inference -> calibrated probabilities, valence, arousal) and write the same
-rows: ``file, duration_s, label, prob_<label>…, valence, arousal, error``. Needs the extra ``batch``
+rows: ``file, duration_s, label, prob_<label>…, valence, arousal, speech_detected, voiced_s, error``. Needs the extra ``batch``
 (pyarrow); the Ray engine needs ``ray``.
 """
 

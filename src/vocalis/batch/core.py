@@ -19,6 +19,7 @@ import numpy as np
 
 from vocalis.audio.constants import DEFAULT_MAX_DURATION_S, SAMPLE_RATE
 from vocalis.audio.io import check_audible, load_audio
+from vocalis.audio.vad import SpeechPresence, speech_presence
 from vocalis.bundle import Bundle, load_bundle
 from vocalis.corpora.folders import AUDIO_EXTENSIONS, iter_audio_files
 from vocalis.errors import ConfigError, DataError, VocalisError, require
@@ -97,7 +98,9 @@ def schema(labels: Sequence[str], metadata: dict[str, str] | None = None) -> Any
     fields = [pa.field("file", pa.string(), nullable=False), pa.field("duration_s", pa.float64()),
               pa.field("label", pa.string())]
     fields += [pa.field(prob_column(lab), pa.float64()) for lab in labels]
-    fields += [pa.field("valence", pa.float64()), pa.field("arousal", pa.float64()), pa.field("error", pa.string())]
+    fields += [pa.field("valence", pa.float64()), pa.field("arousal", pa.float64()),
+               pa.field("speech_detected", pa.bool_()), pa.field("voiced_s", pa.float64()),
+               pa.field("error", pa.string())]
     return pa.schema(fields, metadata=metadata)
 
 
@@ -118,11 +121,13 @@ class Analyser:
         n = len(files)
         errs = list(errors)
         feats: dict[int, np.ndarray] = {}
+        speech: dict[int, SpeechPresence] = {}
         for i, x in enumerate(audios):
             if x is None or errs[i] is not None:
                 continue
             try:
                 feats[i] = self.bundle.features(check_audible(x, files[i]), SAMPLE_RATE)
+                speech[i] = speech_presence(x, SAMPLE_RATE)  # what `vocalis predict` says of it
             except VocalisError as e:
                 errs[i] = f"{files[i]}: {e}"
             except Exception as e:
@@ -136,7 +141,7 @@ class Analyser:
             proba.update(zip(idx, p))
         cols: dict[str, list[Any]] = {"file": list(files), "duration_s": [], "label": []}
         cols.update({prob_column(lab): [] for lab in self.labels})
-        cols.update(valence=[], arousal=[], error=[])
+        cols.update(valence=[], arousal=[], speech_detected=[], voiced_s=[], error=[])
         for i in range(n):
             x = audios[i]
             cols["duration_s"].append(round(x.size / SAMPLE_RATE, 6) if x is not None else None)
@@ -147,9 +152,14 @@ class Analyser:
                     cols[prob_column(lab)].append(pred.probabilities[lab])
                 cols["valence"].append(pred.valence)
                 cols["arousal"].append(pred.arousal)
+                sp = speech.get(i)
+                heard = None if sp is None else sp.detected
+                cols["speech_detected"].append(heard)
+                cols["voiced_s"].append(None if heard is None or sp is None else sp.voiced_s)
                 cols["error"].append(None)
             else:
-                for k in ("label", "valence", "arousal", *(prob_column(lab) for lab in self.labels)):
+                for k in ("label", "valence", "arousal", "speech_detected", "voiced_s",
+                          *(prob_column(lab) for lab in self.labels)):
                     cols[k].append(None)
                 cols["error"].append(errs[i] or f"{files[i]}: no prediction")
         return _pa().Table.from_pydict(cols, schema=self.schema)

@@ -247,7 +247,8 @@ async function analyse(blob) {
 
 // ---------------------------------------------------------------- live monitor
 const mon = { ws: null, ctx: null, stream: null, node: null, keep: null, geo: null, risk: [], count: 0,
-              alertId: null, evidence: null, poll: null, follow: null, stopping: false };
+              alertId: null, evidence: null, poll: null, follow: null, stopping: false,
+              cdTimer: null, cdDeadline: null };
 
 function setState(text, on) {
   const el = $('#mon-state'); el.textContent = text; el.classList.toggle('on', !!on);
@@ -331,15 +332,7 @@ function onMessage(m) {
     case 'countdown':
       mon.alertId = m.alert_id || mon.alertId;
       $('#countdown').hidden = false;
-      $('#cd-remaining').textContent = String(Math.ceil(m.remaining));
-      if (m.remaining > 0 && !mon.cdTimer) {
-        let left = m.remaining;
-        mon.cdTimer = setInterval(() => {
-          left = Math.max(0, left - 1);
-          $('#cd-remaining').textContent = String(Math.ceil(left));
-          if (left <= 0) { clearInterval(mon.cdTimer); mon.cdTimer = null; }
-        }, 1000);
-      }
+      showCountdown(m.remaining);
       if (mon.lastLocation && mon.ws) mon.ws.send(JSON.stringify(mon.lastLocation));
       $('#cd-cancel').focus();
       break;
@@ -373,7 +366,25 @@ function followCountdown(id) {
   }, 1000);
 }
 
-function hideCountdown() { $('#countdown').hidden = true; clearInterval(mon.cdTimer); mon.cdTimer = null; }
+// One deadline on this page's clock. The first `countdown` message sets it; a later one can only
+// bring it forward (the server says less time is left than we thought), never push it back: the
+// messages come with each analysed window, so a late one would otherwise make the digit jump up.
+function showCountdown(remaining) {
+  const deadline = performance.now() + Math.max(0, remaining) * 1000;
+  mon.cdDeadline = Math.min(mon.cdDeadline ?? Infinity, deadline);
+  renderCountdown();
+  if (!mon.cdTimer) mon.cdTimer = setInterval(renderCountdown, 200);
+}
+
+function renderCountdown() {
+  const left = Math.max(0, (mon.cdDeadline - performance.now()) / 1000);
+  $('#cd-remaining').textContent = String(Math.ceil(left));
+  if (left <= 0) { clearInterval(mon.cdTimer); mon.cdTimer = null; }
+}
+
+function hideCountdown() {
+  $('#countdown').hidden = true; clearInterval(mon.cdTimer); mon.cdTimer = null; mon.cdDeadline = null;
+}
 
 function showAlert(id) {
   mon.alertId = id;
