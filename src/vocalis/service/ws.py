@@ -18,7 +18,9 @@ Under load the emotion model runs less often than ``emotion_every`` asks: a ``pr
 carries ``emotion_fresh: false``, ``emotion_deferred: true`` and ``emotion_age_s`` (how old its
 probabilities are); when the server is behind, the VAD is skipped on late audio too
 (``voice_deferred: true``, ``voice`` = the maximum over the window's scored frames, or the last
-value); the danger path (scream, risk) is computed for every window.
+value); the danger path (scream, risk) is computed for every window. ``voice`` is Silero's speech
+probability when ``voice_model`` is ``"silero"`` (below 0.5: no speech, so the emotion ``label`` is
+a guess; the web UI shows "no speech"); ``"energy"`` (silero-vad not installed) hears any loud sound.
 ``scream_backbone`` is the second scream head's score, which rides on the emotion run (held over
 the windows that overlap it; ``null`` when there is none or that run was shed).
 

@@ -435,7 +435,8 @@ class StreamSession:
                 msg: dict[str, Any] = {
                     "type": "prediction", "t_start": t_start, "t_end": t_end,
                     "probabilities": {k: round(v, 4) for k, v in probs.items()}, "label": _label(probs),
-                    "voice": round(float(w.voice), 4), "scream": round(float(w.scream), 4),
+                    "voice": round(float(w.voice), 4), "voice_model": str(getattr(w, "voice_model", "silero")),
+                    "scream": round(float(w.scream), 4),
                     "risk": round(self.policy.last_risk, 4), "keywords": list(w.keywords),
                     "scream_backbone": None if backbone is None else round(float(backbone), 4),
                 }

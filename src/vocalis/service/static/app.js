@@ -255,6 +255,10 @@ function setState(text, on) {
   el.classList.toggle('alarm', /danger|alert/.test(text));
 }
 
+// What an alert says goes into the monitor's state line only while it is listening: after Stop the
+// line stays "stopped" (the alert box tells the alert's own story; its polling used to overwrite it).
+function monitorState(text) { if (mon.ws) setState(text, true); }
+
 async function startMonitor() {
   if (mon.ws) return;
   mon.stopping = false; mon.risk = []; mon.count = 0;
@@ -320,7 +324,9 @@ function onMessage(m) {
     case 'session.created': setState('listening', true); break;
     case 'prediction': {
       mon.count++;
-      $('#live-label').textContent = m.label || '–';
+      // an emotion only while a voice is heard: a quiet room or a noise gets no made-up mood
+      // (the energy VAD cannot tell speech from noise, so with it the label stays)
+      $('#live-label').textContent = m.voice_model === 'silero' && m.voice < 0.5 ? 'no speech' : (m.label || '–');
       $('#risk-meter').value = m.risk; $('#risk-value').textContent = m.risk.toFixed(2);
       $('#live-scream').textContent = m.scream.toFixed(2); $('#live-voice').textContent = m.voice.toFixed(2);
       $('#live-count').textContent = String(mon.count);
@@ -389,10 +395,12 @@ function hideCountdown() {
 function showAlert(id) {
   mon.alertId = id;
   const box = $('#alert-box'); box.hidden = false;
-  $('#alert-id').textContent = `Alert ${id}`;
+  // when, for the person; the id (full in data-alert-id and the tooltip) only for reference
+  const el = $('#alert-id'); el.dataset.alertId = id; el.title = `Alert ${id}`;
+  el.textContent = `Raised at ${new Date().toLocaleTimeString()} · reference ${id.slice(0, 8)}`;
   $('#alert-title').textContent = 'Sending alert…'; $('#alert-summary').textContent = '';
   box.classList.remove('failed');
-  setState('alert raised', true);
+  monitorState('alert raised');
   clearInterval(mon.poll);
   mon.poll = setInterval(async () => { // also works after the socket closed
     try {
@@ -414,11 +422,11 @@ function renderDeliveries(m) {
   if (!ds.length || failed === ds.length) {
     $('#alert-title').textContent = 'Alert NOT delivered – call emergency services yourself';
     $('#alert-summary').textContent = ds.length ? 'Every message to your contacts failed.' : 'You have no emergency contacts.';
-    box.classList.add('failed'); setState('alert not delivered', true);
+    box.classList.add('failed'); monitorState('alert not delivered');
   } else if (sent) {
     $('#alert-title').textContent = `Alert sent (${sent} of ${ds.length} messages delivered)`;
     $('#alert-summary').textContent = failed ? `${failed} failed; see below.` : '';
-    box.classList.remove('failed'); setState('alert sent', true);
+    box.classList.remove('failed'); monitorState('alert sent');
   } else {
     $('#alert-title').textContent = 'Sending alert…'; $('#alert-summary').textContent = '';
   }
