@@ -29,10 +29,18 @@ from vocalis.wellbeing.personal import LOO_MAX, apply_temperature, bundle_refere
 LABELS = ["neutral", "happy", "sad", "angry"]
 
 
+@pytest.fixture(autouse=True)
+def _tones_stand_in_for_voices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests use tones and noise as stand-ins for a voice: wellbeing clips without speech are
+    accepted here (the refusal itself: tests/test_wellbeing.py, tests/service/test_wellbeing_api.py)."""
+    monkeypatch.setenv("VOCALIS_WELLBEING_ALLOW_NO_SPEECH", "1")
+
+
 # -- personal model ---------------------------------------------------------------------------------
 def _population(rng: np.random.Generator, d: int = 64, sep: float = 1.5) -> np.ndarray:
     """Class means of the population (one row per label)."""
     return rng.normal(0, sep, (len(LABELS), d))
+
 
 
 def _speaker(rng: np.random.Generator, means: np.ndarray, n_per: int, shift: np.ndarray, scale: float,
@@ -504,3 +512,34 @@ def test_report_renders_personalisation_ece_and_old_results_without_it(monkeypat
         {**meta, "rows": [{**row, "ece_global": 0.061, "ece_blend": 0.139, "ece_personal": 0.07}]}))
     assert "| 0.061 | 0.139 → **0.070** |" in new and "re-run" not in new
     assert "_not run yet_" in "\n".join(make_report.personalisation_lines(None))
+
+
+def test_cli_refuses_clips_without_speech_and_stores_nothing(cli_env: dict[str, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tone or a noise has no mood: by default it is refused (exit 2, the peak and the rule named)
+    and nothing is stored; a real voice is taken; --allow-no-speech takes anything audible."""
+    from tests.conftest import corpus_dir
+    from vocalis.audio.vad import silero_onnx_path
+    from vocalis.wellbeing_cli import app
+
+    if silero_onnx_path() is None:
+        pytest.skip("silero-vad is not installed: nothing can tell speech from other sound")
+    monkeypatch.delenv("VOCALIS_WELLBEING_ALLOW_NO_SPEECH")
+    r = CliRunner()
+    db = str(cli_env["db"])
+    res = r.invoke(app, ["mood", "--user", "ann", "--db", db, str(cli_env["noise"])])
+    assert res.exit_code == 2, res.output
+    assert "n.wav: no speech heard (voice activity peak 0." in res.output and "< 0.5 on every 32 ms" in res.output
+    assert "nothing was stored" in res.output
+    voice = sorted((corpus_dir("ravdess") / "Actor_01").glob("03-01-03-*.flac"))[0]  # happy, spoken
+    # one clip without speech among the enrolled ones: none of them is stored
+    res = r.invoke(app, ["enroll", "--user", "ann", "--label", "happy", "--db", db, str(voice), str(cli_env["happy1"])])
+    assert res.exit_code == 2 and "h1.wav: no speech heard" in res.output, res.output
+    res = r.invoke(app, ["history", "--user", "ann", "--db", db, "--json"])
+    assert json.loads(res.output)["n"] == 0, res.output
+    res = r.invoke(app, ["mood", "--user", "ann", "--db", db, "--json", str(voice)])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["mood", "--user", "ann", "--db", db, "--json", "--allow-no-speech", str(cli_env["noise"])])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(app, ["history", "--user", "ann", "--db", db, "--json"])
+    assert json.loads(res.output)["n"] == 2, res.output

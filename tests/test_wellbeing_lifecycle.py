@@ -32,6 +32,14 @@ from vocalis.wellbeing import service as wb
 UTC = dt.timezone.utc
 
 
+@pytest.fixture(autouse=True)
+def _tones_stand_in_for_voices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests use tones and noise as stand-ins for a voice: wellbeing clips without speech are
+    accepted here (the refusal itself: tests/test_wellbeing.py, tests/service/test_wellbeing_api.py)."""
+    monkeypatch.setenv("VOCALIS_WELLBEING_ALLOW_NO_SPEECH", "1")
+
+
+
 @pytest.fixture(scope="module")
 def bundles() -> dict[str, Any]:
     """The default model, the same graph and features with another calibration, and other features."""

@@ -42,6 +42,9 @@ ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Model bund
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 TzOpt = Annotated[str | None, typer.Option(
     "--tz", help="IANA time zone for calendar days and weeks, e.g. Europe/Berlin (default: this computer's).")]
+AllowNoSpeechOpt = Annotated[bool, typer.Option(
+    "--allow-no-speech", envvar="VOCALIS_WELLBEING_ALLOW_NO_SPEECH",
+    help="Accept clips in which voice activity hears no speech (by default they are refused: their mood would be a guess).")]
 RetentionOpt = Annotated[int | None, typer.Option(
     "--retention-days", min=1, envvar="VOCALIS_WELLBEING_RETENTION_DAYS",
     help="First delete every check-in older than this many days from the database (default: keep all).")]
@@ -72,10 +75,13 @@ def _vector_bundle(model: Path | None) -> Any:
     return check_vector_bundle(load_bundle(model))
 
 
-def _embed(bundle: Any, path: Path, max_duration: float | None) -> np.ndarray:
+def _embed(bundle: Any, path: Path, max_duration: float | None, allow_no_speech: bool = False) -> np.ndarray:
     from vocalis.audio.io import check_audible, load_audio
+    from vocalis.audio.vad import check_speech
 
     x = check_audible(load_audio(path, SAMPLE_RATE, max_duration=max_duration), str(path))
+    if not allow_no_speech:  # a mood of noise, music or silence would be a guess, and stay in the history
+        check_speech(x, str(path), hint=": record yourself talking (or pass --allow-no-speech); nothing was stored")
     return np.asarray(bundle.features(x, SAMPLE_RATE), dtype=np.float32)
 
 
@@ -113,6 +119,7 @@ def enroll(
     json_out: JsonOpt = False,
     max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).",
                                                 callback=positive_seconds)] = DEFAULT_MAX_DURATION_S,
+    allow_no_speech: AllowNoSpeechOpt = False,
 ) -> None:
     """Enrol labelled clips of a user and refit their personal model (speaker normalisation + small head)."""
     from vocalis.wellbeing import service as wb
@@ -121,7 +128,7 @@ def enroll(
     check_user(user)
     bundle = _vector_bundle(model)
     wb.check_label(bundle, label)
-    embeddings = [_embed(bundle, f, max_duration) for f in files]  # all decode before any is stored
+    embeddings = [_embed(bundle, f, max_duration, allow_no_speech) for f in files]  # all checked before any is stored
     with WellbeingStore(db) as store:
         result = wb.enrol(store, bundle, user, label, embeddings, [str(f) for f in files])
         base = store.model_path(user)
@@ -153,6 +160,7 @@ def mood(
     json_out: JsonOpt = False,
     max_duration: Annotated[float, typer.Option(help="Reject clips longer than this (seconds).",
                                                 callback=positive_seconds)] = DEFAULT_MAX_DURATION_S,
+    allow_no_speech: AllowNoSpeechOpt = False,
 ) -> None:
     """Check in: valence, arousal and mood with calibrated confidence (personalised once enrolled)."""
     from vocalis.wellbeing import service as wb
@@ -162,7 +170,7 @@ def mood(
     zone = _tz(tz)
     ts = _parse_at(at, zone)
     bundle = _vector_bundle(model)
-    emb = _embed(bundle, file, max_duration)
+    emb = _embed(bundle, file, max_duration, allow_no_speech)
     with WellbeingStore(db) as store:
         _purge(store, retention_days)
         c, advice = wb.check_in(store, bundle, user, emb, ts=ts, source=str(file), save=not no_save, tz=zone)

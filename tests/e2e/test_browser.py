@@ -313,17 +313,18 @@ def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> 
 
 def test_wellbeing_tab_enrols_checks_in_and_shows_the_trend(live_server: LiveServer, tmp_path: Path,
                                                             shots: Path | None) -> None:
-    """The Wellbeing page: enrol two moods (personalisation switches on), check in, see trend and disclaimer."""
+    """The Wellbeing page: enrol two moods (personalisation switches on), check in, see trend and
+    disclaimer; a recording without speech is refused with the reason."""
     import numpy as np
     import soundfile as sf
 
+    from tests.conftest import corpus_dir
+
     acct = _account(live_server, "wb@example.org", "+15550001111")
-    clips = []
-    for i, f0 in enumerate((200.0, 400.0)):
-        t = np.arange(16_000) / 16_000
-        p = tmp_path / f"wb{i}.wav"
-        sf.write(p, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), 16_000)
-        clips.append(str(p))
+    actor = corpus_dir("ravdess") / "Actor_01"  # spoken: happy (03) and sad (04)
+    clips = [str(sorted(actor.glob(f"03-01-{code}-*.flac"))[0]) for code in ("03", "04")]
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 200.0 * np.arange(16_000) / 16_000)).astype(np.float32), 16_000)
     quiet = corpus_wav("quiet_background", 1, tmp_path / "quiet.wav")
     with _browser(quiet) as page:
         _login(page, live_server, acct["email"])
@@ -337,6 +338,9 @@ def test_wellbeing_tab_enrols_checks_in_and_shows_the_trend(live_server: LiveSer
         page.set_input_files("#wb-enrol-upload", clips[1])
         page.wait_for_function("document.querySelector('#wb-counts').textContent.includes('personalised')")
         page.wait_for_load_state("networkidle")
+        if silero_onnx_path() is not None:
+            page.set_input_files("#wb-upload", str(tone))
+            page.wait_for_selector("#toast .msg:has-text('no speech heard')")
         before = page.get_attribute("#wb-trend", "src") or ""
         page.set_input_files("#wb-upload", clips[0])
         page.wait_for_selector("#wb-result:not([hidden])")

@@ -22,6 +22,14 @@ from vocalis.storage.tables import Alert, Delivery, Evidence, PredictionRecord, 
 pytest.importorskip("matplotlib")  # the wellbeing routes
 
 
+@pytest.fixture(autouse=True)
+def _tones_stand_in_for_voices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests use tones and noise as stand-ins for a voice: wellbeing clips without speech are
+    accepted here (the refusal itself: tests/test_wellbeing.py, tests/service/test_wellbeing_api.py)."""
+    monkeypatch.setenv("VOCALIS_WELLBEING_ALLOW_NO_SPEECH", "1")
+
+
+
 def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
 

@@ -20,6 +20,14 @@ pytest.importorskip("matplotlib")
 WAV = "audio/wav"
 
 
+@pytest.fixture(autouse=True)
+def _tones_stand_in_for_voices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests use tones and noise as stand-ins for a voice: wellbeing clips without speech are
+    accepted here (the refusal itself: tests/test_wellbeing.py, tests/service/test_wellbeing_api.py)."""
+    monkeypatch.setenv("VOCALIS_WELLBEING_ALLOW_NO_SPEECH", "1")
+
+
+
 def _post_audio(client: TestClient, acc: Account, path: str, data: bytes, **params: str) -> dict:
     r = client.post(path, params=params, content=data, headers={**acc.headers, "Content-Type": WAV})
     return {"status": r.status_code, "json": r.json()}
@@ -261,3 +269,31 @@ def test_delete_service_user_data_erases_one_account(client: TestClient, ann: Ac
     assert client.get("/v1/wellbeing/history", headers=bob.headers).json()["n"] == 1
     assert client.get("/v1/wellbeing/profile", headers=bob.headers).json()["personalised"] is True
     assert delete_service_user_data(settings, ann.id) == {"checkins": 0, "enrolments": 0, "model_files": 0}
+
+
+def test_clips_without_speech_are_refused_unless_allowed(make_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tone has no mood: 400 naming the rule, nothing stored; a spoken clip is taken; the setting
+    ``wellbeing_allow_no_speech`` takes anything audible."""
+    from tests.conftest import corpus_dir
+    from tests.service.conftest import register
+    from vocalis.audio.vad import silero_onnx_path
+
+    if silero_onnx_path() is None:
+        pytest.skip("silero-vad is not installed: nothing can tell speech from other sound")
+    monkeypatch.delenv("VOCALIS_WELLBEING_ALLOW_NO_SPEECH")
+    client = make_client()
+    ann = register(client)
+    for path, params in (("/v1/wellbeing/checkins", {}), ("/v1/wellbeing/enrol", {"label": "happy"})):
+        r = _post_audio(client, ann, path, wav_bytes(1.0, freq=200.0), **params)
+        assert r["status"] == 400 and r["json"]["error"]["code"] == "invalid_audio", r
+        assert "no speech heard (voice activity peak" in r["json"]["error"]["message"]
+        assert "nothing was stored" in r["json"]["error"]["message"]
+    assert client.get("/v1/wellbeing/history", headers=ann.headers).json()["n"] == 0
+    assert client.get("/v1/wellbeing/profile", headers=ann.headers).json()["counts"] == {}
+    voice = sorted((corpus_dir("ravdess") / "Actor_01").glob("03-01-03-*.flac"))[0]
+    r = client.post("/v1/wellbeing/checkins", headers={**ann.headers, "content-type": "audio/flac"},
+                    content=voice.read_bytes())
+    assert r.status_code == 200, r.text
+    lenient = make_client(wellbeing_allow_no_speech=True)
+    bob = register(lenient, "bob@example.org")
+    assert _post_audio(lenient, bob, "/v1/wellbeing/checkins", wav_bytes(1.0, freq=200.0))["status"] == 200

@@ -306,3 +306,17 @@ def speech_presence(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *, vad:
     peak = float(p.max()) if p.size else 0.0
     voiced = float((p >= SPEECH_PEAK).sum()) * FRAME / SAMPLE_RATE
     return SpeechPresence(peak=round(peak, 4), voiced_s=round(voiced, 3), model=det.name)
+
+
+def check_speech(samples: np.ndarray, name: str = "audio", *, hint: str = "") -> np.ndarray:
+    """Return ``samples`` (16 kHz) when Silero hears speech in them, else :class:`AudioError` naming
+    the peak and the rule (``hint`` appended). Without ``silero-vad`` nothing can tell speech from
+    other sound, and ``samples`` are returned unchecked.
+    """
+    if silero_onnx_path() is None:
+        return samples
+    s = speech_presence(samples, SAMPLE_RATE, vad="silero")
+    if not s.detected:
+        raise AudioError(f"{name}: no speech heard (voice activity peak {s.peak:.2f} < {SPEECH_PEAK} on every "
+                         f"32 ms); speech is needed{hint}")
+    return samples

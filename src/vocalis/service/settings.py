@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/vocalis.db.")
     evidence_dir: Path | None = Field(default=None, description="Evidence uploads; default <data_dir>/evidence.")
     retention_days: int = Field(default=90, ge=1, description="History and evidence older than this are purged.")
+    wellbeing_allow_no_speech: bool = Field(default=False, description=(
+        "Accept wellbeing clips (enrolment, check-in) in which voice activity (Silero VAD) hears no speech; "
+        "by default they get a 400: their mood would be a guess and stay in the history."))
     wellbeing_retention_days: int | None = Field(
         default=None, ge=1, description="Wellbeing check-ins older than this are purged; default: retention_days."
     )

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.audio.io import check_audible, load_audio
+from vocalis.audio.vad import check_speech
 from vocalis.errors import ConfigError
 from vocalis.service.deps import ModelDep, SettingsDep, UserDep
 from vocalis.service.errors import ConflictError, InvalidInputError
@@ -125,6 +127,13 @@ async def profile(user: UserDep, settings: SettingsDep, model: ModelDep) -> dict
     return await run_in_threadpool(_fresh, run)
 
 
+def _speech(settings: Settings, x: np.ndarray) -> np.ndarray:
+    """``x`` when it holds speech (or ``wellbeing_allow_no_speech``); else an AudioError (a 400)."""
+    if settings.wellbeing_allow_no_speech:
+        return x
+    return check_speech(x, "audio", hint=": record yourself talking; nothing was stored")
+
+
 @router.post("/enrol", openapi_extra=_BODY, responses=_ERRORS)
 async def enrol(
     request: Request, user: UserDep, settings: SettingsDep, model: ModelDep,
@@ -137,7 +146,7 @@ async def enrol(
     data, _ = await read_audio_body(request, settings.max_upload_bytes)
 
     def run() -> dict[str, Any]:
-        x = check_audible(load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds))
+        x = _speech(settings, check_audible(load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds)))
         emb = bundle.features(x, SAMPLE_RATE)
         with _user_lock(uid), _store(settings) as store:
             res = wb.enrol(store, bundle, uid, lab, [emb], ["upload"])
@@ -157,7 +166,7 @@ async def checkin(request: Request, user: UserDep, settings: SettingsDep, model:
 
     def run() -> dict[str, Any]:
         bundle = wb.check_vector_bundle(model.get())
-        x = check_audible(load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds))
+        x = _speech(settings, check_audible(load_audio(data, SAMPLE_RATE, max_duration=settings.max_audio_seconds)))
         emb = bundle.features(x, SAMPLE_RATE)
         with _user_lock(uid), _store(settings) as store:
             c, advice = wb.check_in(store, bundle, uid, emb, source="upload")
