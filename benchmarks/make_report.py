@@ -328,6 +328,12 @@ def batch(out: list[str]) -> None:
     out.extend(report_lines(_load("batch")))
 
 
+def speech_presence(out: list[str]) -> None:
+    from speech_presence import report_lines
+
+    out.extend(report_lines(_load("speech_presence")))
+
+
 def load_streams(out: list[str]) -> None:
     from load_streams import report_lines
 
@@ -347,6 +353,7 @@ def main() -> None:
     levers(out)
     robustness(out)
     inference(out)
+    speech_presence(out)
     danger(out)
     personalisation(out)
     triage(out)

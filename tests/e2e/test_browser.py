@@ -175,7 +175,7 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
         page.set_input_files("#upload", str(clip))
         page.wait_for_selector("#analyse-result:not([hidden])")
         page.wait_for_function("document.querySelectorAll('#an-bars .bar').length > 1")
-        # the screams are not speech to the VAD: the page says the label is a guess, as the API does
+        # the page marks the label as a guess exactly when the VAD hears no speech in the clip, as the API does
         from vocalis.audio.io import load_audio
         from vocalis.audio.vad import speech_presence
 
