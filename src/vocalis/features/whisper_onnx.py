@@ -506,6 +506,8 @@ class WhisperLayers:
     def _session(self) -> Any:
         key = (self.model, self.quantized, os.environ.get("VOCALIS_CACHE_DIR", ""))
         path = _graphs.get(key)
+        if path is not None and (sess := _sessions.get((str(path), self.threads))) is not None:
+            return sess  # loaded: the graph file is not read again (a stat per call was ~2 % of a live server)
         if path is None or not path.is_file():
             from vocalis.features.whisper import resolve_model_path
 
