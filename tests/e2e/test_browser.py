@@ -152,6 +152,7 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
             time.sleep(0.2)
         page.wait_for_selector("#alert-deliveries li[data-channel=sms][data-status=sent]")
         page.wait_for_selector("#alert-deliveries li[data-channel=call][data-status=sent]")
+        assert (page.text_content("#alert-deliveries li[data-channel=sms]") or "").startswith("Mum (sms)")
         page.wait_for_selector("#ev-stop:not([hidden])")
         page.wait_for_timeout(1500)  # some video
         page.click("#ev-stop")

@@ -71,9 +71,14 @@ $('#login-form').addEventListener('submit', async (e) => {
   const f = e.target; formError(f);
   try {
     auth.set(await api('/v1/auth/token', { method: 'POST', json: { email: f.email.value, password: f.password.value } }));
-    f.reset(); location.hash = '#monitor'; route();
+    f.reset(); location.hash = '#monitor'; route(); loadContactNames();
   } catch (err) { formError(f, err.message); }
 });
+
+// an alert's deliveries name the contact ("Mum (sms): sent"), not just "contact"
+function loadContactNames() {
+  api('/v1/contacts').then((rows) => { contactNames = Object.fromEntries(rows.map((c) => [c.id, c.name])); }).catch(() => {});
+}
 
 $('#register-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -742,5 +747,5 @@ $('#delete-all').addEventListener('click', async () => {
 // ---------------------------------------------------------------- start
 route();
 a11yReady = true;
-if (auth.token) api('/v1/contacts').then((rows) => { contactNames = Object.fromEntries(rows.map((c) => [c.id, c.name])); }).catch(() => {});
+if (auth.token) loadContactNames();
 window.vocalis = { mon, EMOTION_ORDER }; // for debugging and the browser tests
