@@ -81,7 +81,7 @@ def _embed(bundle: Any, path: Path, max_duration: float | None, allow_no_speech:
 
     x = check_audible(load_audio(path, SAMPLE_RATE, max_duration=max_duration), str(path))
     if not allow_no_speech:  # a mood of noise, music or silence would be a guess, and stay in the history
-        check_speech(x, str(path), hint=": record yourself talking (or pass --allow-no-speech); nothing was stored")
+        check_speech(x, str(path), hint=" Record yourself talking (or pass --allow-no-speech); nothing was stored.")
     return np.asarray(bundle.features(x, SAMPLE_RATE), dtype=np.float32)
 
 

@@ -286,7 +286,7 @@ def test_clips_without_speech_are_refused_unless_allowed(make_client: Any, monke
     for path, params in (("/v1/wellbeing/checkins", {}), ("/v1/wellbeing/enrol", {"label": "happy"})):
         r = _post_audio(client, ann, path, wav_bytes(1.0, freq=200.0), **params)
         assert r["status"] == 400 and r["json"]["error"]["code"] == "invalid_audio", r
-        assert "no speech heard (voice activity peak" in r["json"]["error"]["message"]
+        assert "recording: no speech heard: voice activity peaked at" in r["json"]["error"]["message"]
         assert "nothing was stored" in r["json"]["error"]["message"]
     assert client.get("/v1/wellbeing/history", headers=ann.headers).json()["n"] == 0
     assert client.get("/v1/wellbeing/profile", headers=ann.headers).json()["counts"] == {}

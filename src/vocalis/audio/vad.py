@@ -317,6 +317,6 @@ def check_speech(samples: np.ndarray, name: str = "audio", *, hint: str = "") ->
         return samples
     s = speech_presence(samples, SAMPLE_RATE, vad="silero")
     if not s.detected:
-        raise AudioError(f"{name}: no speech heard (voice activity peak {s.peak:.2f} < {SPEECH_PEAK} on every "
-                         f"32 ms); speech is needed{hint}")
+        raise AudioError(f"{name}: no speech heard: voice activity peaked at {s.peak:.2f} and must reach "
+                         f"{SPEECH_PEAK} (Silero VAD, 32 ms frames).{hint}")
     return samples

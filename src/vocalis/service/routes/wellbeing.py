@@ -131,7 +131,7 @@ def _speech(settings: Settings, x: np.ndarray) -> np.ndarray:
     """``x`` when it holds speech (or ``wellbeing_allow_no_speech``); else an AudioError (a 400)."""
     if settings.wellbeing_allow_no_speech:
         return x
-    return check_speech(x, "audio", hint=": record yourself talking; nothing was stored")
+    return check_speech(x, "recording", hint=" Record yourself talking; nothing was stored.")
 
 
 @router.post("/enrol", openapi_extra=_BODY, responses=_ERRORS)
