@@ -180,9 +180,13 @@ def test_scream_raises_one_alert_with_evidence(live_server: LiveServer, tmp_path
         from vocalis.audio.io import load_audio
         from vocalis.audio.vad import speech_presence
 
-        assert page.is_hidden("#an-speech") == (speech_presence(load_audio(clip)).detected is not False)
+        heard = speech_presence(load_audio(clip)).detected
+        assert page.is_hidden("#an-speech") == (heard is not False)
         if shots:
             page.screenshot(path=str(shots / "analyse.png"), full_page=True)
+        page.click("nav a[data-page=history]")  # the upload is in the history, marked the same way
+        page.wait_for_selector("#history-table tbody tr td:has-text('upload')")
+        assert ("(no speech: a guess)" in (page.text_content("#history-table tbody tr") or "")) == (heard is False)
         assert page.errors == []  # type: ignore[attr-defined]
     time.sleep(1.0)  # nothing more is sent later
     sms, calls = _for_phone(live_server, phone)

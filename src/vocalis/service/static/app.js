@@ -600,7 +600,8 @@ async function loadHistory() {
     if (!items.length) tb.innerHTML = '<tr><td colspan="6" class="muted">Nothing yet: analyse a clip or start the live monitor.</td></tr>';
     for (const p of items) {
       const tr = document.createElement('tr');
-      const vals = [new Date(p.created_at).toLocaleString(), p.label, p.valence.toFixed(2), p.arousal.toFixed(2), p.source,
+      const label = p.speech_detected === false ? `${p.label} (no speech: a guess)` : p.label;
+      const vals = [new Date(p.created_at).toLocaleString(), label, p.valence.toFixed(2), p.arousal.toFixed(2), p.source,
         p.duration_s == null ? '' : `${p.duration_s.toFixed(1)} s`];
       for (const v of vals) { const td = document.createElement('td'); td.textContent = v; tr.append(td); }
       tb.append(tr);
