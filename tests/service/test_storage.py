@@ -83,6 +83,26 @@ def test_migrations_match_the_tables_and_go_down_and_up(db_url: str) -> None:
     engine.dispose()
 
 
+def test_upgrading_keeps_the_predictions_already_stored(db_url: str) -> None:
+    """0003 adds the speech columns: the history written before it survives, unchecked (null)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(db_url), "0002")  # type: ignore[arg-type]
+    engine = make_engine(db_url)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO users (id, email, password_hash, created_at) "
+                       "VALUES ('u1', 'a@example.org', 'x', :t)"), {"t": utcnow()})
+        c.execute(text("INSERT INTO predictions (id, user_id, created_at, label, probabilities, valence, arousal, "
+                       "source, duration_s) VALUES ('p1', 'u1', :t, 'calm', :p, 0.1, 0.2, 'upload', 1.5)"),
+                  {"t": utcnow(), "p": '{"calm": 1.0}'})
+    migrate(db_url)
+    with make_session_factory(engine)() as s:
+        rec = s.get(PredictionRecord, "p1")
+        assert rec is not None and (rec.label, rec.probabilities, rec.duration_s) == ("calm", {"calm": 1.0}, 1.5)
+        assert (rec.speech_detected, rec.voiced_s) == (None, None)
+    engine.dispose()
+
+
 def test_repositories_filter_by_owner(factory: SessionFactory) -> None:
     with factory() as s, s.begin():
         a, b = _user(s, "a@example.org"), _user(s, "B@Example.org")
