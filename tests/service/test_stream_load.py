@@ -153,7 +153,12 @@ def test_twenty_concurrent_sessions_are_all_served_in_batches(make_server: Any) 
     assert max(sizes) > 1, sizes  # the scream head ran on windows of several sessions at once
     assert sum(k * v for k, v in sizes.items()) == st["windows"]  # every window went through a batch
     assert st["queued_s_max"] <= srv.app.state.stream_settings.max_backlog_s  # bounded memory per session
-    assert st["sessions"] == 0  # closed sessions leave nothing behind
+    # closed sessions leave nothing behind: the server releases each one after its client has seen
+    # 'finalized' and gone, so the last may still be closing when the clients return (a busy machine)
+    deadline = time.monotonic() + 10
+    while srv.engine.stats()["sessions"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.engine.stats()["sessions"] == 0
 
 
 class SlowFake(FakePredictor):
