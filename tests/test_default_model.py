@@ -170,3 +170,16 @@ def test_speech_presence_rules() -> None:
     _silero()
     short = speech_presence(harmonic(200, 0.02), SR)  # under one 32 ms frame: still scored
     assert short.model == "silero" and 0.0 <= short.peak <= 1.0
+
+
+def test_without_silero_a_label_is_not_called_a_guess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The energy fallback hears any loud sound as voice: it cannot say a clip has no speech, so the
+    CLI adds no note and the JSON says ``detected: null``."""
+    import vocalis.audio.vad as vad
+
+    monkeypatch.setattr(vad, "silero_onnx_path", lambda: None)  # as if silero-vad were not installed
+    sf.write(tmp_path / "n.wav", noise(1.0), SR)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "n.wav")])
+    assert res.exit_code == 0 and "guess" not in res.output, res.output
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "n.wav"), "--json"])
+    assert '"speech": {"detected": null' in res.output and '"model": "energy"' in res.output, res.output

@@ -120,7 +120,7 @@ def predict(
             top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:3]
             alts = ", ".join(f"{k} {v:.2f}" for k, v in top)
             line = f"{f}: {pred.label}  ({alts})  valence {pred.valence:+.2f} arousal {pred.arousal:+.2f}"
-            if pred.speech is not None and not pred.speech.detected:
+            if pred.speech is not None and pred.speech.detected is False:  # None: the energy VAD cannot tell
                 # noise, a tone or a scream still gets a label; say that it is a guess
                 line += f"  [{pred.speech.describe()}: the label is a guess]"
             typer.echo(line)
