@@ -165,11 +165,12 @@ def test_speech_presence_rules() -> None:
     # the energy fallback hears any loud sound as voice: it cannot say whether speech was heard
     s = speech_presence(noise(1.0), SR, vad="energy")
     assert s.model == "energy" and s.detected is None and "cannot tell" in s.describe()
+    assert s.voiced_s > 0 and s.voiced_s_if_known is None  # stores keep no voiced seconds it cannot vouch for
     with pytest.raises(AudioError, match="sample_rate=8000 must be 16000"):
         speech_presence(noise(1.0, sr=8000), 8000)
     _silero()
     short = speech_presence(harmonic(200, 0.02), SR)  # under one 32 ms frame: still scored
-    assert short.model == "silero" and 0.0 <= short.peak <= 1.0
+    assert short.model == "silero" and 0.0 <= short.peak <= 1.0 and short.voiced_s_if_known == short.voiced_s
 
 
 def test_without_silero_a_label_is_not_called_a_guess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -276,6 +276,11 @@ class SpeechPresence:
     def detected(self) -> bool | None:
         return None if self.model != "silero" else self.peak >= SPEECH_PEAK
 
+    @property
+    def voiced_s_if_known(self) -> float | None:
+        """``voiced_s`` where the model can tell speech from sound, else None (what the stores keep)."""
+        return None if self.detected is None else self.voiced_s
+
     def to_dict(self) -> dict[str, Any]:
         return {"detected": self.detected, "peak": self.peak, "voiced_s": self.voiced_s, "model": self.model}
 

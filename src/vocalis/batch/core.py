@@ -153,9 +153,8 @@ class Analyser:
                 cols["valence"].append(pred.valence)
                 cols["arousal"].append(pred.arousal)
                 sp = speech.get(i)
-                heard = None if sp is None else sp.detected
-                cols["speech_detected"].append(heard)
-                cols["voiced_s"].append(None if heard is None or sp is None else sp.voiced_s)
+                cols["speech_detected"].append(None if sp is None else sp.detected)
+                cols["voiced_s"].append(None if sp is None else sp.voiced_s_if_known)
                 cols["error"].append(None)
             else:
                 for k in ("label", "valence", "arousal", "speech_detected", "voiced_s",

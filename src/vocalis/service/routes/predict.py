@@ -60,7 +60,7 @@ async def predict(
                 valence=pred.valence, arousal=pred.arousal, source="upload",
                 duration_s=round(x.size / SAMPLE_RATE, 3),
                 speech_detected=None if pred.speech is None else pred.speech.detected,
-                voiced_s=None if pred.speech is None or pred.speech.detected is None else pred.speech.voiced_s,
+                voiced_s=None if pred.speech is None else pred.speech.voiced_s_if_known,
             ))
             out = PredictionOut.model_validate(rec)
         return out
