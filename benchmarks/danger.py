@@ -1,16 +1,18 @@
 """Danger detection benchmark: clip F1, false alerts per hour, time to alert, per-window cost.
 
 Everything is measured with a scream detector trained only on the **training side** of the
-held-out split of :mod:`vocalis.danger.train` (``--holdout-model``; rebuilt when absent), so
-no clip, speaker or recording session scored here was seen in training. The shipped
-``data/scream.vocalis`` is the same recipe refitted on all data. ``--backbone-holdout-model PATH``
+held-out split of :mod:`vocalis.danger.train`, so no clip, speaker or recording session scored here
+was seen in training: the two stages of :mod:`vocalis.danger.detector` (``--holdout-model``, rebuilt
+when absent, and ``--holdout-confirm-model``, made by ``scripts/train_scream.py``; ``--one-stage``
+measures the first alone). The shipped ``data/scream.vocalis`` and ``data/scream_confirm.vocalis``
+are the same recipes refitted on all data. ``--backbone-holdout-model PATH``
 adds a second scream head on the emotion model's embedding (trained on the training side by
 :func:`vocalis.danger.train.train_backbone_scream_head` when PATH is missing; none ships): it runs
 with every emotion run (every 4th hop), its score is held over the windows that overlap it and
 fused with ``w_backbone`` = ``on_threshold`` / its own operating point (chosen on its training side).
 
 1. **Clip-level danger F1** on the held-out ``screams`` clips (danger 1 vs 0):
-   (a) offline — the bundle on the whole clip, P(scream) >= the operating point;
+   (a) offline — the detector on the whole clip, P(scream) >= the operating point;
    (b) streaming — the clip streamed through StreamingPredictor + DangerPolicy (defaults except
        ``on_threshold`` = the detector's ``metrics.operating_point``, chosen on the *training*
        side by the rule its manifest names (``metrics.validation.criterion``), never on this test side;
@@ -56,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS, corpus_or_exit, label_ceiling, save  # noqa: E402
 from vocalis.audio.constants import SAMPLE_RATE  # noqa: E402
 from vocalis.bundle.runtime import Bundle, load_bundle  # noqa: E402
+from vocalis.danger.detector import ScreamDetector  # noqa: E402
 from vocalis.danger.keywords import SPOTTER_RUNTIME, KeywordMatcher, load_asr, transcribe  # noqa: E402
 from vocalis.danger.policy import DangerPolicy, PolicyConfig  # noqa: E402
 from vocalis.danger.train import (  # noqa: E402
@@ -122,7 +125,7 @@ def clip_level(test: list[Clip], heads: dict[str, Any], emotion: Bundle | None, 
     for c in test:
         x = c.audio()
         # predict_proba, not predict: a digitally silent clip (two on the held-out side) is scored, not refused
-        p_scream = float(scream.predict_proba(x)[scream.manifest.labels.index("scream")])
+        p_scream = scream.score(x)
         offline.append(int(p_scream >= policy.on_threshold))
         text = transcripts.get(str(c.path), "")
         spotter.hits, spotter.text = matcher.match(text), text
@@ -237,8 +240,15 @@ def _setup(recipe: Any, on: float, policy: dict[str, Any]) -> dict[str, Any]:
             **{k: policy.get(k) for k in ("w_distress", "w_keyword", "n_on", "m_windows", "min_duration_s")}}
 
 
-def _recipes(scream: Bundle, backbone: Bundle | None) -> str:
-    name = str(scream.manifest.recipe.get("name"))
+def _recipe(scream: ScreamDetector) -> str:
+    name = str(scream.first.manifest.recipe.get("name"))
+    if scream.confirm is not None:
+        name += f" -> {scream.confirm.manifest.recipe.get('name')} from P >= {scream.gate}"
+    return name
+
+
+def _recipes(scream: ScreamDetector, backbone: Bundle | None) -> str:
+    name = _recipe(scream)
     return name if backbone is None else f"{name} + {backbone.manifest.recipe.get('name')}"
 
 
@@ -246,6 +256,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--holdout-model", type=Path, default=RESULTS / "scream-holdout.vocalis")
+    ap.add_argument("--holdout-confirm-model", type=Path, default=RESULTS / "scream-confirm-holdout.vocalis",
+                    help="the second stage (vocalis.danger.detector), trained on the training side")
+    ap.add_argument("--one-stage", action="store_true", help="the first stage alone (no second opinion)")
     ap.add_argument("--backbone-holdout-model", type=Path, default=None,
                     help="also fuse a scream head on the emotion embedding (trained here when the file is missing)")
     ap.add_argument("--noise-minutes", type=float, default=30.0)
@@ -264,9 +277,14 @@ def main() -> None:
         print("training the held-out scream detector ...", file=sys.stderr)
         train_scream_detector(args.data, RESULTS / "scream-all.tmp.vocalis", holdout_out=args.holdout_model)
         (RESULTS / "scream-all.tmp.vocalis").unlink(missing_ok=True)
-    scream = load_bundle(args.holdout_model)
+    first = load_bundle(args.holdout_model)
+    if not args.one_stage and not args.holdout_confirm_model.is_file():
+        sys.exit(f"{args.holdout_confirm_model} is missing: run scripts/train_scream.py (or pass --one-stage)")
+    confirm = None if args.one_stage else load_bundle(args.holdout_confirm_model)
+    scream = ScreamDetector(first, confirm)
+    decider = confirm or first
     # the operating point chosen on the training side (metrics.validation.criterion in the bundle)
-    on = float(scream.manifest.metrics.get("operating_point", PolicyConfig().on_threshold))
+    on = float(scream.operating_point or PolicyConfig().on_threshold)
     emotion = None if args.no_emotion else load_bundle()
     backbone: Bundle | None = None
     if emotion is not None and args.backbone_holdout_model is not None:
@@ -385,17 +403,21 @@ def main() -> None:
                                            "episodes_per_hour": round(n_eps / hours, 3)}}
 
     payload = {
-        "scream_model": {"path": str(args.holdout_model), "recipe": scream.manifest.recipe.get("name"),
-                         "held_out": scream.manifest.metrics.get("held_out", {})},
+        "scream_model": {"path": str(args.holdout_model), "recipe": _recipe(scream),
+                         "held_out": first.manifest.metrics.get("held_out", {}),
+                         "confirm": None if confirm is None else {
+                             "path": str(args.holdout_confirm_model), "recipe": confirm.manifest.recipe.get("name"),
+                             "gate": scream.gate, "operating_point": on,
+                             "held_out_alone": confirm.manifest.metrics.get("held_out", {})}},
         "emotion_model": None if emotion is None else emotion.manifest.name,
         "backbone_scream_model": None if backbone is None else {
             "path": str(args.backbone_holdout_model), "recipe": backbone.manifest.recipe.get("name"),
             "operating_point": backbone.manifest.metrics.get("operating_point"),
             "held_out": backbone.manifest.metrics.get("held_out", {})},
         "operating_point": {"on_threshold": on, "chosen_on": "the training side only ("
-                            + str(scream.manifest.metrics.get("validation", {}).get("criterion", "?"))
+                            + str(decider.manifest.metrics.get("validation", {}).get("criterion", "?"))
                             + "); the held-out test side was not used"},
-        "split": {"grouping": SPLIT_GROUPING, **scream.manifest.metrics.get("held_out", {}).get("split", {})},
+        "split": {"grouping": SPLIT_GROUPING, **first.manifest.metrics.get("held_out", {}).get("split", {})},
         "previous": previous_detector(RESULTS / "danger.json", _setup(_recipes(scream, backbone), on,
                                                                        dict(policy.__dict__))),
         "stream_config": StreamConfig().__dict__, "policy_config": dict(policy.__dict__),

@@ -193,6 +193,12 @@ def danger(out: list[str]) -> None:
         "is trained with low-pass, telephone-band, EQ and gain augmentation on features below 4 kHz, because "
         "browsers and phones remove the top band (an earlier full-band model scored 0.957 here but fired on "
         "band-limited quiet rooms in a real browser).\n")
+    conf = (r.get("scream_model") or {}).get("confirm")
+    if conf:
+        out.append(f"The detector has two stages (`vocalis.danger.detector`, `{r['scream_model']['recipe']}`): "
+                   f"the first scores every window; where it reaches {conf['gate']}, the second "
+                   f"(`{conf['recipe']}`, trained on the same training side: `scream-confirm-holdout.vocalis`) "
+                   "scores it again and decides. Its operating point is the one above.\n")
     bb = r.get("backbone_scream_model")
     if bb:
         out.append(

@@ -9,8 +9,9 @@ that never saw its recording day or user. The folds are:
 * the four cross-validation folds of the training side (:func:`vocalis.danger.validation.cv_folds`);
 * the held-out side's screams clips, as one more fold.
 
-TESS OAF is a fold of its own, as in ``cv_folds``. Each fold's detector is the shipped recipe
-(read from the bundle, with one channel-augmented copy). It is fitted on the other folds' screams clips plus
+TESS OAF is a fold of its own, as in ``cv_folds``. Each fold's detector is the shipped two-stage
+detector's recipes (read from the bundles, with one channel-augmented copy each; the second stage's
+score where the first reaches the gate). It is fitted on the other folds' screams clips plus
 the training-side RAVDESS / TESS / synthetic clips outside the fold. The held-out acted speakers
 (RAVDESS 13-24, TESS YAF) are never used. Every clip is streamed on its own through
 StreamingPredictor windows and the real ``DangerPolicy``, with the keyword hits of a tiny.en
@@ -50,8 +51,7 @@ from scream_validation import (  # noqa: E402
     oof_scores,
     stream_features,
 )
-from vocalis.bundle.runtime import load_bundle  # noqa: E402
-from vocalis.danger import scream_model_path  # noqa: E402
+from vocalis.danger.detector import load_scream_detector  # noqa: E402
 from vocalis.danger.policy import PolicyConfig  # noqa: E402
 from vocalis.danger.train import NOT_TRAINED_ON, scream_dataset  # noqa: E402
 from vocalis.danger.validation import cv_folds, policy_metrics  # noqa: E402
@@ -73,18 +73,29 @@ def main() -> None:
         corpus_or_exit(name, DATA)
     clips = scream_dataset(DATA)
     folds = corpus_folds(clips)
-    shipped = load_bundle(scream_model_path()).manifest  # its recipe (features, RBF SVM C=3) and operating point
-    on = float(shipped.metrics["operating_point"])
-    features, recipe = dict(shipped.features), str(shipped.recipe.get("name"))
-    if shipped.recipe.get("head") != "svm" or float(shipped.recipe.get("params", {}).get("C", 3.0)) != 3.0:
-        sys.exit(f"the shipped scream recipe {shipped.recipe} is not an RBF SVM with C=3; extend ModelSpec here")
+    detector = load_scream_detector()  # its recipes (features, RBF SVM C=3), gate and operating point
+    on = float(detector.operating_point or PolicyConfig().on_threshold)
     cfg = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
     streams = build_streams(clips, folds, "original", None, load_transcripts(clips, folds))
-    stream_features(clips, folds, streams, features)
-    d = fit_data(clips, folds, features, augment_copies=1)
     # as every fit of vocalis.danger.train: the calm calls of a scream environment are scored, never fitted
     spec = ModelSpec(weights=tuple((f"{sub}/{emo}", 0.0) for sub, emo in NOT_TRAINED_ON))
-    scores = oof_scores(spec, clips, folds, d, {"original": streams}, f"corpus-{recipe}-aug1-nt")["original"]
+    stage_scores, names = [], []
+    for b in (detector.first, detector.confirm):
+        if b is None:
+            continue
+        shipped = b.manifest
+        features, recipe = dict(shipped.features), str(shipped.recipe.get("name"))
+        if shipped.recipe.get("head") != "svm" or float(shipped.recipe.get("params", {}).get("C", 3.0)) != 3.0:
+            sys.exit(f"the shipped scream recipe {shipped.recipe} is not an RBF SVM with C=3; extend ModelSpec here")
+        stream_features(clips, folds, streams, features)
+        d = fit_data(clips, folds, features, augment_copies=1)
+        stage_scores.append(oof_scores(spec, clips, folds, d, {"original": streams},
+                                       f"corpus-{recipe}-aug1-nt")["original"])
+        names.append(recipe)
+    scores = stage_scores[0]
+    if len(stage_scores) == 2:  # the second stage decides where the first reaches the gate
+        scores = {k: np.where(v >= detector.gate, stage_scores[1][k], v) for k, v in scores.items()}
+    recipe = " -> ".join(names) + (f" from P >= {detector.gate}" if len(names) == 2 else "")
     by_path = {str(c.path): c for c in clips if c.source == "screams"}
     clip_streams = [s for s in streams if not s.name.startswith("fa:")]
     # subset/emotion as the stream's subset: policy_metrics' by_subset is then the per-emotion table
@@ -102,7 +113,7 @@ def main() -> None:
     print(f"pooled clip F1 {pooled['clip']['f1']:.3f} (P {pooled['clip']['precision']:.3f} "
           f"R {pooled['clip']['recall']:.3f}) over {len(vs)} clips; per fold {f1s}")
     save("scream-corpus-cv", {
-        "method": __doc__, "recipe": f"{recipe}, 1 augmented copy", "on_threshold": on,
+        "method": __doc__, "recipe": f"{recipe}, 1 augmented copy each", "on_threshold": on,
         "policy_config": dict(cfg.__dict__), "pooled": pooled["clip"], "by_subset_emotion": pooled["by_subset"],
         "per_fold": per_fold, "label_ceiling": label_ceiling([by_path[s.name] for s in clip_streams]),
     }, "python benchmarks/scream_corpus_cv.py")

@@ -171,14 +171,29 @@ class FitData:
     fold: np.ndarray
 
 
+LEVEL_COPY_DB = {1: (-18.0, -6.0), 0: (3.0, 15.0)}
+"""Gain (dB, uniform) of a *level copy* by label: dangers quieter, non-dangers louder (clipped at full scale)."""
+
+
+def level_copy(x: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy that breaks "loud = danger": the corpus' screams were recorded close and loud, its calm
+    calls and the acted speech quieter, so level alone separates much of the training data. The
+    copy turns dangers down and the rest up (a shout from across the room, a calm voice close to
+    the phone), then a random capture channel as in :func:`channel_augment`."""
+    lo, hi = LEVEL_COPY_DB[int(label)]
+    y = np.clip(np.asarray(x, np.float32) * np.float32(10 ** (rng.uniform(lo, hi) / 20)), -1.0, 1.0)
+    return channel_augment(y, rng)
+
+
 def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any], augment_copies: int = 1,
-             copy_offset: int = 0) -> FitData:
-    """Training crops of every training-side clip (+ ``augment_copies`` channel-augmented copies), cached."""
+             copy_offset: int = 0, level_copies: int = 0) -> FitData:
+    """Training crops of every training-side clip (+ ``augment_copies`` channel-augmented copies and
+    ``level_copies`` :func:`level_copy` copies), cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
     ex = from_config(dict(features))
     Xs, ys, cs = [], [], []
-    for copy in range(-1, augment_copies):
-        tag = "orig" if copy == -1 else f"aug{copy + copy_offset}"
+    for copy in [*range(-1, augment_copies), *(f"lvl{k}" for k in range(level_copies))]:
+        tag = copy if isinstance(copy, str) else "orig" if copy == -1 else f"aug{copy + copy_offset}"
         path = CACHE / f"fit-{tag}-{_key(features, len(clips), folds_key(folds))}.npz"
         if path.is_file():
             z = np.load(path)
@@ -189,7 +204,9 @@ def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any],
                 if f < 0:
                     continue
                 x = c.audio()
-                if copy >= 0:
+                if isinstance(copy, str):
+                    x = level_copy(x, c.label, np.random.default_rng(SEED + 77_000 + 1000 * int(copy[3:]) + i))
+                elif copy >= 0:
                     x = channel_augment(x, np.random.default_rng(SEED + 1000 * (copy + copy_offset + 1) + i))
                 for w in crops(x, step_s=0.5 if c.source == "screams" else 1.0):
                     rows.append(np.asarray(ex(w, SAMPLE_RATE), np.float32))
@@ -358,12 +375,18 @@ class _NoEmotion:
 def _features() -> dict[str, dict[str, Any]]:
     from vocalis.danger.train import BAND_CUE_FEATURES, BAND_FEATURES, CHEAP_FEATURES
 
+    def level(inner: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        return {"type": "level_normalized", "inner": inner, **kw}
+
     return {"band": BAND_FEATURES, "band+cues": BAND_CUE_FEATURES, "cheap4k": {**CHEAP_FEATURES, "fmax": 4000.0},
+            "level(band)": level(BAND_FEATURES), "level(band)+cues": level(BAND_CUE_FEATURES),
+            "level(band) max+12": level(BAND_FEATURES, max_gain_db=12.0),
             "cheap4k+cues": {"type": "concat", "parts": [{**CHEAP_FEATURES, "fmax": 4000.0},
                                                          BAND_CUE_FEATURES["parts"][1]]}}
 
 
-LEVERS: list[tuple[str, str, int, ModelSpec, dict[str, Any]]] = [
+_NOT_CALM_ENV = (("scream_call/calm", 0.0),)  # vocalis.danger.train.NOT_TRAINED_ON, as the shipped fits
+LEVERS: list[tuple[str, str, int | tuple[int, int], ModelSpec, dict[str, Any]]] = [
     ("session 1 as shipped: band-svm, 1 augmented copy, P >= 0.2, w_distress=0.15", "band", 1, ModelSpec(),
      {"w_distress": 0.15, "on_threshold": 0.2}),
     ("band-svm at P >= 0.2, w_distress=0 (shipped until session 9)", "band", 1, ModelSpec(), {"on_threshold": 0.2}),
@@ -394,11 +417,21 @@ LEVERS: list[tuple[str, str, int, ModelSpec, dict[str, Any]]] = [
     ("  ... + policy 3 of 3 windows", "band+cues", 2, ModelSpec(), {"n_on": 3, "m_windows": 3}),
     ("  ... + policy min duration 1 s", "band+cues", 2, ModelSpec(), {"min_duration_s": 1.0}),
     ("band + scream cues, gradient boosting (200 trees)", "band+cues", 2, ModelSpec(head="hgb", C=200), {}),
+    ("level-normalised band-svm (active level -> -12 dBFS, gain +-30 dB), calm scream-env calls not trained on",
+     "level(band)", 1, ModelSpec(weights=_NOT_CALM_ENV), {}),
+    ("level-normalised band-svm, gain up at most +12 dB, calm scream-env calls not trained on",
+     "level(band) max+12", 1, ModelSpec(weights=_NOT_CALM_ENV), {}),
+    ("level-normalised band + scream cues, calm scream-env calls not trained on", "level(band)+cues", 1,
+     ModelSpec(weights=_NOT_CALM_ENV), {}),    ("band + scream cues, calm scream-env calls not trained on", "band+cues", 1, ModelSpec(weights=_NOT_CALM_ENV), {}),
+    ("  ... + 2 augmented copies", "band+cues", 2, ModelSpec(weights=_NOT_CALM_ENV), {}),
+    ("  ... + C=10", "band+cues", 1, ModelSpec(C=10.0, weights=_NOT_CALM_ENV), {}),
+    ("  ... + a level copy (dangers 6-18 dB quieter, the rest 3-15 dB louder)", "band+cues", (1, 1),
+     ModelSpec(weights=_NOT_CALM_ENV), {}),
 ]
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))  # as vocalis.danger.train.THRESHOLDS
 
 
-def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: int,
+def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: int | tuple[int, int],
           spec: ModelSpec, policy: dict[str, Any]) -> dict[str, Any]:
     """Per threshold: out-of-fold policy metrics; the threshold :func:`choose_operating_point` would pick
     (``policy["on_threshold"]``, when given, fixes it)."""
@@ -407,8 +440,9 @@ def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stre
     features = _features()[feat]
     S = streams["original"]
     stream_features(clips, folds, S, features)
-    d = fit_data(clips, folds, features, augment_copies=aug)
-    tag = f"{feat}|aug{aug}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
+    n_aug, n_level = (aug, 0) if isinstance(aug, int) else aug
+    d = fit_data(clips, folds, features, augment_copies=n_aug, level_copies=n_level)
+    tag = f"{feat}|aug{n_aug}{f'+lvl{n_level}' if n_level else ''}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
     sc = oof_scores(spec, clips, folds, d, {"original": S}, "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])
     table = {}
     fixed = policy.get("on_threshold")
@@ -425,6 +459,48 @@ def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stre
             "at_chosen": table[f"{best:.2f}"], "by_threshold": brief}
 
 
+CASCADE = ("band", 1, ModelSpec(weights=_NOT_CALM_ENV), "band+cues", 1, ModelSpec(weights=_NOT_CALM_ENV))
+"""First stage (features, copies, head) and second stage of :mod:`vocalis.danger.detector`, as shipped."""
+GATES = (0.01, 0.02, 0.05, 0.1)
+
+
+def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]]) -> list[dict[str, Any]]:
+    """The two-stage detector out of fold: the second stage's score where the first reaches the gate,
+    else the first's; one row per gate, with the share of windows the second stage scores."""
+    from vocalis.danger.validation import choose_operating_point
+
+    S = streams["original"]
+    f1, a1, s1, f2, a2, s2 = CASCADE
+    sc = []
+    for feat, aug, spec in ((f1, a1, s1), (f2, a2, s2)):
+        features = _features()[feat]
+        stream_features(clips, folds, S, features)
+        d = fit_data(clips, folds, features, augment_copies=aug)
+        tag = f"{feat}|aug{aug}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
+        sc.append(oof_scores(spec, clips, folds, d, {"original": S},
+                             "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])["original"])
+    first, second = sc
+    every = np.concatenate([first[s.name] for s in S])
+    rows = []
+    for gate in GATES:
+        comb = {k: np.where(first[k] >= gate, second[k], first[k]) for k in first}
+        table = {}
+        for th in THRESHOLDS:
+            cfg = PolicyConfig(on_threshold=th, off_threshold=min(0.1, th))
+            table[f"{th:.2f}"] = evaluate(S, comb, cfg)
+            table[f"{th:.2f}"]["mean_clip_f1"] = table[f"{th:.2f}"]["clip"]["f1"]
+            table[f"{th:.2f}"]["max_false_alerts_per_hour"] = table[f"{th:.2f}"]["alerts_per_hour"]
+        best = choose_operating_point(table)
+        frac = float(np.mean(every >= gate))
+        brief = {k: {**{m: v["clip"][m] for m in ("f1", "precision", "recall")}, "alerts": v["alerts"]}
+                 for k, v in table.items()}
+        rows.append({"lever": f"cascade: band-svm, then band + scream cues from P >= {gate} "
+                              f"(second stage on {100 * frac:.1f} % of windows)",
+                     "features": f"{f1} -> {f2}", "gate": gate, "second_stage_fraction": round(frac, 4),
+                     "chosen_threshold": best, "at_chosen": table[f"{best:.2f}"], "by_threshold": brief})
+    return rows
+
+
 def main() -> None:
     import argparse
     import warnings
@@ -434,11 +510,12 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", type=int, help="indices into LEVERS (default: all)")
+    ap.add_argument("--cascade", action="store_true", help="the two-stage rows (also run without --only)")
     args = ap.parse_args()
     clips, folds, streams = setup(["original"])
     out = []
     for i, (name, feat, aug, spec, policy) in enumerate(LEVERS):
-        if args.only and i not in args.only:
+        if args.only is not None and i not in args.only:
             continue
         r = lever(clips, folds, streams, feat, aug, spec, policy)
         a = r["at_chosen"]
@@ -446,13 +523,19 @@ def main() -> None:
               f"R {a['clip']['recall']:.3f}) FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h, "
               f"near misses {a['fa_episodes_at_0.75x']}", flush=True)
         out.append({"lever": name, **r})
-    if args.only:  # a partial run updates its rows of the last results and keeps the others
+    if args.cascade or args.only is None:
+        for r in cascade(clips, folds, streams):
+            a = r["at_chosen"]
+            print(f"{r['lever']:62s} th {r['chosen_threshold']:.2f} F1 {a['clip']['f1']:.3f} "
+                  f"FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h", flush=True)
+            out.append(r)
+    if args.only is not None:  # a partial run updates its rows of the last results and keeps the others
         from _common import RESULTS
 
         prev = RESULTS / "scream-validation.json"
         if prev.is_file():
             mine = {r["lever"] for r in out}
-            order = [name for name, *_ in LEVERS]
+            order = [name for name, *_ in LEVERS] + sorted(r["lever"] for r in out if r["lever"].startswith("cascade"))
             kept = [r for r in json.loads(prev.read_text())["levers"] if r["lever"] not in mine]
             out = sorted(kept + out, key=lambda r: order.index(r["lever"]) if r["lever"] in order else len(order))
     hours = out[0]["at_chosen"]["hours"] if out else 0.0

@@ -224,11 +224,15 @@ def main() -> None:
     if not holdout.is_file():
         train_scream_detector(DATA, RESULTS / "scream-all.tmp.vocalis", holdout_out=holdout)
         (RESULTS / "scream-all.tmp.vocalis").unlink(missing_ok=True)
-    spec = AnalyzerSpec(scream_model=str(holdout))
+    confirm = RESULTS / "scream-confirm-holdout.vocalis"  # its second stage (scripts/train_scream.py)
+    if not confirm.is_file():
+        sys.exit(f"{confirm} is missing: run scripts/train_scream.py")
+    spec = AnalyzerSpec(scream_model=str(holdout), scream_confirm_model=str(confirm))
     reports = {f.stem: rep for f, rep, err in triage_files(files, spec, jobs=args.jobs) if rep}
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
-    for _ in triage_files(files, AnalyzerSpec(scream_model=str(holdout), asr_model=None), jobs=args.jobs):
+    for _ in triage_files(files, AnalyzerSpec(scream_model=str(holdout), scream_confirm_model=str(confirm),
+                                              asr_model=None), jobs=args.jobs):
         pass
     wall_voice = time.perf_counter() - t1
     pr = {n: r["priority"] for n, r in reports.items()}

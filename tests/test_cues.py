@@ -69,3 +69,36 @@ def test_config_round_trip_and_validation() -> None:
         ScreamCues(fmax=9000.0)
     with pytest.raises(ConfigError, match=r"f0_min=20.0, f0_max=1600.0 must satisfy"):
         ScreamCues(f0_min=20.0)
+
+
+def _windows() -> np.ndarray:
+    burst = harmonic(250.0, 2.0)
+    burst[(np.arange(burst.size) // 2400) % 2 == 1] *= 0.001
+    return np.stack([harmonic(300.0, 2.0), harmonic(900.0, 2.0, n=4, vibrato=0.03), noise(2.0), burst,
+                     np.zeros(2 * SR, np.float32), np.clip(tone(500.0, 2.0, amp=5.0), -1, 1)])
+
+
+def test_batch_is_the_same_as_one_window_at_a_time() -> None:
+    w = _windows()
+    ex = ScreamCues()
+    assert np.allclose(ex.batch(w), np.stack([ex(x) for x in w]), atol=1e-5)
+    assert ex.batch(w[:0]).shape == (0, 20)
+    with pytest.raises(ConfigError, match=r"audios.shape=\(32000,\) must be"):
+        ex.batch(w[0])
+
+
+def test_the_scream_detector_features_share_one_spectrum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a batch the cues reuse the MFCC part's power spectrum (same frames): same numbers, one FFT."""
+    from vocalis.danger.train import BAND_CUE_FEATURES
+
+    ex = from_config(BAND_CUE_FEATURES)
+    w = _windows()
+    one_by_one = np.stack([ex(x) for x in w])
+
+    def no_own_fft(*a: object, **k: object) -> None:
+        raise AssertionError("the cues computed their own STFT")
+
+    monkeypatch.setattr(ScreamCues, "_frame_values", no_own_fft)
+    batched = ex.batch(w)  # type: ignore[attr-defined]
+    assert batched.shape == one_by_one.shape == (len(w), 143)
+    assert np.allclose(batched, one_by_one, rtol=1e-4, atol=1e-4)

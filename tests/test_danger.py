@@ -110,34 +110,23 @@ def test_monitor_mic_needs_sounddevice(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.corpus
 def test_shipped_scream_detector_on_real_clips() -> None:
     from vocalis.audio.io import load_audio
-    from vocalis.bundle.runtime import load_bundle
-    from vocalis.danger import scream_model_path
+    from vocalis.danger.detector import load_scream_detector
 
     screams = corpus_dir("screams")
     ravdess = corpus_dir("ravdess")
-    b = load_bundle(scream_model_path())
-    assert b.labels == ["non_scream", "scream"]
-    assert "held_out" in b.manifest.metrics
+    d = load_scream_detector()
+    for b in (d.first, d.confirm):
+        assert b is not None and b.labels == ["non_scream", "scream"] and "held_out" in b.manifest.metrics
     rows = [line.split(",") for line in (screams / "manifest.csv").read_text().splitlines()[1:]]
     pick = {sub: [r[0] for r in rows if r[3] == sub][:4] for sub in ("scream_background", "quiet_background")}
-    p_scream = [b.predict(load_audio(screams / f)).probabilities["scream"] for f in pick["scream_background"]]
-    p_quiet = [b.predict(load_audio(screams / f)).probabilities["scream"] for f in pick["quiet_background"]]
+    p_scream = [d.score(load_audio(screams / f)) for f in pick["scream_background"]]
+    p_quiet = [d.score(load_audio(screams / f)) for f in pick["quiet_background"]]
     angry = load_audio(ravdess / "Actor_01" / "03-01-05-02-01-01-01.flac")  # strong-intensity angry speech
-    assert np.mean(p_scream) > 0.5 > max(p_quiet)
-    assert b.predict(angry).probabilities["scream"] < 0.5
-    # a stream's silent windows go through the detector (predict refuses silence; predict_proba does not)
-    assert b.predict_proba(np.zeros(2 * SR, np.float32))[b.labels.index("scream")] < 0.5
-
-
-def test_policy_default_threshold_is_the_shipped_detectors_operating_point() -> None:
-    """The service and ``vocalis monitor`` use PolicyConfig() as is: its on_threshold must be the
-    operating point the shipped detector was validated at (chosen on its training side)."""
-    from vocalis.bundle.runtime import load_bundle
-    from vocalis.danger import scream_model_path
-
-    m = load_bundle(scream_model_path()).manifest.metrics
-    assert PolicyConfig().on_threshold == pytest.approx(m["operating_point"])
-    assert m["validation"]["threshold"] == pytest.approx(m["operating_point"])
+    on = PolicyConfig().on_threshold
+    assert np.mean(p_scream) > on > max(p_quiet)
+    assert d.score(angry) < on
+    # a stream's silent windows go through the detector too
+    assert d.score(np.zeros(2 * SR, np.float32)) < on
 
 
 @pytest.mark.corpus
@@ -150,21 +139,18 @@ def test_shipped_scream_detector_is_robust_to_band_limiting(channel: str) -> Non
     clips; a scream clip counts as found when one of its 2 s windows reaches the policy's threshold.
     """
     from vocalis.audio.io import load_audio
-    from vocalis.bundle.runtime import load_bundle
-    from vocalis.danger import scream_model_path
+    from vocalis.danger.detector import load_scream_detector
     from vocalis.danger.policy import PolicyConfig
     from vocalis.danger.train import crops, lowpass, telephone
 
     screams = corpus_dir("screams")
-    b = load_bundle(scream_model_path())
+    d = load_scream_detector()
     rows = [line.split(",") for line in (screams / "manifest.csv").read_text().splitlines()[1:]]
 
     def scores(path: str) -> tuple[np.ndarray, float]:
         x = load_audio(screams / path)
         y = lowpass(x, 7000.0, 8) if channel == "lowpass_7k" else telephone(x)
-        feats = np.stack([b.features(c) for c in crops(y, step_s=0.5)])
-        windows = b.predict_proba_features(feats)[:, b.labels.index("scream")]
-        return windows, b.predict(y).probabilities["scream"]
+        return d.score_batch(crops(y, step_s=0.5)), d.score(y)
 
     def pick(sub: str, n: int) -> list[str]:
         paths = [r[0] for r in rows if r[3] == sub]

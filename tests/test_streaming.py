@@ -243,8 +243,7 @@ def test_two_phase_api_matches_push_and_defers_emotion(scream_bundle: Bundle, em
     p = make(scream_bundle, emotion_model=emotion_bundle, emotion_every=2, vad="energy")
     pending = [w for i in range(0, x.size, 1600) for w in p.advance(x[i : i + 1600])]
     assert [w.hop for w in pending] == list(range(len(ref))) and all(w.audio.size == 2 * SR for w in pending)
-    sb = p.scream_bundle
-    screams = sb.predict_proba_features(np.stack([sb.features(w.audio) for w in pending]))[:, p.scream_index]
+    screams = p.scream.score_batch([w.audio for w in pending])
     got = []
     for w, s in zip(pending, screams):
         got.append(p.complete(w, float(s), p.score_emotion(w) if p.emotion_due(w) else None))

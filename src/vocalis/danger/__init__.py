@@ -1,6 +1,7 @@
 """Danger detection: scream/shout detector, calls for help, and the alerting policy.
 
-* :mod:`vocalis.danger.train` — builds the scream detector bundle (``data/scream.vocalis``) and,
+* :mod:`vocalis.danger.detector` — the two-stage scream detector every face uses;
+* :mod:`vocalis.danger.train` — builds its bundles (``data/scream.vocalis``, ``data/scream_confirm.vocalis``) and,
   optionally, a scream head on the emotion model's embedding (:func:`~vocalis.danger.train.train_backbone_scream_head`);
 * :mod:`vocalis.danger.keywords` — "help" / "bachao" spotting on an ASR transcript;
 * :mod:`vocalis.danger.policy` — :class:`DangerPolicy`, a pure state machine turning window

@@ -148,20 +148,27 @@ def backbone_recipe(emotion: Any = None) -> Recipe:
 
 
 DEFAULT_CANDIDATE = "band-svm"
-"""The shipped recipe: RMS/MFCC of the 0-4 kHz band, RBF SVM, operating point from the validation part
+"""The shipped first stage: RMS/MFCC of the 0-4 kHz band, RBF SVM, operating point from the validation part
 of the training side (``threshold_rule="validation-split"``: 0.50 for the shipped bundle, whose fits skip
 :data:`NOT_TRAINED_ON`; the training-side cross-validation through the policy picks 0.40-0.50).
 
 Band-limited because ``cheap-svm`` (full band, no augmentation) called 87 % of held-out
 quiet-background clips a scream once they were low-passed at 7 kHz, ``band-svm`` 13 %.
 
-Measured and not shipped, for cost: ``band-cues-svm`` (+ :data:`CUE_FEATURES`). With folds by
-recording day and known user (``benchmarks/scream_validation.py``), it had the best cross-validated
-clip F1 within 0.5 false alerts per hour (0.951 at P >= 0.55 against 0.921). On the held-out side it
-flags one clip more (0.735 vs 0.730, both 0.00 false alerts per hour;
-``benchmarks/results/danger_cues_trial.json``). But its features cost 2.3 ms per window against
-0.9 ms. At 200 live streams (400 windows/s) that is ~0.6 of the machine's two cores, which the
-server does not have."""
+It is the first stage of the shipped detector (:mod:`vocalis.danger.detector`): ``band-cues-svm``
+(:data:`CONFIRM_CANDIDATE`, + :data:`CUE_FEATURES`) scores again the windows where it reaches
+:data:`CASCADE_GATE`. Alone, the cue model had the best cross-validated clip F1 within 0.5 false
+alerts per hour (0.955 against 0.932, both skipping :data:`NOT_TRAINED_ON`), but its features on
+every window of 200 live streams broke their latency goal (p99 316 ms against 250 ms)."""
+
+CONFIRM_CANDIDATE = "band-cues-svm"
+"""The second stage of the shipped detector (:mod:`vocalis.danger.detector`): scores again the windows
+where :data:`DEFAULT_CANDIDATE` reaches :data:`CASCADE_GATE`; its operating point is the detector's."""
+CASCADE_GATE = 0.05
+"""P(scream) of the first stage from which the second one decides. Cross-validated on the training side
+through the policy (``benchmarks/scream_validation.py``, cascade rows), gates 0.01-0.1 all give the
+second stage's own result at every threshold from 0.30 up (the same clips and false alerts; a little
+better below) while it runs on 3-6 % of windows; 0.05 leaves a margin on both sides."""
 
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))
 """Operating points :func:`choose_threshold` and :func:`cross_validate` consider (0.1 to 0.7)."""
@@ -1001,6 +1008,7 @@ def train_scream_detector(
     stream_negatives: CropFeatures | None = None,
     name: str = "scream",
     validation: dict[str, Any] | None = None,
+    cascade_gate: float | None = None,
 ) -> dict[str, Any]:
     """Train the scream detector on ``data_root`` (``screams/``, ``ravdess/``, ``tess/``) and write ``out``.
 
@@ -1024,7 +1032,9 @@ def train_scream_detector(
     :func:`featurize_clips` with ``augment_seed = SEED + 1000 * (k + 1)``); ``stream_negatives``
     (:func:`stream_crops`) joins every fit like them; ``name`` is the bundle's. ``validation``: an
     operating point already chosen on the training side (``{"threshold": ..., ...}``, e.g. by
-    :func:`cross_validate_backbone`), used instead of ``threshold_rule``.
+    :func:`cross_validate_backbone`), used instead of ``threshold_rule``. ``cascade_gate``: this
+    bundle is a second stage (:class:`vocalis.danger.detector.ScreamDetector`); the gate goes into
+    its manifest as ``metrics.cascade_gate``.
     """
     if isinstance(recipe, str) and recipe not in CANDIDATES:
         raise ConfigError(f"recipe={recipe!r} must be one of {sorted(CANDIDATES)}")
@@ -1066,7 +1076,11 @@ def train_scream_detector(
                         "test_groups": sorted({c.group for c in clips if c.split == "test" and c.source == "screams"})}
     metrics["validation"] = validation
     d = int(feats.X.shape[1])
-    extra = {"operating_point": threshold, "validation": validation}
+    extra: dict[str, Any] = {"operating_point": threshold, "validation": validation}
+    if cascade_gate is not None:
+        if not 0.0 <= float(cascade_gate) < threshold:
+            raise ConfigError(f"cascade_gate={cascade_gate} must be in [0, the operating point {threshold})")
+        extra["cascade_gate"] = float(cascade_gate)
     if holdout_out is not None:
         _export(r, est, d, holdout_out, {"held_out": metrics, **extra}, [c for c in clips if c.split == "train"],
                 int(metrics["n_train_windows"]), f"{name}-holdout", augment_copies)

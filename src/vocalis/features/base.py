@@ -81,7 +81,7 @@ def _ensure_builtin() -> None:
     # Importing the modules runs their @register decorators.
     import importlib
 
-    for mod in ("classic", "concat", "cues", "logmel", "prosody", "whisper", "whisper_onnx"):
+    for mod in ("classic", "concat", "cues", "level", "logmel", "prosody", "whisper", "whisper_onnx"):
         importlib.import_module(f"vocalis.features.{mod}")
 
 

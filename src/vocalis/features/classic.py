@@ -285,19 +285,32 @@ class ClassicFeatures:
         windows shorter than half an FFT are computed one by one. Results match :meth:`__call__`
         to float32 rounding (BLAS may block a larger product differently).
         """
+        return self.batch_and_power(audios, sample_rate)[0]
+
+    @property
+    def stft_key(self) -> tuple[int, int, int, str]:
+        """What fixes this extractor's STFT frames: sample rate, ``n_fft``, hop, padding (Hann, centred)."""
+        return (self.sample_rate, self.n_fft, self.hop_length, self.pad_mode)
+
+    def batch_and_power(self, audios: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`batch`, and the power spectrum ``(N * T, 1 + n_fft // 2)`` it computed on the way
+        (None when it computed none: another rate, short windows, no spectral group), for another
+        extractor with the same :attr:`stft_key` to reuse (:meth:`vocalis.features.concat.Concat.batch`)."""
         a = np.asarray(audios, dtype=np.float32)
         if a.ndim != 2:
             raise ConfigError(f"audios.shape={a.shape} must be (windows, samples)")
         n_win, length = a.shape
         if n_win == 0:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, self.dim), np.float32), None
         if (n_win == 1 or int(sample_rate) != self.sample_rate or length <= self.n_fft // 2
                 or not set(self.features) <= _BATCHED):
-            return np.stack([self(x, sample_rate) for x in a]).astype(np.float32, copy=False)
-        return self._statistics(self._batch_matrix(a))
+            return np.stack([self(x, sample_rate) for x in a]).astype(np.float32, copy=False), None
+        buf, power = self._batch_matrix(a)
+        return self._statistics(buf), power
 
-    def _batch_matrix(self, a: np.ndarray) -> np.ndarray:
-        """:meth:`_frame_matrix` of every row of ``a`` as one ``(rows, N, T)`` float32 array."""
+    def _batch_matrix(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`_frame_matrix` of every row of ``a`` as one ``(rows, N, T)`` float32 array, and the
+        power spectrum of :meth:`_fill`."""
         if not np.isfinite(np.einsum("ij,ij->i", a, a)).all():
             a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
         spans, width, _ = _layout(self.features, self.stats, self.n_mfcc, self.n_mels, self.n_chroma)
@@ -312,8 +325,8 @@ class ClassicFeatures:
         t = 1 + (xp.shape[1] - n) // hop
         frames = np.ndarray((n_win, t, n), np.float32, xp, 0, (xp.strides[0], xp.itemsize * hop, xp.itemsize))
         buf = np.empty((width, n_win, t), np.float32)
-        self._fill(frames, buf, spans)
-        return buf
+        power = self._fill(frames, buf, spans)
+        return buf, power
 
     def _fill(self, frames: np.ndarray, buf: np.ndarray, spans: dict[str, tuple[int, int]]) -> np.ndarray | None:
         """Write the ``rms``, ``mel``, ``mfcc`` and ``mfcc_delta`` rows of ``(N, T, n_fft)`` frames into

@@ -78,19 +78,23 @@ def _bin_freqs(sr: int, n_fft: int, klo: int, khi: int) -> np.ndarray:
     return (np.arange(klo, khi + 1) * sr / n_fft).astype(np.float32)
 
 
-def _pct(x: np.ndarray, q: float) -> float:
-    """Nearest-rank ``q`` quantile (cheaper than ``np.percentile`` on ~100 values)."""
-    s = np.sort(x)
-    return float(s[min(s.size - 1, round(q * (s.size - 1)))])
+def _longest_runs(mask: np.ndarray) -> np.ndarray:
+    """Longest run of true values in each row of ``(N, T)`` ``mask``."""
+    c = np.cumsum(mask, axis=1)
+    since = c - np.maximum.accumulate(np.where(mask, 0, c), axis=1)  # trues since the last false
+    return since.max(axis=1) if mask.shape[1] else np.zeros(mask.shape[0], np.int64)
 
 
-def _longest_run(mask: np.ndarray) -> int:
-    if not mask.any():
-        return 0
-    m = np.concatenate(([0], mask.astype(np.int8), [0]))
-    d = np.diff(m)
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    return int((ends - starts).max())
+def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of each row's masked values (0 where none)."""
+    return np.where(mask, x, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+
+
+def _masked_pct(x: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
+    """Nearest-rank ``q`` quantile of each row's masked values (``sorted[round(q * (count - 1))]``; inf where none)."""
+    s = np.sort(np.where(mask, x, np.inf), axis=1)
+    k = np.round(q * (mask.sum(axis=1) - 1)).clip(0).astype(np.int64)
+    return s[np.arange(s.shape[0]), k]
 
 
 @register
@@ -140,13 +144,38 @@ class ScreamCues:
             x = np.zeros(self.n_fft, np.float32)
         if not np.isfinite(x).all():
             x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-        sr, n = self.sample_rate, self.n_fft
-        klo, khi = _band_bins(sr, n, self.fmin, self.fmax)
-        fr = frame(x, n, self.hop_length, center=True, pad_mode="constant") * hann(n)
+        fr = frame(x, self.n_fft, self.hop_length, center=True, pad_mode="constant")
+        return {k: v[0] for k, v in self._frame_values(fr[None]).items()}
+
+    @property
+    def stft_key(self) -> tuple[int, int, int, str]:
+        """What fixes the STFT frames: sample rate, ``n_fft``, hop, padding (Hann, centred, zeros)."""
+        return (self.sample_rate, self.n_fft, self.hop_length, "constant")
+
+    def _frame_values(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`frames` of ``(N, T, n_fft)`` raw frames (N windows), each value ``(N, T)``."""
+        n = self.n_fft
+        n_win, t, _ = frames.shape
+        _, khi = _band_bins(self.sample_rate, n, self.fmin, self.fmax)
+        fr = frames.reshape(n_win * t, n) * hann(n)
         spec = scipy.fft.rfft(fr, axis=1, overwrite_x=True)[:, : khi + 1]
         ri = np.ascontiguousarray(spec).view(np.float32)
         np.square(ri, out=ri)
-        p = np.add(ri[:, 0::2], ri[:, 1::2])  # power, bins 0..khi
+        return self._power_values(np.add(ri[:, 0::2], ri[:, 1::2]), n_win, t)
+
+    def batch_from_power(self, power: np.ndarray, n_win: int) -> np.ndarray:
+        """:meth:`batch` from the Hann-windowed power spectrum ``(N * T, >= 1 + fmax bin)`` of the same
+        frames (:attr:`stft_key`) that another extractor already computed; ``power`` is not changed."""
+        _, khi = _band_bins(self.sample_rate, self.n_fft, self.fmin, self.fmax)
+        t = power.shape[0] // max(n_win, 1)
+        if n_win < 1 or power.shape[0] != n_win * t or power.shape[1] <= khi:
+            raise ConfigError(f"power.shape={power.shape} must be (n_win * frames, > {khi}) with n_win={n_win}")
+        return self._vectors(self._power_values(np.array(power[:, : khi + 1], np.float32), n_win, t))
+
+    def _power_values(self, p: np.ndarray, n_win: int, t: int) -> dict[str, np.ndarray]:
+        """Frame values from the power spectrum ``p`` ``(N * T, 1 + fmax bin)`` (changed in place)."""
+        sr, n = self.sample_rate, self.n_fft
+        klo, khi = _band_bins(sr, n, self.fmin, self.fmax)
         p[:, :klo] = 0.0
         pb = p[:, klo:]
         pb += np.float32(_EPS)
@@ -167,46 +196,87 @@ class ScreamCues:
         k = np.argmax(cand, axis=1)
         harm = np.clip(r[np.arange(r.shape[0]), k], 0.0, 1.0)
         f0 = rate / (k + lo)
-        return {"energy_db": energy_db, "flatness": flat, "centroid": centroid, "harmonicity": harm, "f0": f0}
+        out = {"energy_db": energy_db, "flatness": flat, "centroid": centroid, "harmonicity": harm, "f0": f0}
+        return {name: v.reshape(n_win, t) for name, v in out.items()}
 
     def __call__(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         fr = self.frames(audio, sample_rate)
+        return self._vectors({k: v[None] for k, v in fr.items()})[0]
+
+    def batch(self, audios: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """``(N, 20)``: ``self(row)`` for every row of ``audios`` ``(N, samples)`` (windows of one length),
+        in whole-batch NumPy calls (one FFT, one inverse FFT and masked statistics for all windows),
+        as :meth:`vocalis.features.classic.ClassicFeatures.batch` for a live server's many sessions."""
+        a = np.asarray(audios, dtype=np.float32)
+        if a.ndim != 2:
+            raise ConfigError(f"audios.shape={a.shape} must be (windows, samples)")
+        if a.shape[0] == 0:
+            return np.zeros((0, len(CUE_NAMES)), np.float32)
+        if int(sample_rate) != self.sample_rate or a.shape[1] == 0:
+            return np.stack([self(x, sample_rate) for x in a])
+        if not np.isfinite(np.einsum("ij,ij->i", a, a)).all():
+            a = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+        n, hop = self.n_fft, self.hop_length
+        n_win, length = a.shape
+        pad = n // 2
+        xp = np.zeros((n_win, max(length + 2 * pad, n)), np.float32)
+        xp[:, pad : pad + length] = a
+        t = 1 + (xp.shape[1] - n) // hop
+        frames = np.ndarray((n_win, t, n), np.float32, xp, 0, (xp.strides[0], xp.itemsize * hop, xp.itemsize))
+        return self._vectors(self._frame_values(frames))
+
+    def _vectors(self, fr: dict[str, np.ndarray]) -> np.ndarray:
+        """:data:`CUE_NAMES` of every window from its ``(N, T)`` frame values (masked statistics)."""
         e, harm, f0 = fr["energy_db"], fr["harmonicity"], fr["f0"]
+        n_win, t = e.shape
         dt = self.hop_length / self.sample_rate
-        active = e >= e.max() - self.active_db
-        if e.max() < -90.0:  # digital silence: nothing is active
-            active[:] = False
+        emax = e.max(axis=1)
+        active = e >= (emax - self.active_db)[:, None]
+        active[emax < -90.0] = False  # digital silence: nothing is active
         voiced = active & (harm >= self.voicing)
         lf0 = np.log2(f0)
-        ea = e[active]
-        v = np.zeros(len(CUE_NAMES), np.float64)
-        v[0] = _pct(e, 0.95) - _pct(e, 0.10)
-        v[1] = e.std()
-        v[2] = active.mean()
-        if ea.size > 1:
-            v[3] = np.abs(np.diff(ea)).mean()
-        v[4] = _longest_run(active) * dt
-        if ea.size:
-            v[5] = fr["flatness"][active].mean()
-            v[6] = fr["flatness"][active].min()
-            c = fr["centroid"][active] / 1000.0
-            v[7], v[8] = c.mean(), c.std()
-            ha = harm[active]
-            v[9], v[10] = ha.mean(), _pct(ha, 0.9)
-            v[11] = voiced.sum() / active.sum()
-        if voiced.any():
-            lv = lf0[voiced]
-            v[12], v[13], v[14] = lv.mean(), _pct(lv, 0.9), lv.std()
-            w = 10.0 ** ((e[voiced] - e.max()) / 10.0)
-            v[15] = float((lv * w).sum() / max(w.sum(), _EPS))
+        n_act = active.sum(axis=1)
+        has = n_act > 0
+        v = np.zeros((n_win, len(CUE_NAMES)), np.float64)
+        es = np.sort(e, axis=1)
+        v[:, 0] = es[:, round(0.95 * (t - 1))] - es[:, round(0.10 * (t - 1))]
+        v[:, 1] = e.std(axis=1)
+        v[:, 2] = n_act / t
+        # mean |change| between consecutive active frames (the active frames in order, pauses skipped)
+        order = np.argsort(~active, axis=1, kind="stable")
+        ea = np.take_along_axis(e, order, axis=1)
+        steps = np.arange(t - 1)[None, :] < (n_act - 1)[:, None]
+        flux = (np.abs(np.diff(ea, axis=1)) * steps).sum(axis=1)
+        v[:, 3] = np.where(n_act > 1, flux / np.maximum(n_act - 1, 1), 0.0)
+        v[:, 4] = _longest_runs(active) * dt
+        if has.any():
+            v[has, 5] = _masked_mean(fr["flatness"], active)[has]
+            v[has, 6] = np.where(active, fr["flatness"], np.inf).min(axis=1)[has]
+            c = fr["centroid"] / 1000.0
+            cm = _masked_mean(c, active)
+            v[has, 7] = cm[has]
+            v[has, 8] = np.sqrt(_masked_mean(np.square(c - cm[:, None]), active))[has]
+            v[has, 9] = _masked_mean(harm, active)[has]
+            v[has, 10] = _masked_pct(harm, active, 0.9)[has]
+            v[has, 11] = (voiced.sum(axis=1) / np.maximum(n_act, 1))[has]
+        n_voi = voiced.sum(axis=1)
+        hv = n_voi > 0
+        if hv.any():
+            lm = _masked_mean(lf0, voiced)
+            v[hv, 12] = lm[hv]
+            v[hv, 13] = _masked_pct(lf0, voiced, 0.9)[hv]
+            v[hv, 14] = np.sqrt(_masked_mean(np.square(lf0 - lm[:, None]), voiced))[hv]
+            w = np.where(voiced, 10.0 ** ((e - emax[:, None]) / 10.0), 0.0)
+            v[hv, 15] = ((lf0 * w).sum(axis=1) / np.maximum(w.sum(axis=1), _EPS))[hv]
             high = voiced & (f0 >= self.high_hz)
-            v[16] = high.sum() / max(active.sum(), 1)
-            v[17] = _longest_run(voiced) * dt
-            v[18] = _longest_run(high) * dt
-            pairs = voiced[1:] & voiced[:-1]
-            if pairs.any():
-                v[19] = np.abs(np.diff(lf0))[pairs].mean()
-        else:
-            v[12] = v[13] = v[15] = np.log2(self.f0_min)
+            v[hv, 16] = (high.sum(axis=1) / np.maximum(n_act, 1))[hv]
+            v[hv, 17] = (_longest_runs(voiced) * dt)[hv]
+            v[hv, 18] = (_longest_runs(high) * dt)[hv]
+            pairs = voiced[:, 1:] & voiced[:, :-1]
+            n_pairs = pairs.sum(axis=1)
+            jit = np.where(pairs, np.abs(np.diff(lf0, axis=1)), 0.0).sum(axis=1)
+            ok = hv & (n_pairs > 0)
+            v[ok, 19] = (jit / np.maximum(n_pairs, 1))[ok]
+        v[~hv, 12] = v[~hv, 13] = v[~hv, 15] = np.log2(self.f0_min)
         out = v.astype(np.float32)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

@@ -732,25 +732,24 @@ class StreamEngine:
         return chosen
 
     def _screams(self, work: list[_Work]) -> None:
-        """Scream features of every window in batched calls, then one batched run of each scream bundle's head."""
+        """P(scream) of every window, one batched run of each scream detector (its first stage on all
+        of them, its second on those that reach the gate)."""
         groups: dict[int, list[_Work]] = {}
         for w in work:
-            groups.setdefault(id(w.session.predictor.scream_bundle), []).append(w)
+            groups.setdefault(id(w.session.predictor.scream), []).append(w)
         for ws in groups.values():
-            bundle = ws[0].session.predictor.scream_bundle
+            detector = ws[0].session.predictor.scream
             t0 = time.perf_counter()
-            feats = bundle.features_batch([p.audio for w in ws for p in w.pending])
-            proba = bundle.predict_proba_features(feats)
-            per = (time.perf_counter() - t0) * 1e3 / len(feats)
+            proba = detector.score_batch([p.audio for w in ws for p in w.pending])
+            per = (time.perf_counter() - t0) * 1e3 / len(proba)
             i = 0
             for w in ws:
-                idx = w.session.predictor.scream_index
-                w.screams = [float(v) for v in proba[i : i + len(w.pending), idx]]
+                w.screams = [float(v) for v in proba[i : i + len(w.pending)]]
                 w.scream_ms = per
                 i += len(w.pending)
             with self._stat_lock:
-                self.scream_batches[len(feats)] += 1
-            self._count("windows", len(feats))
+                self.scream_batches[len(proba)] += 1
+            self._count("windows", len(proba))
 
     def _finish(self, w: _Work) -> None:
         """Complete ``w``'s windows, in order, into ``w.outputs`` (with the emotions in ``w.emotions``).

@@ -8,8 +8,9 @@ Per window (the *danger path* is cheap; the expensive parts are rate-limited):
 
 * ``voice`` — max Silero VAD frame probability in the window (VAD runs once per 32 ms frame,
   incrementally); an energy VAD when ``silero-vad`` is missing (``voice_model="energy"``);
-* ``scream`` — P(scream) of the scream detector bundle (default ``data/scream.vocalis``,
-  cheap spectral features), every hop;
+* ``scream`` — P(scream) of the scream detector (:mod:`vocalis.danger.detector`; default: the
+  packaged two stages, cheap spectral features every hop and pitch/harmonicity cues where the
+  first stage stirs), every hop;
 * ``probabilities`` — the emotion bundle (default: the packaged default model) every
   ``emotion_every``-th hop; in between the last probabilities are repeated
   (``emotion_fresh=False``). ``emotion_every=0`` or ``emotion_model=False`` disables it;
@@ -56,6 +57,7 @@ from vocalis.audio.constants import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RAT
 from vocalis.audio.io import pcm_offset_scale, to_mono
 from vocalis.audio.vad import FRAME, FrameVAD, make_vad
 from vocalis.bundle.runtime import Bundle, load_bundle
+from vocalis.danger.detector import ScreamDetector, as_detector
 from vocalis.errors import AudioError, ConfigError, ModelError
 from vocalis.streaming.ring import RingBuffer
 
@@ -215,8 +217,8 @@ class StreamingPredictor:
     """Chunks in, :class:`WindowResult` per hop out. Holds no file, socket or device.
 
     ``emotion_model``: a :class:`Bundle`, a bundle path, ``None`` (the packaged default model) or
-    ``False`` (no emotion). ``scream_model``: a bundle, a path or ``None`` (the packaged scream
-    detector). ``keyword_spotter``: ``None`` = the ASR spotter
+    ``False`` (no emotion). ``scream_model``: a :class:`~vocalis.danger.detector.ScreamDetector`,
+    a bundle or a path (a one-stage detector) or ``None`` (the packaged two-stage detector). ``keyword_spotter``: ``None`` = the ASR spotter
     (:class:`vocalis.danger.keywords.AsrKeywordSpotter`, loaded lazily on first use), ``False``
     = none, or any object with ``spot(audio) -> (hits, transcript)``. ``backbone_scream_model``:
     a bundle or path whose feature config must be the emotion bundle's (:class:`ModelError`
@@ -229,7 +231,7 @@ class StreamingPredictor:
         config: StreamConfig | None = None,
         *,
         emotion_model: Bundle | str | Any = None,
-        scream_model: Bundle | str | None = None,
+        scream_model: ScreamDetector | Bundle | str | None = None,
         keyword_spotter: KeywordSpotter | Any = None,
         backbone_scream_model: Bundle | str | Any = None,
     ) -> None:
@@ -238,13 +240,7 @@ class StreamingPredictor:
             self.emotion: Bundle | None = None
         else:
             self.emotion = emotion_model if isinstance(emotion_model, Bundle) else load_bundle(emotion_model)
-        if isinstance(scream_model, Bundle):
-            self.scream_bundle = scream_model
-        else:
-            from vocalis.danger import scream_model_path
-
-            self.scream_bundle = load_bundle(scream_model if scream_model is not None else scream_model_path())
-        self._scream_idx = _scream_index(self.scream_bundle)
+        self.scream: ScreamDetector = as_detector(scream_model)
         self.backbone_bundle = self._backbone(backbone_scream_model)
         self._backbone_idx = None if self.backbone_bundle is None else _scream_index(self.backbone_bundle)
         self._spotter_arg = keyword_spotter
@@ -429,14 +425,13 @@ class StreamingPredictor:
                              partial=partial, voice_deferred=scored.size < vp.size)
 
     @property
-    def scream_index(self) -> int:
-        """Column of P(scream) in the scream bundle's probabilities."""
-        return self._scream_idx
+    def scream_bundle(self) -> Bundle:
+        """The first stage of :attr:`scream` (every window goes through it)."""
+        return self.scream.first
 
     def score_scream(self, window: PendingWindow) -> float:
-        """P(scream) of one window (a batched caller runs ``scream_bundle`` on many at once instead)."""
-        sb = self.scream_bundle
-        return float(sb.predict_proba_features(sb.features(window.audio)[None])[0, self._scream_idx])
+        """P(scream) of one window (a batched caller runs :meth:`ScreamDetector.score_batch` on many at once)."""
+        return self.scream.score(window.audio)
 
     def score_emotion(self, window: PendingWindow) -> np.ndarray:
         """The emotion bundle's probabilities for one window (``emotion`` must be set)."""

@@ -32,14 +32,23 @@ class AnalyzerSpec:
     config: TriageConfig | None = None
     language: str | None = "en"
     threads: int = 1
-    scream_model: str | bool | None = None  # None = the bundled detector, False = none
+    scream_model: str | bool | None = None  # None = the bundled two-stage detector, False = none
     asr_encoder: str = "onnx"
     asr_decoder: str = "onnx"
+    scream_confirm_model: str | None = None  # with a scream_model path: its second stage (vocalis.danger.detector)
 
     def build(self) -> CallAnalyzer:
         lex = GravityLexicon.from_dict(self.lexicon) if self.lexicon is not None else None
+        scream: Any = self.scream_model
+        if self.scream_confirm_model is not None:
+            from vocalis.danger.detector import load_scream_detector
+
+            if not isinstance(self.scream_model, str):
+                raise ConfigError(f"scream_confirm_model={self.scream_confirm_model!r} needs a scream_model path, "
+                                  f"not {self.scream_model!r}")
+            scream = load_scream_detector(self.scream_model, self.scream_confirm_model)
         return CallAnalyzer(self.model, asr_model=self.asr_model, lexicon=lex, config=self.config,
-                            threads=self.threads, language=self.language, scream_model=self.scream_model,
+                            threads=self.threads, language=self.language, scream_model=scream,
                             asr_encoder=self.asr_encoder, asr_decoder=self.asr_decoder)
 
 

@@ -10,7 +10,7 @@ Per call: Silero VAD once; the transcript of the speech only (:class:`Transcribe
 model on windows of ``window_s`` seconds every ``hop_s`` seconds that hold at least ``min_speech``
 x ``window_s`` seconds of speech (a short last window too; the others are in the timeline without
 caller states); the scream detector (the bundled
-``scream.vocalis`` of the safety monitor) on every window that is not near-silent (above
+two-stage detector of the safety monitor, :mod:`vocalis.danger.detector`) on every window that is not near-silent (above
 ``pocket_floor_dbfs``), because a scream is not speech to the voice detector — a speech window's
 urgency is the larger of the caller's distress intensity and P(scream), another window's is
 P(scream) when it reaches ``scream_threshold``, and such a call is never a pocket call; the gravity lexicon on
@@ -30,6 +30,7 @@ import numpy as np
 from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.audio.io import Source, load_audio, validate
 from vocalis.bundle.runtime import Bundle, load_bundle
+from vocalis.danger.detector import ScreamDetector
 from vocalis.errors import ConfigError
 from vocalis.triage.caller import CallerStateModel
 from vocalis.triage.lexicon import GravityHit, GravityLexicon, gravity_score, tokenize
@@ -131,19 +132,15 @@ class CallAnalyzer:
     def __init__(self, model: str | Path | Bundle | None = None, *, asr_model: str | None = "tiny.en",
                  lexicon: GravityLexicon | str | Path | None = None, config: TriageConfig | None = None,
                  threads: int = 1, language: str | None = "en", urgent_states: Sequence[str] | None = None,
-                 scream_model: str | Path | Bundle | bool | None = None, asr_encoder: str = "onnx",
+                 scream_model: ScreamDetector | str | Path | Bundle | bool | None = None, asr_encoder: str = "onnx",
                  asr_decoder: str = "onnx") -> None:
         self.bundle = model if isinstance(model, Bundle) else load_bundle(model, threads=threads)
         self.caller = CallerStateModel(self.bundle, urgent_states)
-        self.scream: Bundle | None = None
+        self.scream: ScreamDetector | None = None
         if scream_model is not False:
-            from vocalis.danger import scream_model_path
+            from vocalis.danger.detector import as_detector
 
-            sm = scream_model if isinstance(scream_model, Bundle) else load_bundle(
-                scream_model_path() if scream_model in (None, True) else scream_model)  # type: ignore[arg-type]
-            if "scream" not in sm.labels:
-                raise ConfigError(f"scream_model={sm.source}: labels={sm.labels} must include 'scream'")
-            self.scream = sm
+            self.scream = as_detector(None if scream_model is True else scream_model)
         self.transcriber = Transcriber(asr_model, threads=threads, language=language,
                                        encoder=asr_encoder, decoder=asr_decoder) if asr_model else None
         if lexicon is None:
@@ -183,9 +180,8 @@ class CallAnalyzer:
         affect = [WindowAffect(r["start"], r["end"], None) for r in rows]
         scream: dict[int, float] = {}
         if self.scream is not None and loud:
-            sb = self.scream
-            sf = np.stack([sb.features(x[starts[i]:starts[i] + win]) for i in loud])
-            scream = dict(zip(loud, sb.predict_proba_features(sf)[:, sb.labels.index("scream")].tolist()))
+            p = self.scream.score_batch([x[starts[i]:starts[i] + win] for i in loud])
+            scream = dict(zip(loud, p.tolist()))
         if todo:
             feats = np.stack([self.bundle.features(x[starts[i]:starts[i] + win]) for i in todo])
             proba = self.bundle.predict_proba_features(feats)

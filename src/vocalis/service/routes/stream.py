@@ -99,14 +99,13 @@ _scream_cache: dict[str, Any] = {}
 def default_predictor(app: Any, config: StreamConfig) -> PredictorLike:
     """The adapter to :mod:`vocalis.streaming`: a ``StreamingPredictor`` on the app's emotion model.
 
-    The scream bundle is loaded once per process. Blocking (loads models): call it in a thread.
+    The scream detector (both stages) is loaded once per process. Blocking (loads models): call it in a thread.
     """
-    from vocalis.bundle.runtime import load_bundle
-    from vocalis.danger import scream_model_path
+    from vocalis.danger.detector import load_scream_detector
     from vocalis.streaming.predictor import StreamingPredictor
 
     if "scream" not in _scream_cache:
-        _scream_cache["scream"] = load_bundle(scream_model_path())
+        _scream_cache["scream"] = load_scream_detector()
     emotion = app.state.model.get() if config.emotion_every else False
     return StreamingPredictor(config, emotion_model=emotion, scream_model=_scream_cache["scream"])
 
