@@ -10,7 +10,7 @@ that never saw its recording day or user. The folds are:
 * the held-out side's screams clips, as one more fold.
 
 TESS OAF is a fold of its own, as in ``cv_folds``. Each fold's detector is the shipped two-stage
-detector's recipes (read from the bundles, with one channel-augmented copy each; the second stage's
+detector's recipes (read from the bundles: features and SVM C, with one channel-augmented copy each; the second stage's
 score where the first reaches the gate). It is fitted on the other folds' screams clips plus
 the training-side RAVDESS / TESS / synthetic clips outside the fold. The held-out acted speakers
 (RAVDESS 13-24, TESS YAF) are never used. Every clip is streamed on its own through
@@ -78,19 +78,21 @@ def main() -> None:
     cfg = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
     streams = build_streams(clips, folds, "original", None, load_transcripts(clips, folds))
     # as every fit of vocalis.danger.train: the calm calls of a scream environment are scored, never fitted
-    spec = ModelSpec(weights=tuple((f"{sub}/{emo}", 0.0) for sub, emo in NOT_TRAINED_ON))
+    not_fitted = tuple((f"{sub}/{emo}", 0.0) for sub, emo in NOT_TRAINED_ON)
     stage_scores, names = [], []
     for b in (detector.first, detector.confirm):
         if b is None:
             continue
         shipped = b.manifest
         features, recipe = dict(shipped.features), str(shipped.recipe.get("name"))
-        if shipped.recipe.get("head") != "svm" or float(shipped.recipe.get("params", {}).get("C", 3.0)) != 3.0:
-            sys.exit(f"the shipped scream recipe {shipped.recipe} is not an RBF SVM with C=3; extend ModelSpec here")
+        params = shipped.recipe.get("params", {})
+        if shipped.recipe.get("head") != "svm" or set(params) - {"C"}:
+            sys.exit(f"the shipped scream recipe {shipped.recipe} is not an RBF SVM with C only; extend ModelSpec here")
+        spec = ModelSpec(C=float(params.get("C", 3.0)), weights=not_fitted)
         stream_features(clips, folds, streams, features)
         d = fit_data(clips, folds, features, augment_copies=1)
         stage_scores.append(oof_scores(spec, clips, folds, d, {"original": streams},
-                                       f"corpus-{recipe}-aug1-nt")["original"])
+                                       f"corpus-{recipe}-C{spec.C:g}-aug1-nt")["original"])
         names.append(recipe)
     scores = stage_scores[0]
     if len(stage_scores) == 2:  # the second stage decides where the first reaches the gate

@@ -459,7 +459,7 @@ def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stre
             "at_chosen": table[f"{best:.2f}"], "by_threshold": brief}
 
 
-CASCADE = ("band", 1, ModelSpec(weights=_NOT_CALM_ENV), "band+cues", 1, ModelSpec(weights=_NOT_CALM_ENV))
+CASCADE = ("band", 1, ModelSpec(weights=_NOT_CALM_ENV), "band+cues", 1, ModelSpec(C=10.0, weights=_NOT_CALM_ENV))
 """First stage (features, copies, head) and second stage of :mod:`vocalis.danger.detector`, as shipped."""
 GATES = (0.01, 0.02, 0.05, 0.1)
 
@@ -494,7 +494,7 @@ def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[St
         frac = float(np.mean(every >= gate))
         brief = {k: {**{m: v["clip"][m] for m in ("f1", "precision", "recall")}, "alerts": v["alerts"]}
                  for k, v in table.items()}
-        rows.append({"lever": f"cascade: band-svm, then band + scream cues from P >= {gate} "
+        rows.append({"lever": f"cascade: band-svm, then band + scream cues C={s2.C:g} from P >= {gate} "
                               f"(second stage on {100 * frac:.1f} % of windows)",
                      "features": f"{f1} -> {f2}", "gate": gate, "second_stage_fraction": round(frac, 4),
                      "chosen_threshold": best, "at_chosen": table[f"{best:.2f}"], "by_threshold": brief})

@@ -209,6 +209,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=60)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep", type=Path, default=None, help="Keep the constructed calls in this folder.")
+    ap.add_argument("--one-stage", action="store_true", help="the scream detector's first stage alone")
+    ap.add_argument("--tag", default=None, help="writes results/triage_TAG.json")
     args = ap.parse_args()
     if shutil.which("espeak-ng") is None:
         sys.exit("benchmark needs espeak-ng (apt-get install espeak-ng, or scripts/speech.sh)")
@@ -224,14 +226,15 @@ def main() -> None:
     if not holdout.is_file():
         train_scream_detector(DATA, RESULTS / "scream-all.tmp.vocalis", holdout_out=holdout)
         (RESULTS / "scream-all.tmp.vocalis").unlink(missing_ok=True)
-    confirm = RESULTS / "scream-confirm-holdout.vocalis"  # its second stage (scripts/train_scream.py)
-    if not confirm.is_file():
-        sys.exit(f"{confirm} is missing: run scripts/train_scream.py")
-    spec = AnalyzerSpec(scream_model=str(holdout), scream_confirm_model=str(confirm))
+    confirm_path = RESULTS / "scream-confirm-holdout.vocalis"  # its second stage (scripts/train_scream.py)
+    if not args.one_stage and not confirm_path.is_file():
+        sys.exit(f"{confirm_path} is missing: run scripts/train_scream.py (or pass --one-stage)")
+    confirm = None if args.one_stage else str(confirm_path)
+    spec = AnalyzerSpec(scream_model=str(holdout), scream_confirm_model=confirm)
     reports = {f.stem: rep for f, rep, err in triage_files(files, spec, jobs=args.jobs) if rep}
     wall = time.perf_counter() - t0
     t1 = time.perf_counter()
-    for _ in triage_files(files, AnalyzerSpec(scream_model=str(holdout), scream_confirm_model=str(confirm),
+    for _ in triage_files(files, AnalyzerSpec(scream_model=str(holdout), scream_confirm_model=confirm,
                                               asr_model=None), jobs=args.jobs):
         pass
     wall_voice = time.perf_counter() - t1
@@ -261,7 +264,7 @@ def main() -> None:
         "per_kind": per_kind,
     }
     print(result)
-    path = save("triage", result, "python benchmarks/triage.py " + " ".join(sys.argv[1:]))
+    path = save(f"triage_{args.tag}" if args.tag else "triage", result, "python benchmarks/triage.py " + " ".join(sys.argv[1:]))
     print(f"wrote {path}")
 
 

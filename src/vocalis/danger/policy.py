@@ -7,9 +7,9 @@ Risk of a window (noisy-OR of four cues, each weighted into [0, 1])::
 
 ``distress`` is the summed emotion probability of :attr:`PolicyConfig.distress_labels`
 (default ``fear``); ``heard`` is 1 when the window has a keyword hit. With the defaults a
-scream alone can raise the alarm (``on_threshold`` 0.4 is the shipped scream detector's operating
+scream alone can raise the alarm (``on_threshold`` 0.35 is the shipped scream detector's operating
 point, ``metrics.operating_point`` of its deciding stage, chosen on the training side), while a calm "help"
-(0.15) cannot; a call for help *and* a scream-like voice (P(scream) >= 0.29) can.
+(0.15) cannot; a call for help *and* a scream-like voice (P(scream) >= 0.24) can.
 
 ``backbone`` is an optional second scream head's P(scream) on the emotion model's embedding
 (``WindowResult.scream_backbone``: computed with every emotion run and held over the windows that
@@ -97,7 +97,7 @@ W_BACKBONE = 0.0
 class PolicyConfig:
     """Thresholds and timings of :class:`DangerPolicy` (seconds of stream time)."""
 
-    on_threshold: float = 0.4
+    on_threshold: float = 0.35
     off_threshold: float = 0.1
     n_on: int = 2
     m_windows: int = 3
