@@ -427,6 +427,8 @@ LEVERS: list[tuple[str, str, int | tuple[int, int], ModelSpec, dict[str, Any]]] 
     ("  ... + C=10", "band+cues", 1, ModelSpec(C=10.0, weights=_NOT_CALM_ENV), {}),
     ("  ... + a level copy (dangers 6-18 dB quieter, the rest 3-15 dB louder)", "band+cues", (1, 1),
      ModelSpec(weights=_NOT_CALM_ENV), {}),
+    ("  ... + C=30", "band+cues", 1, ModelSpec(C=30.0, weights=_NOT_CALM_ENV), {}),
+    ("  ... + C=10, gamma=0.003", "band+cues", 1, ModelSpec(C=10.0, gamma=0.003, weights=_NOT_CALM_ENV), {}),
 ]
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))  # as vocalis.danger.train.THRESHOLDS
 
