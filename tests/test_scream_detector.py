@@ -98,3 +98,31 @@ def test_triage_workers_build_the_two_stage_detector(stages: tuple[Bundle, Bundl
     # a second stage without a gate in its manifest is refused, naming the rule
     with pytest.raises(ConfigError, match=r"metrics.cascade_gate"):
         AnalyzerSpec(asr_model=None, scream_model=first.source, scream_confirm_model=confirm.source).build()
+
+
+def test_a_detector_given_to_the_monitor_brings_its_operating_point(tmp_path: Path) -> None:
+    """The packaged threshold belongs to the packaged detector; another one is judged at its own."""
+    from vocalis.danger.monitor import _pipeline
+    from vocalis.danger.policy import PolicyConfig
+
+    own = tiny_bundle(tmp_path / "own.vocalis", ["non_scream", "scream"],
+                      metrics={"operating_point": 0.8, "split": "test"})
+    _, policy = _pipeline(StreamConfig(vad="energy"), False, own, False, None)
+    assert policy.config.on_threshold == 0.8 and policy.config.off_threshold == PolicyConfig().off_threshold
+    _, policy = _pipeline(StreamConfig(vad="energy"), False, own, False, {"on_threshold": 0.3, "countdown_s": 5})
+    assert policy.config.on_threshold == 0.3  # named by the caller: kept
+    _, policy = _pipeline(StreamConfig(vad="energy"), False, None, False, None)
+    assert policy.config.on_threshold == PolicyConfig().on_threshold  # the packaged detector: the default
+
+
+def test_monitor_cli_refuses_a_second_stage_without_its_first(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vocalis.cli import app
+
+    f = tmp_path / "x.wav"
+    import soundfile as sf
+
+    sf.write(f, noise(1.0), 16_000)
+    res = CliRunner().invoke(app, ["monitor", "--file", str(f), "--scream-confirm-model", str(f)])
+    assert res.exit_code == 2 and "--scream-confirm-model needs --scream-model" in res.output

@@ -19,7 +19,7 @@ TINY_FEATURES = {"type": "classic", "features": ["rms", "zcr"], "stats": ["mean"
                  "n_mfcc": 13}
 
 
-def tiny_bundle(path: Path, labels: list[str], features: dict | None = None) -> Bundle:
+def tiny_bundle(path: Path, labels: list[str], features: dict | None = None, metrics: dict | None = None) -> Bundle:
     """A logistic regression on RMS/ZCR statistics: loud -> last label."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -39,7 +39,7 @@ def tiny_bundle(path: Path, labels: list[str], features: dict | None = None) -> 
         y = np.concatenate([y, np.arange(1, k - 1)])
     est = Pipeline([("s", StandardScaler()), ("c", LogisticRegression(max_iter=500))]).fit(X, y)
     onnx = sklearn_to_onnx(est, X.shape[1])
-    save_bundle(path, Manifest(labels=labels, features=ex.get_config(), name=path.stem), onnx)
+    save_bundle(path, Manifest(labels=labels, features=ex.get_config(), name=path.stem, metrics=metrics or {}), onnx)
     return load_bundle(path)
 
 

@@ -284,7 +284,11 @@ def monitor(
     speed: Annotated[float, typer.Option(help="With --file: 1 = real time, 0 = as fast as possible.")] = 1.0,
     duration: Annotated[float | None, typer.Option(help="With --mic: stop after this many seconds.")] = None,
     model: ModelOpt = None,
-    scream_model: Annotated[Path | None, typer.Option(help="Scream detector bundle (default: bundled).")] = None,
+    scream_model: Annotated[Path | None, typer.Option(
+        help="Scream detector bundle (default: the bundled two-stage detector). Its operating point is the "
+             "threshold.")] = None,
+    scream_confirm_model: Annotated[Path | None, typer.Option(
+        help="Second-stage bundle for --scream-model (its manifest holds the gate and the operating point).")] = None,
     countdown: Annotated[float | None, typer.Option(help="Seconds between confirmed danger and the alert.")] = None,
     no_emotion: Annotated[bool, typer.Option("--no-emotion", help="Skip the emotion model (cheapest).")] = False,
     json_out: JsonOpt = False,
@@ -300,7 +304,13 @@ def monitor(
         raise typer.BadParameter("give exactly one of --file F or --mic")
     policy = {"countdown_s": countdown} if countdown is not None else None
     emotion: Any = False if no_emotion else (str(model) if model else None)
-    scream = str(scream_model) if scream_model else None
+    scream: Any = str(scream_model) if scream_model else None
+    if scream_confirm_model is not None:
+        from vocalis.danger.detector import load_scream_detector
+
+        if scream_model is None:
+            raise typer.BadParameter("--scream-confirm-model needs --scream-model (the stage it was gated on)")
+        scream = load_scream_detector(scream_model, scream_confirm_model)
     if file:
         lines = monitor_file(file, speed=speed, emotion_model=emotion, scream_model=scream, policy_config=policy)
     else:

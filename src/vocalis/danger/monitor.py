@@ -13,6 +13,7 @@ Nothing is sent anywhere: acting on an ``alert`` is the caller's job.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.audio.io import load_audio
 from vocalis.bundle.runtime import Bundle
+from vocalis.danger.detector import ScreamDetector
 from vocalis.danger.policy import DangerPolicy, PolicyConfig
 from vocalis.errors import ConfigError, DependencyError, require
 from vocalis.streaming.predictor import StreamConfig, StreamingPredictor, WindowResult
@@ -87,10 +89,21 @@ def _check_chunk(chunk_s: float) -> None:
 
 def _pipeline(stream_config: StreamConfig | None, emotion_model: Any, scream_model: Any, keyword_spotter: Any,
               policy_config: PolicyConfig | Mapping[str, Any] | None) -> tuple[StreamingPredictor, DangerPolicy]:
-    """The predictor and policy every monitor entry point runs (same models, same rules)."""
+    """The predictor and policy every monitor entry point runs (same models, same rules).
+
+    A scream detector given here (not the packaged one) brings its own operating point
+    (``metrics.operating_point`` of its deciding stage) as ``on_threshold``, unless
+    ``policy_config`` is a :class:`PolicyConfig` or names ``on_threshold`` itself: the packaged
+    default threshold belongs to the packaged detector."""
     predictor = StreamingPredictor(stream_config, emotion_model=emotion_model, scream_model=scream_model,
                                    keyword_spotter=keyword_spotter)
-    return predictor, DangerPolicy(_policy_config(policy_config))
+    cfg = _policy_config(policy_config)
+    op = predictor.scream.operating_point
+    explicit = isinstance(policy_config, PolicyConfig) or (
+        isinstance(policy_config, Mapping) and "on_threshold" in policy_config)
+    if scream_model is not None and op is not None and not explicit:
+        cfg = dataclasses.replace(cfg, on_threshold=op, off_threshold=min(cfg.off_threshold, op))
+    return predictor, DangerPolicy(cfg)
 
 
 def monitor_file(
@@ -99,7 +112,7 @@ def monitor_file(
     speed: float = 0.0,
     chunk_s: float = 0.1,
     emotion_model: Bundle | str | Any = None,
-    scream_model: Bundle | str | None = None,
+    scream_model: ScreamDetector | Bundle | str | None = None,
     policy_config: PolicyConfig | Mapping[str, Any] | None = None,
     stream_config: StreamConfig | None = None,
     keyword_spotter: Any = None,
@@ -144,7 +157,7 @@ def monitor_mic(
     chunk_s: float = 0.1,
     duration_s: float | None = None,
     emotion_model: Bundle | str | Any = None,
-    scream_model: Bundle | str | None = None,
+    scream_model: ScreamDetector | Bundle | str | None = None,
     policy_config: PolicyConfig | Mapping[str, Any] | None = None,
     stream_config: StreamConfig | None = None,
     keyword_spotter: Any = None,
