@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,7 +31,8 @@ from vocalis.bundle.runtime import Bundle, load_bundle
 from vocalis.errors import ConfigError, ModelError
 
 
-def _scream_column(bundle: Bundle) -> int:
+def scream_column(bundle: Bundle) -> int:
+    """Column of P(scream) in ``bundle``'s probabilities (:class:`ModelError` when it has no ``scream`` label)."""
     if "scream" not in bundle.labels:
         raise ModelError(f"scream model {bundle.source}: labels={bundle.labels} must include 'scream'")
     return bundle.labels.index("scream")
@@ -45,8 +45,8 @@ class ScreamDetector:
     def __init__(self, first: Bundle, confirm: Bundle | None = None, gate: float | None = None) -> None:
         self.first = first
         self.confirm = confirm
-        self._i1 = _scream_column(first)
-        self._i2 = None if confirm is None else _scream_column(confirm)
+        self._i1 = scream_column(first)
+        self._i2 = None if confirm is None else scream_column(confirm)
         if confirm is not None:
             if gate is None:
                 gate = confirm.manifest.metrics.get("cascade_gate")
@@ -56,22 +56,10 @@ class ScreamDetector:
         self.gate = None if confirm is None else float(gate)  # type: ignore[arg-type]
 
     @property
-    def source(self) -> str:
-        return self.first.source if self.confirm is None else f"{self.first.source} + {self.confirm.source}"
-
-    @property
     def operating_point(self) -> float | None:
         """``metrics.operating_point`` of the stage whose score decides: the second one when present."""
         op = (self.confirm or self.first).manifest.metrics.get("operating_point")
         return None if op is None else float(op)
-
-    def describe(self) -> dict[str, Any]:
-        """What a benchmark or a log should record about this detector."""
-        def one(b: Bundle) -> dict[str, Any]:
-            return {"source": b.source, "recipe": b.manifest.recipe.get("name"),
-                    "operating_point": b.manifest.metrics.get("operating_point")}
-        return {"first": one(self.first), "confirm": None if self.confirm is None else one(self.confirm),
-                "gate": self.gate}
 
     def score_batch(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """``(N,)`` P(scream) of ``audios`` (windows of any lengths), each stage in batched calls."""
@@ -97,27 +85,23 @@ def confirm_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "scream_confirm.vocalis"
 
 
-def load_scream_detector(first: Bundle | str | Path | None = None, confirm: Bundle | str | Path | bool | None = None,
-                         *, threads: int | None = None) -> ScreamDetector:
+def load_scream_detector(first: Bundle | str | Path | None = None,
+                         confirm: Bundle | str | Path | None = None) -> ScreamDetector:
     """The packaged two-stage detector (``first`` and ``confirm`` None), or the bundles given.
 
-    ``confirm``: a bundle or path; None = the packaged second stage when ``first`` is the packaged
-    one too (a first stage given alone is a one-stage detector: the packaged second stage was not
-    gated on its scores); False = none.
+    ``confirm`` None = the packaged second stage when ``first`` is the packaged one too (a first
+    stage given alone is a one-stage detector: the packaged second stage was not gated on its scores).
     """
     from vocalis.danger import scream_model_path
 
-    kw: dict[str, Any] = {} if threads is None else {"threads": threads}
-    b1 = first if isinstance(first, Bundle) else load_bundle(first if first is not None else scream_model_path(), **kw)
+    b1 = first if isinstance(first, Bundle) else load_bundle(first if first is not None else scream_model_path())
     b2: Bundle | None
     if isinstance(confirm, Bundle):
         b2 = confirm
     elif confirm is None:
-        b2 = load_bundle(confirm_model_path(), **kw) if first is None and confirm_model_path().is_file() else None
-    elif confirm is False or confirm is True:
-        b2 = load_bundle(confirm_model_path(), **kw) if confirm else None
+        b2 = load_bundle(confirm_model_path()) if first is None and confirm_model_path().is_file() else None
     else:
-        b2 = load_bundle(confirm, **kw)
+        b2 = load_bundle(confirm)
     return ScreamDetector(b1, b2)
 
 

@@ -57,7 +57,7 @@ from vocalis.audio.constants import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RAT
 from vocalis.audio.io import pcm_offset_scale, to_mono
 from vocalis.audio.vad import FRAME, FrameVAD, make_vad
 from vocalis.bundle.runtime import Bundle, load_bundle
-from vocalis.danger.detector import ScreamDetector, as_detector
+from vocalis.danger.detector import ScreamDetector, as_detector, scream_column
 from vocalis.errors import AudioError, ConfigError, ModelError
 from vocalis.streaming.ring import RingBuffer
 
@@ -207,12 +207,6 @@ class PendingWindow:
     voice_deferred: bool = False
 
 
-def _scream_index(bundle: Bundle) -> int:
-    if "scream" not in bundle.labels:
-        raise ModelError(f"scream model {bundle.source}: labels={bundle.labels} must include 'scream'")
-    return bundle.labels.index("scream")
-
-
 class StreamingPredictor:
     """Chunks in, :class:`WindowResult` per hop out. Holds no file, socket or device.
 
@@ -242,7 +236,7 @@ class StreamingPredictor:
             self.emotion = emotion_model if isinstance(emotion_model, Bundle) else load_bundle(emotion_model)
         self.scream: ScreamDetector = as_detector(scream_model)
         self.backbone_bundle = self._backbone(backbone_scream_model)
-        self._backbone_idx = None if self.backbone_bundle is None else _scream_index(self.backbone_bundle)
+        self._backbone_idx = None if self.backbone_bundle is None else scream_column(self.backbone_bundle)
         self._spotter_arg = keyword_spotter
         self._spotter: KeywordSpotter | None = None
         self.vad: FrameVAD = make_vad(self.config.vad)
@@ -423,11 +417,6 @@ class StreamingPredictor:
         self._hops += 1
         return PendingWindow(end=end, hop=hop, audio=w, voice=voice, level_db=level, vad_ms=vad_ms,
                              partial=partial, voice_deferred=scored.size < vp.size)
-
-    @property
-    def scream_bundle(self) -> Bundle:
-        """The first stage of :attr:`scream` (every window goes through it)."""
-        return self.scream.first
 
     def score_scream(self, window: PendingWindow) -> float:
         """P(scream) of one window (a batched caller runs :meth:`ScreamDetector.score_batch` on many at once)."""
