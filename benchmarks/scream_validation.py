@@ -433,32 +433,45 @@ LEVERS: list[tuple[str, str, int | tuple[int, int], ModelSpec, dict[str, Any]]] 
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))  # as vocalis.danger.train.THRESHOLDS
 
 
-def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: int | tuple[int, int],
-          spec: ModelSpec, policy: dict[str, Any]) -> dict[str, Any]:
-    """Per threshold: out-of-fold policy metrics; the threshold :func:`choose_operating_point` would pick
-    (``policy["on_threshold"]``, when given, fixes it)."""
-    from vocalis.danger.validation import choose_operating_point
-
+def lever_scores(clips: Sequence[Clip], folds: np.ndarray, S: list[Stream], feat: str, aug: int | tuple[int, int],
+                 spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Out-of-fold P(scream) of every window of the ``original`` streams ``S`` (cached): features ``feat``,
+    ``aug`` channel-augmented copies (or ``(copies, level copies)``), head ``spec``."""
     features = _features()[feat]
-    S = streams["original"]
     stream_features(clips, folds, S, features)
     n_aug, n_level = (aug, 0) if isinstance(aug, int) else aug
     d = fit_data(clips, folds, features, augment_copies=n_aug, level_copies=n_level)
     tag = f"{feat}|aug{n_aug}{f'+lvl{n_level}' if n_level else ''}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
-    sc = oof_scores(spec, clips, folds, d, {"original": S}, "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])
+    return oof_scores(spec, clips, folds, d, {"original": S}, "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])[
+        "original"]
+
+
+def threshold_table(S: list[Stream], scores: dict[str, np.ndarray], policy: dict[str, Any]) -> dict[str, Any]:
+    """Policy metrics per threshold (``policy["on_threshold"]``, when given, fixes it) and the one
+    :func:`choose_operating_point` picks: ``chosen_threshold``, ``at_chosen``, ``by_threshold`` (brief)."""
+    from vocalis.danger.validation import choose_operating_point
+
     table = {}
     fixed = policy.get("on_threshold")
     for th in [fixed] if fixed is not None else THRESHOLDS:
         cfg = PolicyConfig(**{**policy, "on_threshold": th, "off_threshold": min(0.1, th)})
-        table[f"{th:.2f}"] = evaluate(S, sc["original"], cfg)
+        table[f"{th:.2f}"] = evaluate(S, scores, cfg)
         table[f"{th:.2f}"]["mean_clip_f1"] = table[f"{th:.2f}"]["clip"]["f1"]
         table[f"{th:.2f}"]["max_false_alerts_per_hour"] = table[f"{th:.2f}"]["alerts_per_hour"]
     best = choose_operating_point(table)
     brief = {k: {**{m: v["clip"][m] for m in ("f1", "precision", "recall")}, "alerts": v["alerts"],
                  "near_misses": v["fa_episodes_at_0.75x"]} for k, v in table.items()}
+    return {"chosen_threshold": best, "at_chosen": table[f"{best:.2f}"], "by_threshold": brief}
+
+
+def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: int | tuple[int, int],
+          spec: ModelSpec, policy: dict[str, Any]) -> dict[str, Any]:
+    """Per threshold: out-of-fold policy metrics; the threshold :func:`choose_operating_point` would pick
+    (``policy["on_threshold"]``, when given, fixes it)."""
+    S = streams["original"]
+    sc = lever_scores(clips, folds, S, feat, aug, spec)
     return {"features": feat, "augment_copies": aug, "model": {"C": spec.C, "gamma": spec.gamma, "head": spec.head,
-            "weights": [list(w) for w in spec.weights]}, "policy": policy, "chosen_threshold": best,
-            "at_chosen": table[f"{best:.2f}"], "by_threshold": brief}
+            "weights": [list(w) for w in spec.weights]}, "policy": policy, **threshold_table(S, sc, policy)}
 
 
 CASCADE = ("band", 1, ModelSpec(weights=_NOT_CALM_ENV), "band+cues", 1, ModelSpec(C=10.0, weights=_NOT_CALM_ENV))
@@ -469,37 +482,18 @@ GATES = (0.01, 0.02, 0.05, 0.1)
 def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]]) -> list[dict[str, Any]]:
     """The two-stage detector out of fold: the second stage's score where the first reaches the gate,
     else the first's; one row per gate, with the share of windows the second stage scores."""
-    from vocalis.danger.validation import choose_operating_point
-
     S = streams["original"]
     f1, a1, s1, f2, a2, s2 = CASCADE
-    sc = []
-    for feat, aug, spec in ((f1, a1, s1), (f2, a2, s2)):
-        features = _features()[feat]
-        stream_features(clips, folds, S, features)
-        d = fit_data(clips, folds, features, augment_copies=aug)
-        tag = f"{feat}|aug{aug}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
-        sc.append(oof_scores(spec, clips, folds, d, {"original": S},
-                             "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])["original"])
-    first, second = sc
+    first, second = (lever_scores(clips, folds, S, f, a, sp) for f, a, sp in ((f1, a1, s1), (f2, a2, s2)))
     every = np.concatenate([first[s.name] for s in S])
     rows = []
     for gate in GATES:
         comb = {k: np.where(first[k] >= gate, second[k], first[k]) for k in first}
-        table = {}
-        for th in THRESHOLDS:
-            cfg = PolicyConfig(on_threshold=th, off_threshold=min(0.1, th))
-            table[f"{th:.2f}"] = evaluate(S, comb, cfg)
-            table[f"{th:.2f}"]["mean_clip_f1"] = table[f"{th:.2f}"]["clip"]["f1"]
-            table[f"{th:.2f}"]["max_false_alerts_per_hour"] = table[f"{th:.2f}"]["alerts_per_hour"]
-        best = choose_operating_point(table)
         frac = float(np.mean(every >= gate))
-        brief = {k: {**{m: v["clip"][m] for m in ("f1", "precision", "recall")}, "alerts": v["alerts"]}
-                 for k, v in table.items()}
         rows.append({"lever": f"cascade: band-svm, then band + scream cues C={s2.C:g} from P >= {gate} "
                               f"(second stage on {100 * frac:.1f} % of windows)",
                      "features": f"{f1} -> {f2}", "gate": gate, "second_stage_fraction": round(frac, 4),
-                     "chosen_threshold": best, "at_chosen": table[f"{best:.2f}"], "by_threshold": brief})
+                     **threshold_table(S, comb, {})})
     return rows
 
 
