@@ -28,9 +28,12 @@ fused with ``w_backbone`` = ``on_threshold`` / its own operating point (chosen o
 4. **Time to alert**: each held-out scream clip is inserted between held-out non-danger audio
    (6 s before, 4 s after); latency = ``danger.started`` time - clip start (the confirmation
    countdown comes on top and is excluded).
-5. **Band-limited conditions** (``--channels``): clip F1 (streaming + policy, no ASR) and false
-   alerts per hour again with all audio low-passed at 7 kHz (8th-order Butterworth; Chromium's
-   fake microphone, many phones and headsets) and through an 8 kHz telephone channel (300-3400 Hz).
+5. **Band-limited and hot-microphone conditions** (``--channels``): clip F1 (streaming + policy, no
+   ASR) and false alerts per hour again with all audio low-passed at 7 kHz (8th-order Butterworth;
+   Chromium's fake microphone, many phones and headsets), through an 8 kHz telephone channel
+   (300-3400 Hz), and at one gain that brings each clip's / the whole non-danger stream's active
+   level to -12 and -6 dBFS, clipped (``loud_12``, ``loud_6``: a voice close to a phone
+   microphone without automatic gain control; the held-out speech sits near -21 dBFS).
 6. **Per-window cost** (median, p90, mean in ms; one thread each) of every component from the
    ``timings_ms`` of the long stream.
 
@@ -265,8 +268,9 @@ def main() -> None:
     ap.add_argument("--max-speech-clips", type=int, default=0, help="0 = all held-out speech")
     ap.add_argument("--no-emotion", action="store_true")
     ap.add_argument("--no-asr", action="store_true")
-    ap.add_argument("--channels", nargs="*", default=["lowpass_7k", "telephone"],
-                    help="band-limited conditions: clip F1 and false alerts again with the audio through each")
+    ap.add_argument("--channels", nargs="*", default=["lowpass_7k", "telephone", "loud_12", "loud_6"],
+                    help="channel conditions (band limits, hot microphone): clip F1 and false alerts again with the audio through each")
+    ap.add_argument("--tag", default="", help="write results/danger_TAG.json instead of danger.json (a variant)")
     ap.add_argument("--transcripts", type=Path, default=RESULTS / "danger-transcripts.json",
                     help="cache of tiny.en transcripts of the held-out screams clips")
     args = ap.parse_args()
@@ -434,7 +438,7 @@ def main() -> None:
         },
         "total_wall_s": round(time.time() - t_all, 1),
     }
-    path = save("danger", payload, "python benchmarks/danger.py " + " ".join(sys.argv[1:]))
+    path = save(f"danger_{args.tag}" if args.tag else "danger", payload, "python benchmarks/danger.py " + " ".join(sys.argv[1:]))
     print(f"| metric | value | target |\n|---|---|---|\n"
           f"| clip F1, offline whole clip (held-out screams) | {clip['offline_whole_clip']['f1']} | >= 0.95 |\n"
           f"| clip F1, streaming + policy | {clip['streaming_policy']['f1']} | >= 0.95 |\n"

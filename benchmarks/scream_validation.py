@@ -47,7 +47,16 @@ from _common import DATA, REPO  # noqa: E402
 from vocalis.audio.constants import SAMPLE_RATE  # noqa: E402
 from vocalis.danger.keywords import KeywordMatcher  # noqa: E402
 from vocalis.danger.policy import PolicyConfig  # noqa: E402
-from vocalis.danger.train import SEED, Clip, apply_channel, channel_augment, crops, scream_dataset  # noqa: E402
+from vocalis.danger.train import (  # noqa: E402
+    LEVEL_CHANNELS,
+    SEED,
+    Clip,
+    apply_channel,
+    channel_augment,
+    crops,
+    loud_copy,
+    scream_dataset,
+)
 from vocalis.danger.validation import (  # noqa: E402
     NOISE_SEGMENTS_PER_FOLD,
     ValidationStream,
@@ -169,6 +178,7 @@ class FitData:
     y: np.ndarray
     clip: np.ndarray  # clip index of each row
     fold: np.ndarray
+    loud: np.ndarray | None = None  # rows of loud copies (ModelSpec.loud_weight)
 
 
 LEVEL_COPY_DB = {1: (-18.0, -6.0), 0: (3.0, 15.0)}
@@ -186,13 +196,15 @@ def level_copy(x: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarra
 
 
 def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any], augment_copies: int = 1,
-             copy_offset: int = 0, level_copies: int = 0) -> FitData:
-    """Training crops of every training-side clip (+ ``augment_copies`` channel-augmented copies and
-    ``level_copies`` :func:`level_copy` copies), cached."""
+             copy_offset: int = 0, level_copies: int = 0, loud_copies: int = 0) -> FitData:
+    """Training crops of every training-side clip (+ ``augment_copies`` channel-augmented copies,
+    ``level_copies`` :func:`level_copy` copies and ``loud_copies`` :func:`vocalis.danger.train.loud_copy`
+    copies of the non-danger clips), cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
     ex = from_config(dict(features))
-    Xs, ys, cs = [], [], []
-    for copy in [*range(-1, augment_copies), *(f"lvl{k}" for k in range(level_copies))]:
+    Xs, ys, cs, ls = [], [], [], []
+    for copy in [*range(-1, augment_copies), *(f"lvl{k}" for k in range(level_copies)),
+                 *(f"loud{k}" for k in range(loud_copies))]:
         tag = copy if isinstance(copy, str) else "orig" if copy == -1 else f"aug{copy + copy_offset}"
         path = CACHE / f"fit-{tag}-{_key(features, len(clips), folds_key(folds))}.npz"
         if path.is_file():
@@ -201,10 +213,12 @@ def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any],
         else:
             rows, idx = [], []
             for i, (c, f) in enumerate(zip(clips, folds)):
-                if f < 0:
+                if f < 0 or (isinstance(copy, str) and copy.startswith("loud") and c.label == 1):
                     continue
                 x = c.audio()
-                if isinstance(copy, str):
+                if isinstance(copy, str) and copy.startswith("loud"):
+                    x = loud_copy(x, np.random.default_rng(SEED + 88_000 + 1000 * int(copy[4:]) + i))
+                elif isinstance(copy, str):
                     x = level_copy(x, c.label, np.random.default_rng(SEED + 77_000 + 1000 * int(copy[3:]) + i))
                 elif copy >= 0:
                     x = channel_augment(x, np.random.default_rng(SEED + 1000 * (copy + copy_offset + 1) + i))
@@ -216,8 +230,9 @@ def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any],
         Xs.append(X)
         cs.append(ci)
         ys.append(np.array([clips[i].label for i in ci]))
+        ls.append(np.full(len(ci), isinstance(copy, str) and copy.startswith("loud")))
     clip_idx = np.concatenate(cs)
-    return FitData(np.concatenate(Xs), np.concatenate(ys), clip_idx, folds[clip_idx])
+    return FitData(np.concatenate(Xs), np.concatenate(ys), clip_idx, folds[clip_idx], np.concatenate(ls))
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -232,6 +247,7 @@ class ModelSpec:
     class_weight: str | dict[int, float] | None = "balanced"
     weights: tuple[tuple[str, float], ...] = ()  # (subset/emotion, subset, source:subset or source; weight)
     head: str = "svm"
+    loud_weight: float = 1.0  # sample weight of the loud copies' rows
 
     def estimator(self) -> Any:
         from sklearn.linear_model import LogisticRegression
@@ -274,6 +290,8 @@ def sample_weights(clips: Sequence[Clip], clip_idx: np.ndarray, weights: Sequenc
 def fit(spec: ModelSpec, clips: Sequence[Clip], d: FitData, keep: np.ndarray) -> Any:
     est = spec.estimator()
     w = sample_weights(clips, d.clip[keep], spec.weights)
+    if d.loud is not None and spec.loud_weight != 1.0:
+        w = w * np.where(d.loud[keep], spec.loud_weight, 1.0)
     est.fit(d.X[keep], d.y[keep], clf__sample_weight=w)
     return est
 
@@ -429,21 +447,42 @@ LEVERS: list[tuple[str, str, int | tuple[int, int], ModelSpec, dict[str, Any]]] 
      ModelSpec(weights=_NOT_CALM_ENV), {}),
     ("  ... + C=30", "band+cues", 1, ModelSpec(C=30.0, weights=_NOT_CALM_ENV), {}),
     ("  ... + C=10, gamma=0.003", "band+cues", 1, ModelSpec(C=10.0, gamma=0.003, weights=_NOT_CALM_ENV), {}),
+    ("band-svm, calm scream-env calls not trained on, + a loud copy of every non-danger clip", "band", (1, 0, 1),
+     ModelSpec(weights=_NOT_CALM_ENV), {}),
+    ("band + scream cues C=10, calm scream-env calls not trained on, + a loud copy of every non-danger clip",
+     "band+cues", (1, 0, 1), ModelSpec(C=10.0, weights=_NOT_CALM_ENV), {}),
+    ("  ... the loud copies weighted 0.3", "band+cues", (1, 0, 1),
+     ModelSpec(C=10.0, weights=_NOT_CALM_ENV, loud_weight=0.3), {}),
+    ("  ... the loud copies weighted 0.1", "band+cues", (1, 0, 1),
+     ModelSpec(C=10.0, weights=_NOT_CALM_ENV, loud_weight=0.1), {}),
 ]
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))  # as vocalis.danger.train.THRESHOLDS
 
 
-def lever_scores(clips: Sequence[Clip], folds: np.ndarray, S: list[Stream], feat: str, aug: int | tuple[int, int],
-                 spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Out-of-fold P(scream) of every window of the ``original`` streams ``S`` (cached): features ``feat``,
-    ``aug`` channel-augmented copies (or ``(copies, level copies)``), head ``spec``."""
+Copies = int | tuple[int, int] | tuple[int, int, int]
+"""Augmented copies of a lever: ``n`` channel copies, or ``(n, level copies)``, or ``(n, level, loud copies)``."""
+
+
+def _copies(aug: Copies) -> tuple[int, int, int]:
+    if isinstance(aug, int):
+        return aug, 0, 0
+    return (aug[0], aug[1], 0) if len(aug) == 2 else (aug[0], aug[1], aug[2])  # type: ignore[misc]
+
+
+def lever_scores(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str,
+                 aug: Copies, spec: ModelSpec) -> dict[str, dict[str, np.ndarray]]:
+    """Out-of-fold P(scream) of every window of the streams of every channel in ``streams`` (cached):
+    ``{channel: {stream name: scores}}``; features ``feat``, copies ``aug`` (:data:`Copies`), head ``spec``."""
     features = _features()[feat]
-    stream_features(clips, folds, S, features)
-    n_aug, n_level = (aug, 0) if isinstance(aug, int) else aug
-    d = fit_data(clips, folds, features, augment_copies=n_aug, level_copies=n_level)
-    tag = f"{feat}|aug{n_aug}{f'+lvl{n_level}' if n_level else ''}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
-    return oof_scores(spec, clips, folds, d, {"original": S}, "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])[
-        "original"]
+    for ch, S in streams.items():
+        stream_features(clips, folds, S, features, ch)
+    n_aug, n_level, n_loud = _copies(aug)
+    d = fit_data(clips, folds, features, augment_copies=n_aug, level_copies=n_level, loud_copies=n_loud)
+    extra = (f"+lvl{n_level}" if n_level else "") + (f"+loud{n_loud}" if n_loud else "")
+    tag = f"{feat}|aug{n_aug}{extra}|C{spec.C}|g{spec.gamma}|cw{spec.class_weight}|w{list(spec.weights)}|{spec.head}"
+    if spec.loud_weight != 1.0:
+        tag += f"|lw{spec.loud_weight}"
+    return oof_scores(spec, clips, folds, d, streams, "x" + hashlib.sha256(tag.encode()).hexdigest()[:12])
 
 
 def threshold_table(S: list[Stream], scores: dict[str, np.ndarray], policy: dict[str, Any]) -> dict[str, Any]:
@@ -464,37 +503,71 @@ def threshold_table(S: list[Stream], scores: dict[str, np.ndarray], policy: dict
     return {"chosen_threshold": best, "at_chosen": table[f"{best:.2f}"], "by_threshold": brief}
 
 
-def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: int | tuple[int, int],
+def level_rows(streams: dict[str, list[Stream]], scores: dict[str, dict[str, np.ndarray]], threshold: float,
+               policy: dict[str, Any]) -> dict[str, Any]:
+    """At ``threshold``: clip F1 and false alerts / h on every hot-microphone channel (:data:`LEVEL_CHANNELS`)
+    in ``streams``: the same clips and non-danger streams, louder."""
+    cfg = PolicyConfig(**{**policy, "on_threshold": threshold, "off_threshold": min(0.1, threshold)})
+    out = {}
+    for ch in streams:
+        if ch in LEVEL_CHANNELS:
+            m = evaluate(streams[ch], scores[ch], cfg, keywords=False)
+            out[ch] = {"clip": {k: m["clip"][k] for k in ("f1", "precision", "recall")}, "alerts": m["alerts"],
+                       "alerts_per_hour": m["alerts_per_hour"], "hours": m["hours"]}
+    return out
+
+
+def lever(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]], feat: str, aug: Copies,
           spec: ModelSpec, policy: dict[str, Any]) -> dict[str, Any]:
     """Per threshold: out-of-fold policy metrics; the threshold :func:`choose_operating_point` would pick
-    (``policy["on_threshold"]``, when given, fixes it)."""
+    (``policy["on_threshold"]``, when given, fixes it) on the original audio, and the hot-microphone
+    channels at that threshold."""
     S = streams["original"]
-    sc = lever_scores(clips, folds, S, feat, aug, spec)
+    sc = lever_scores(clips, folds, streams, feat, aug, spec)
+    t = threshold_table(S, sc["original"], policy)
     return {"features": feat, "augment_copies": aug, "model": {"C": spec.C, "gamma": spec.gamma, "head": spec.head,
-            "weights": [list(w) for w in spec.weights]}, "policy": policy, **threshold_table(S, sc, policy)}
+            "weights": [list(w) for w in spec.weights]}, "policy": policy, **t,
+            "level_channels": level_rows(streams, sc, t["chosen_threshold"], policy)}
 
 
-CASCADE = ("band", 1, ModelSpec(weights=_NOT_CALM_ENV), "band+cues", 1, ModelSpec(C=10.0, weights=_NOT_CALM_ENV))
-"""First stage (features, copies, head) and second stage of :mod:`vocalis.danger.detector`, as shipped."""
+Stage = tuple[str, Copies, ModelSpec]
+CASCADES: dict[str, tuple[Stage, Stage]] = {
+    "": (("band", 1, ModelSpec(weights=_NOT_CALM_ENV)), ("band+cues", 1, ModelSpec(C=10.0, weights=_NOT_CALM_ENV))),
+    "loud copies, both stages": (("band", (1, 0, 1), ModelSpec(weights=_NOT_CALM_ENV)),
+                                 ("band+cues", (1, 0, 1), ModelSpec(C=10.0, weights=_NOT_CALM_ENV))),
+}
+"""First stage (features, copies, head) and second stage of :mod:`vocalis.danger.detector`: as shipped (``""``)
+and variants."""
 GATES = (0.01, 0.02, 0.05, 0.1)
 
 
-def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]]) -> list[dict[str, Any]]:
+def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]],
+            variant: str = "", gates: Sequence[float] = GATES) -> list[dict[str, Any]]:
     """The two-stage detector out of fold: the second stage's score where the first reaches the gate,
     else the first's; one row per gate, with the share of windows the second stage scores."""
     S = streams["original"]
-    f1, a1, s1, f2, a2, s2 = CASCADE
-    first, second = (lever_scores(clips, folds, S, f, a, sp) for f, a, sp in ((f1, a1, s1), (f2, a2, s2)))
-    every = np.concatenate([first[s.name] for s in S])
+    (f1, a1, s1), (f2, a2, s2) = CASCADES[variant]
+    first, second = (lever_scores(clips, folds, streams, f, a, sp) for f, a, sp in ((f1, a1, s1), (f2, a2, s2)))
+    every = np.concatenate([first["original"][s.name] for s in S])
     rows = []
-    for gate in GATES:
-        comb = {k: np.where(first[k] >= gate, second[k], first[k]) for k in first}
+    for gate in gates:
+        comb = {ch: {k: np.where(first[ch][k] >= gate, second[ch][k], first[ch][k]) for k in first[ch]}
+                for ch in first}
         frac = float(np.mean(every >= gate))
-        rows.append({"lever": f"cascade: band-svm, then band + scream cues C={s2.C:g} from P >= {gate} "
-                              f"(second stage on {100 * frac:.1f} % of windows)",
+        t = threshold_table(S, comb["original"], {})
+        loud = {ch: round(float(np.mean(np.concatenate(list(first[ch].values())) >= gate)), 4)
+                for ch in first if ch in LEVEL_CHANNELS}
+        rows.append({"lever": f"cascade{f' ({variant})' if variant else ''}: band-svm, then band + scream cues "
+                              f"C={s2.C:g} from P >= {gate} (second stage on {100 * frac:.1f} % of windows)",
                      "features": f"{f1} -> {f2}", "gate": gate, "second_stage_fraction": round(frac, 4),
-                     **threshold_table(S, comb, {})})
+                     "second_stage_fraction_level_channels": loud, **t,
+                     "level_channels": level_rows(streams, comb, t["chosen_threshold"], {})})
     return rows
+
+
+def _loud(r: dict[str, Any]) -> str:
+    return "".join(f"; {ch}: F1 {m['clip']['f1']:.3f} FA {m['alerts_per_hour']:.2f}/h"
+                   for ch, m in r.get("level_channels", {}).items())
 
 
 def main() -> None:
@@ -506,9 +579,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", type=int, help="indices into LEVERS (default: all)")
-    ap.add_argument("--cascade", action="store_true", help="the two-stage rows (also run without --only)")
+    ap.add_argument("--cascade", nargs="*", choices=list(CASCADES), default=None,
+                    help="the two-stage rows of these variants ('' = as shipped; all of them without --only)")
     args = ap.parse_args()
-    clips, folds, streams = setup(["original"])
+    clips, folds, streams = setup(["original", *LEVEL_CHANNELS])
     out = []
     for i, (name, feat, aug, spec, policy) in enumerate(LEVERS):
         if args.only is not None and i not in args.only:
@@ -517,13 +591,14 @@ def main() -> None:
         a = r["at_chosen"]
         print(f"{name:62s} th {r['chosen_threshold']:.2f} F1 {a['clip']['f1']:.3f} (P {a['clip']['precision']:.3f} "
               f"R {a['clip']['recall']:.3f}) FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h, "
-              f"near misses {a['fa_episodes_at_0.75x']}", flush=True)
+              f"near misses {a['fa_episodes_at_0.75x']}{_loud(r)}", flush=True)
         out.append({"lever": name, **r})
-    if args.cascade or args.only is None:
-        for r in cascade(clips, folds, streams):
+    variants = list(CASCADES) if args.cascade is None and args.only is None else args.cascade or []
+    for v in variants:
+        for r in cascade(clips, folds, streams, v):
             a = r["at_chosen"]
             print(f"{r['lever']:62s} th {r['chosen_threshold']:.2f} F1 {a['clip']['f1']:.3f} "
-                  f"FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h", flush=True)
+                  f"FA {a['alerts']} = {a['alerts_per_hour']:.2f}/h{_loud(r)}", flush=True)
             out.append(r)
     if args.only is not None:  # a partial run updates its rows of the last results and keeps the others
         from _common import RESULTS

@@ -225,3 +225,22 @@ def test_calm_calls_of_a_scream_environment_are_scored_but_never_fitted() -> Non
 
     _fit(R(), 0, [calm_env, screamed, calm_safe], np.ones(3, bool), Crops())  # type: ignore[arg-type]
     assert sorted(seen[0].tolist()) == [0.0, 0.1, 1.0, 1.1]  # the calm-env crop (0.05) was left out
+
+
+def test_loud_crops_copy_only_the_non_danger_clips_at_a_hot_microphone_level() -> None:
+    from vocalis.danger.train import SEED, Clip, crops, loud_copy, loud_crops
+    from vocalis.training.recipes import Recipe
+
+    clips = [Clip("screams", 1, "user:a", "train", synth=3), Clip("synthetic", 0, "synthetic:0", "train", synth=5),
+             Clip("ravdess", 0, "ravdess:01", "train", synth=7), Clip("screams", 1, "user:b", "train", synth=9)]
+    recipe = Recipe("rms", {"type": "classic", "features": ["rms"], "stats": ["mean"]}, "logreg")
+    f = loud_crops(clips, recipe, workers=1)
+    assert set(f.clip_index.tolist()) == {1, 2} and f.whole.shape[0] == 0  # the danger clips get no copy
+    ex = recipe.extractor()
+    for i in (1, 2):  # each crop is the documented, seeded loud copy of its clip
+        x = loud_copy(clips[i].audio(), np.random.default_rng(SEED + 88_000 + i))
+        want = np.stack([ex(w, SR) for w in crops(x, step_s=1.0)])
+        assert np.allclose(f.X[f.clip_index == i], want, atol=1e-6)
+    quiet = np.stack([ex(w, SR) for w in crops(clips[2].audio(), step_s=1.0)])
+    assert f.X[f.clip_index == 2].mean() > quiet.mean()  # louder than the clip itself
+    assert not np.array_equal(loud_crops(clips, recipe, copy=1, workers=1).X, f.X)  # another copy, other draws

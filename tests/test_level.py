@@ -75,3 +75,43 @@ def test_config_round_trip_and_output_kind() -> None:
 def test_bad_config_names_the_value_and_the_rule(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"{field}="):
         from_config({"type": "level_normalized", "inner": BAND_FEATURES, field: value})
+
+
+def test_hot_mic_sets_the_active_level_and_clips_at_full_scale() -> None:
+    from vocalis.danger.train import LEVEL_CHANNELS, apply_channel, hot_mic
+
+    x = _voice(amp=0.05)
+    for target in (-18.0, -12.0):
+        y = hot_mic(x, target)
+        assert active_level_db(y) == pytest.approx(target, abs=0.3)
+        assert np.allclose(y / y.max(), x / x.max(), atol=1e-5)  # one gain, nothing clipped at these levels
+    loud = hot_mic(x, -3.0)
+    assert np.abs(loud).max() == pytest.approx(1.0) and np.mean(np.abs(loud) >= 1.0) > 0.01  # the peaks clip
+    assert active_level_db(apply_channel(x, "loud_12")) == pytest.approx(LEVEL_CHANNELS["loud_12"], abs=0.3)
+    assert np.array_equal(hot_mic(np.zeros(SR, np.float32), -6.0), np.zeros(SR, np.float32))  # silence stays
+
+
+def test_loud_copy_is_louder_and_reproducible() -> None:
+    from vocalis.danger.train import LOUD_COPY_DBFS, loud_copy
+
+    x = _voice(amp=0.02)  # about -40 dBFS active: a quiet, distant voice
+    a = loud_copy(x, np.random.default_rng(7))
+    assert np.array_equal(a, loud_copy(x, np.random.default_rng(7)))
+    levels = [active_level_db(loud_copy(x, np.random.default_rng(s))) for s in range(12)]
+    # the channel's filters take off a few dB (a telephone band drops the low harmonics), never add many
+    assert min(levels) > LOUD_COPY_DBFS[0] - 8.0 and max(levels) <= LOUD_COPY_DBFS[1] + 1.0
+    assert np.std(levels) > 1.0  # a range of levels, not one
+    assert np.abs(a).max() <= 1.0
+
+
+def test_channel_augment_without_gain_keeps_the_level_and_the_filters() -> None:
+    from vocalis.danger.train import channel_augment
+
+    x = _voice(amp=0.3)
+    for s in range(6):
+        g = channel_augment(x, np.random.default_rng(s))
+        n = channel_augment(x, np.random.default_rng(s), gain=False)
+        assert active_level_db(n) > active_level_db(x) - 10.0  # only the filters' loss, no -12 dB draw
+        ratio = g[np.abs(n) > 0.05] / n[np.abs(n) > 0.05]
+        if np.abs(g).max() < 1.0:  # same filters: the gained copy is the other times one constant
+            assert np.allclose(ratio, ratio[0], rtol=1e-3)

@@ -181,8 +181,15 @@ MAX_VALIDATION_FPR = 0.01
 """Most windows of validation acted speech / synthetic noise that may reach the threshold (any channel)."""
 AUGMENT_COPIES = 1
 """Channel-augmented copies of every clip in each fit (:func:`channel_augment`)."""
+LOUD_COPIES = 0
+"""Hot-microphone copies of every non-danger clip in each fit (:func:`loud_crops`)."""
 CHANNELS = ("original", "lowpass_7k", "telephone")
 """Channels the operating point is validated on (and ``benchmarks/danger.py`` reports)."""
+LEVEL_CHANNELS = {"loud_12": -12.0, "loud_6": -6.0}
+"""Hot-microphone conditions (:func:`hot_mic`): the whole signal at one gain that brings its active level to
+this many dBFS, clipped at full scale. The corpora's acted speech sits near -21 dBFS; a voice a hand's width
+from a phone microphone without automatic gain control (the browser client turns it off) reaches -12 and
+louder, as the loud calm calls of ``screams/`` do (up to -6)."""
 
 Progress = Callable[[str, int, int], None]
 
@@ -384,14 +391,16 @@ def tilt(x: np.ndarray, db_per_octave: float, sr: int = SAMPLE_RATE) -> np.ndarr
     return np.asarray(np.fft.irfft(np.fft.rfft(x) * g, n), dtype=np.float32)
 
 
-def channel_augment(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+def channel_augment(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE, *,
+                    gain: bool = True) -> np.ndarray:
     """A random capture channel: band limit, high-pass, EQ tilt and gain (training data only).
 
     * band limit: 25 % an 8 kHz telephone channel (300-3400 Hz, half of them 8-bit mu-law),
       60 % a Butterworth low-pass (order 4-10) at 3.4-7.8 kHz, 15 % full band;
     * 50 %: a high-pass at 50-300 Hz (small phone microphones, wind filters);
     * 70 %: a spectral tilt of -4 to +4 dB per octave around 1 kHz;
-    * gain -12 to +6 dB (clipped to [-1, 1]).
+    * gain -12 to +6 dB (clipped to [-1, 1]); ``gain=False`` leaves the level alone (the same
+      filters for the same ``rng`` state).
     """
     x = np.asarray(x, np.float32)
     if x.size < 64:
@@ -407,8 +416,40 @@ def channel_augment(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RA
         y = highpass(y, float(rng.uniform(50.0, 300.0)), int(rng.integers(1, 5)), sr)
     if rng.random() < 0.7:
         y = tilt(y, float(rng.uniform(-4.0, 4.0)), sr)
+    if not gain:
+        return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
     y = y * np.float32(10 ** (rng.uniform(-12.0, 6.0) / 20))
     return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
+
+
+def hot_mic(x: np.ndarray, active_dbfs: float) -> np.ndarray:
+    """``x`` at the one gain that brings its active level (95th percentile of 20 ms frame energies,
+    :func:`vocalis.features.level.active_level_db`) to ``active_dbfs``, clipped to [-1, 1]: a voice
+    close to a microphone without automatic gain control. Digital silence is returned unchanged."""
+    from vocalis.features.level import active_level_db
+
+    x = np.asarray(x, np.float32)
+    level = active_level_db(x)
+    if level <= -119.0:
+        return x
+    return np.clip(x * np.float32(10 ** ((active_dbfs - level) / 20)), -1.0, 1.0).astype(np.float32)
+
+
+LOUD_COPY_DBFS = (-18.0, -3.0)
+"""Active level range (dBFS, uniform) of a :func:`loud_copy`."""
+
+
+def loud_copy(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A non-danger clip as a hot microphone hears it (training data only): :func:`hot_mic` at an
+    active level drawn from :data:`LOUD_COPY_DBFS` (clipping the loudest ones), then a random
+    capture channel's filters (:func:`channel_augment` without its gain).
+
+    Why: the corpus' screams were recorded close and loud and its non-danger audio quieter, so a
+    detector learns "loud = danger" and fires on ordinary speech close to the phone
+    (``benchmarks/notes.md``, session 14). Only negatives get these copies: a calm voice at a
+    scream's level must still be calm."""
+    y = hot_mic(x, float(rng.uniform(*LOUD_COPY_DBFS)))
+    return channel_augment(y, rng, sr, gain=False)
 
 
 def crops(x: np.ndarray, window_s: float = WINDOW_S, step_s: float = 1.0) -> list[np.ndarray]:
@@ -437,14 +478,16 @@ class CropFeatures:
 
 
 def apply_channel(x: np.ndarray, channel: str) -> np.ndarray:
-    """``x`` through one of :data:`CHANNELS` (``"original"``: unchanged)."""
+    """``x`` through one of :data:`CHANNELS` (``"original"``: unchanged) or :data:`LEVEL_CHANNELS`."""
     if channel == "original":
         return x
     if channel == "lowpass_7k":
         return lowpass(x, 7000.0, 8)
     if channel == "telephone":
         return telephone(x)
-    raise ConfigError(f"channel={channel!r} must be one of {CHANNELS}")
+    if channel in LEVEL_CHANNELS:
+        return hot_mic(x, LEVEL_CHANNELS[channel])
+    raise ConfigError(f"channel={channel!r} must be one of {[*CHANNELS, *LEVEL_CHANNELS]}")
 
 
 def featurize_clips(clips: Sequence[Clip], recipe: Recipe, *, workers: int = 2,
@@ -480,6 +523,33 @@ def featurize_clips(clips: Sequence[Clip], recipe: Recipe, *, workers: int = 2,
             if progress and (i % 200 == 0 or i == len(clips) - 1):
                 progress("features", i + 1, len(clips))
     return CropFeatures(np.stack(rows), np.asarray(index), np.stack(whole))
+
+
+def loud_crops(clips: Sequence[Clip], recipe: Recipe, *, copy: int = 0, workers: int = 2,
+               progress: Progress | None = None) -> CropFeatures:
+    """Crop features of a :func:`loud_copy` of every non-danger clip (clip ``i`` seeded
+    ``SEED + 88_000 + 1000 * copy + i``, as ``benchmarks/scream_validation.py``), for fitting only: the
+    danger clips get none (a calm voice at a scream's level must stay calm) and ``whole`` is empty."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ex = recipe.extractor()
+    todo = [i for i, c in enumerate(clips) if c.label == 0]
+
+    def one(i: int) -> list[np.ndarray]:
+        x = loud_copy(clips[i].audio(), np.random.default_rng(SEED + 88_000 + 1000 * copy + i))
+        return [np.asarray(ex(w, SAMPLE_RATE), np.float32) for w in crops(x, step_s=_step(clips[i]))]
+
+    rows: list[np.ndarray] = []
+    index: list[int] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for k, (i, fs) in enumerate(zip(todo, pool.map(one, todo))):
+            rows.extend(fs)
+            index.extend([i] * len(fs))
+            if progress and (k % 200 == 0 or k == len(todo) - 1):
+                progress("loud copies", k + 1, len(todo))
+    if not rows:
+        raise DataError("no non-danger clip to make loud copies of")
+    return CropFeatures(np.stack(rows), np.asarray(index), np.zeros((0, rows[0].shape[0]), np.float32))
 
 
 def stream_crops(clips: Sequence[Clip], recipe: Recipe, *, split: str = "train", step_s: float = WINDOW_S,
@@ -952,7 +1022,7 @@ def compare_candidates(data_root: str | Path, names: Sequence[str] | None = None
 
 
 def _export(recipe: Recipe, est: Any, n_features: int, out: str | Path, metrics: dict[str, Any],
-            clips: Sequence[Clip], n_windows: int, name: str, augment_copies: int = 0) -> Path:
+            clips: Sequence[Clip], n_windows: int, name: str, augment_copies: int = 0, loud_copies: int = 0) -> Path:
     fitted = _trainable_mask(clips)
     manifest = Manifest(
         labels=list(LABELS),
@@ -970,6 +1040,9 @@ def _export(recipe: Recipe, est: Any, n_features: int, out: str | Path, metrics:
             "negatives": "screams danger=0, RAVDESS + TESS (all emotions), synthetic noise/hum/silence",
             "augmentation": f"{augment_copies} channel_augment copy/copies of every clip (band limit 3.4-7.8 kHz "
                             "or 8 kHz telephone 300-3400 Hz, high-pass, EQ tilt, gain)" if augment_copies else "none",
+            "loud_copies": f"{loud_copies} hot-microphone copy/copies of every non-danger clip (active level "
+                           f"{LOUD_COPY_DBFS[0]:g} to {LOUD_COPY_DBFS[1]:g} dBFS, clipped, then a capture channel's "
+                           "filters)" if loud_copies else "none",
             "split": __doc__.split("Held-out split")[1].split("Capture channels")[0].strip() if __doc__ else "",
         },
         metrics=metrics,
@@ -1014,6 +1087,7 @@ def train_scream_detector(
     name: str = "scream",
     validation: dict[str, Any] | None = None,
     cascade_gate: float | None = None,
+    loud_copies: int = LOUD_COPIES,
 ) -> dict[str, Any]:
     """Train the scream detector on ``data_root`` (``screams/``, ``ravdess/``, ``tess/``) and write ``out``.
 
@@ -1039,7 +1113,8 @@ def train_scream_detector(
     operating point already chosen on the training side (``{"threshold": ..., ...}``, e.g. by
     :func:`cross_validate_backbone`), used instead of ``threshold_rule``. ``cascade_gate``: this
     bundle is a second stage (:class:`vocalis.danger.detector.ScreamDetector`); the gate goes into
-    its manifest as ``metrics.cascade_gate``.
+    its manifest as ``metrics.cascade_gate``. ``loud_copies``: :func:`loud_crops` copies of every
+    non-danger clip joined to every fit (:data:`LOUD_COPIES`).
     """
     if isinstance(recipe, str) and recipe not in CANDIDATES:
         raise ConfigError(f"recipe={recipe!r} must be one of {sorted(CANDIDATES)}")
@@ -1060,6 +1135,12 @@ def train_scream_detector(
     elif augment_copies < 1 or int(aug.whole.shape[0]) != len(clips):
         raise DataError(f"augmented features hold {aug.whole.shape[0]} clips with augment_copies={augment_copies}; "
                         f"they must be >= 1 copy of the data set's {len(clips)} clips")
+    if loud_copies < 0:
+        raise ConfigError(f"loud_copies={loud_copies} must be >= 0")
+    for k in range(loud_copies):  # fitted on like the augmented crops, never scored
+        loud = loud_crops(clips, r, copy=k, workers=workers, progress=progress)
+        aug = loud if aug is None else CropFeatures(np.concatenate([aug.X, loud.X]),
+                                                    np.concatenate([aug.clip_index, loud.clip_index]), aug.whole)
     if stream_negatives is not None:  # fitted on like the augmented crops, never scored
         aug = stream_negatives if aug is None else CropFeatures(
             np.concatenate([aug.X, stream_negatives.X]), np.concatenate([aug.clip_index, stream_negatives.clip_index]),
@@ -1088,9 +1169,9 @@ def train_scream_detector(
         extra["cascade_gate"] = float(cascade_gate)
     if holdout_out is not None:
         _export(r, est, d, holdout_out, {"held_out": metrics, **extra}, [c for c in clips if c.split == "train"],
-                int(metrics["n_train_windows"]), f"{name}-holdout", augment_copies)
+                int(metrics["n_train_windows"]), f"{name}-holdout", augment_copies, loud_copies)
     everything = np.ones(len(clips), bool)
     full = _fit(r, seed, clips, everything, feats, aug)
     n_all = _fit_windows(_trainable_mask(clips), feats, aug)
-    _export(r, full, d, out, {"held_out": metrics, **extra}, clips, n_all, name, augment_copies)
+    _export(r, full, d, out, {"held_out": metrics, **extra}, clips, n_all, name, augment_copies, loud_copies)
     return metrics
