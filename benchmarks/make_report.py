@@ -306,8 +306,8 @@ def danger(out: list[str]) -> None:
         out.append("|---|---|---|---|---|---|---|")
         for row in v["levers"]:
             a = row["at_chosen"]
-            lc = row.get("level_channels") or {}
-            hot = " | ".join(f"{lc[ch]['clip']['f1']:.3f} / {lc[ch]['alerts_per_hour']:.2f}" if ch in lc else "–"
+            lv = row.get("level_channels") or {}
+            hot = " | ".join(f"{lv[ch]['clip']['f1']:.3f} / {lv[ch]['alerts_per_hour']:.2f}" if ch in lv else "–"
                              for ch in ("loud_12", "loud_6"))
             out.append(f"| {row['lever']} | {row['chosen_threshold']:.2f} | {a['clip']['f1']:.3f} "
                        f"({a['clip']['precision']:.3f} / {a['clip']['recall']:.3f}) | {a['alerts_per_hour']:.2f} "

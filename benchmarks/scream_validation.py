@@ -55,6 +55,7 @@ from vocalis.danger.train import (  # noqa: E402
     channel_augment,
     crops,
     loud_copy,
+    loud_rng,
     scream_dataset,
 )
 from vocalis.danger.validation import (  # noqa: E402
@@ -217,7 +218,7 @@ def fit_data(clips: Sequence[Clip], folds: np.ndarray, features: dict[str, Any],
                     continue
                 x = c.audio()
                 if isinstance(copy, str) and copy.startswith("loud"):
-                    x = loud_copy(x, np.random.default_rng(SEED + 88_000 + 1000 * int(copy[4:]) + i))
+                    x = loud_copy(x, loud_rng(int(copy[4:]), i))
                 elif isinstance(copy, str):
                     x = level_copy(x, c.label, np.random.default_rng(SEED + 77_000 + 1000 * int(copy[3:]) + i))
                 elif copy >= 0:
@@ -403,8 +404,12 @@ def _features() -> dict[str, dict[str, Any]]:
                                                          BAND_CUE_FEATURES["parts"][1]]}}
 
 
+Copies = int | tuple[int, int] | tuple[int, int, int]
+"""Augmented copies of a lever: ``n`` channel copies, or ``(n, level copies)``, or ``(n, level, loud copies)``."""
+
+
 _NOT_CALM_ENV = (("scream_call/calm", 0.0),)  # vocalis.danger.train.NOT_TRAINED_ON, as the shipped fits
-LEVERS: list[tuple[str, str, int | tuple[int, int], ModelSpec, dict[str, Any]]] = [
+LEVERS: list[tuple[str, str, Copies, ModelSpec, dict[str, Any]]] = [
     ("session 1 as shipped: band-svm, 1 augmented copy, P >= 0.2, w_distress=0.15", "band", 1, ModelSpec(),
      {"w_distress": 0.15, "on_threshold": 0.2}),
     ("band-svm at P >= 0.2, w_distress=0 (shipped until session 9)", "band", 1, ModelSpec(), {"on_threshold": 0.2}),
@@ -457,10 +462,6 @@ LEVERS: list[tuple[str, str, int | tuple[int, int], ModelSpec, dict[str, Any]]] 
      ModelSpec(C=10.0, weights=_NOT_CALM_ENV, loud_weight=0.1), {}),
 ]
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 15))  # as vocalis.danger.train.THRESHOLDS
-
-
-Copies = int | tuple[int, int] | tuple[int, int, int]
-"""Augmented copies of a lever: ``n`` channel copies, or ``(n, level copies)``, or ``(n, level, loud copies)``."""
 
 
 def _copies(aug: Copies) -> tuple[int, int, int]:
@@ -542,7 +543,7 @@ GATES = (0.01, 0.02, 0.05, 0.1)
 
 
 def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[Stream]],
-            variant: str = "", gates: Sequence[float] = GATES) -> list[dict[str, Any]]:
+            variant: str = "") -> list[dict[str, Any]]:
     """The two-stage detector out of fold: the second stage's score where the first reaches the gate,
     else the first's; one row per gate, with the share of windows the second stage scores."""
     S = streams["original"]
@@ -550,7 +551,7 @@ def cascade(clips: Sequence[Clip], folds: np.ndarray, streams: dict[str, list[St
     first, second = (lever_scores(clips, folds, streams, f, a, sp) for f, a, sp in ((f1, a1, s1), (f2, a2, s2)))
     every = np.concatenate([first["original"][s.name] for s in S])
     rows = []
-    for gate in gates:
+    for gate in GATES:
         comb = {ch: {k: np.where(first[ch][k] >= gate, second[ch][k], first[ch][k]) for k in first[ch]}
                 for ch in first}
         frac = float(np.mean(every >= gate))

@@ -416,9 +416,8 @@ def channel_augment(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RA
         y = highpass(y, float(rng.uniform(50.0, 300.0)), int(rng.integers(1, 5)), sr)
     if rng.random() < 0.7:
         y = tilt(y, float(rng.uniform(-4.0, 4.0)), sr)
-    if not gain:
-        return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
-    y = y * np.float32(10 ** (rng.uniform(-12.0, 6.0) / 20))
+    if gain:
+        y = y * np.float32(10 ** (rng.uniform(-12.0, 6.0) / 20))
     return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
 
 
@@ -437,6 +436,12 @@ def hot_mic(x: np.ndarray, active_dbfs: float) -> np.ndarray:
 
 LOUD_COPY_DBFS = (-18.0, -3.0)
 """Active level range (dBFS, uniform) of a :func:`loud_copy`."""
+
+
+def loud_rng(copy: int, i: int) -> np.random.Generator:
+    """The generator of loud copy ``copy`` of clip ``i`` (its index in :func:`scream_dataset`): every fit that
+    makes loud copies (:func:`loud_crops`, ``benchmarks/scream_validation.py``) draws the same ones."""
+    return np.random.default_rng(SEED + 88_000 + 1000 * copy + i)
 
 
 def loud_copy(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -527,16 +532,16 @@ def featurize_clips(clips: Sequence[Clip], recipe: Recipe, *, workers: int = 2,
 
 def loud_crops(clips: Sequence[Clip], recipe: Recipe, *, copy: int = 0, workers: int = 2,
                progress: Progress | None = None) -> CropFeatures:
-    """Crop features of a :func:`loud_copy` of every non-danger clip (clip ``i`` seeded
-    ``SEED + 88_000 + 1000 * copy + i``, as ``benchmarks/scream_validation.py``), for fitting only: the
-    danger clips get none (a calm voice at a scream's level must stay calm) and ``whole`` is empty."""
+    """Crop features of a :func:`loud_copy` of every non-danger clip (drawn from :func:`loud_rng`), for
+    fitting only: the danger clips get none (a calm voice at a scream's level must stay calm) and
+    ``whole`` is empty."""
     from concurrent.futures import ThreadPoolExecutor
 
     ex = recipe.extractor()
     todo = [i for i, c in enumerate(clips) if c.label == 0]
 
     def one(i: int) -> list[np.ndarray]:
-        x = loud_copy(clips[i].audio(), np.random.default_rng(SEED + 88_000 + 1000 * copy + i))
+        x = loud_copy(clips[i].audio(), loud_rng(copy, i))
         return [np.asarray(ex(w, SAMPLE_RATE), np.float32) for w in crops(x, step_s=_step(clips[i]))]
 
     rows: list[np.ndarray] = []
@@ -1050,6 +1055,14 @@ def _export(recipe: Recipe, est: Any, n_features: int, out: str | Path, metrics:
     return save_bundle(out, manifest, export_onnx(recipe, est, n_features))
 
 
+def _joined(fit_only: CropFeatures | None, more: CropFeatures) -> CropFeatures:
+    """``more`` crops appended to the fit-only crops ``fit_only`` (``whole`` stays ``fit_only``'s)."""
+    if fit_only is None:
+        return more
+    return CropFeatures(np.concatenate([fit_only.X, more.X]),
+                        np.concatenate([fit_only.clip_index, more.clip_index]), fit_only.whole)
+
+
 def _validation_split_threshold(clips: Sequence[Clip], r: Recipe, feats: CropFeatures, aug: CropFeatures | None,
                                 *, seed: int = 0, workers: int = 2) -> dict[str, Any]:
     """Fit on the training side minus its validation part, score the validation clips on every
@@ -1137,14 +1150,11 @@ def train_scream_detector(
                         f"they must be >= 1 copy of the data set's {len(clips)} clips")
     if loud_copies < 0:
         raise ConfigError(f"loud_copies={loud_copies} must be >= 0")
-    for k in range(loud_copies):  # fitted on like the augmented crops, never scored
-        loud = loud_crops(clips, r, copy=k, workers=workers, progress=progress)
-        aug = loud if aug is None else CropFeatures(np.concatenate([aug.X, loud.X]),
-                                                    np.concatenate([aug.clip_index, loud.clip_index]), aug.whole)
-    if stream_negatives is not None:  # fitted on like the augmented crops, never scored
-        aug = stream_negatives if aug is None else CropFeatures(
-            np.concatenate([aug.X, stream_negatives.X]), np.concatenate([aug.clip_index, stream_negatives.clip_index]),
-            aug.whole)
+    # fitted on like the augmented crops, never scored
+    for k in range(loud_copies):
+        aug = _joined(aug, loud_crops(clips, r, copy=k, workers=workers, progress=progress))
+    if stream_negatives is not None:
+        aug = _joined(aug, stream_negatives)
     # operating point on the training side only; the test side is not looked at
     if validation is not None:
         if not isinstance(validation.get("threshold"), (int, float)):
