@@ -150,6 +150,24 @@ def test_monitor_file_json_lines_have_type_and_t(tmp_path: Path) -> None:
     assert not any(d["type"] == "alert" for d in lines)
 
 
+def test_monitor_level_gain_turns_a_hot_microphone_down(tmp_path: Path) -> None:
+    """--level-gain: once 10 s of voice are heard, speech at -6 dBFS reaches the scream detector at -18."""
+    from tests.speech import say
+    from vocalis.danger.train import hot_mic
+
+    speech = say("I am reading the news out loud to my friend in the kitchen. " * 4, tmp_path)
+    p = tmp_path / "hot.wav"
+    sf.write(p, hot_mic(speech, -6.0), SR)
+    gains = {}
+    for flag in ("--level-gain", "--no-level-gain"):
+        r = _run("monitor", "--file", str(p), "--speed", "0", "--json", "--no-emotion", flag)
+        assert r.returncode == 0, r.stderr
+        gains[flag] = [d["gain_db"] for d in map(json.loads, r.stdout.splitlines()) if d["type"] == "window"]
+    assert set(gains["--no-level-gain"]) == {0.0}
+    assert gains["--level-gain"][0] == 0.0  # nothing remembered yet
+    assert -14.0 < gains["--level-gain"][-1] < -10.0
+
+
 def test_monitor_needs_exactly_one_source() -> None:
     r = _run("monitor")
     assert r.returncode == 2 and "exactly one of --file F or --mic" in r.stderr

@@ -290,6 +290,11 @@ def monitor(
     scream_confirm_model: Annotated[Path | None, typer.Option(
         help="Second-stage bundle for --scream-model (its manifest holds the gate and the operating point).")] = None,
     countdown: Annotated[float | None, typer.Option(help="Seconds between confirmed danger and the alert.")] = None,
+    level_gain: Annotated[bool | None, typer.Option(
+        "--level-gain/--no-level-gain",
+        help="Slow gain in front of the scream detector: the stream's usual voiced level is turned down to "
+             "-18 dBFS, so a microphone that runs hot does not make speech look like screaming "
+             "(default: StreamConfig's).")] = None,
     no_emotion: Annotated[bool, typer.Option("--no-emotion", help="Skip the emotion model (cheapest).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -303,6 +308,12 @@ def monitor(
     if bool(file) == bool(mic):
         raise typer.BadParameter("give exactly one of --file F or --mic")
     policy = {"countdown_s": countdown} if countdown is not None else None
+    stream_config = None
+    if level_gain is not None:
+        from vocalis.streaming.gain import GainConfig
+        from vocalis.streaming.predictor import StreamConfig
+
+        stream_config = StreamConfig(level_gain=GainConfig() if level_gain else None)
     emotion: Any = False if no_emotion else (str(model) if model else None)
     scream: Any = str(scream_model) if scream_model else None
     if scream_confirm_model is not None:
@@ -312,9 +323,11 @@ def monitor(
             raise typer.BadParameter("--scream-confirm-model needs --scream-model (the stage it was gated on)")
         scream = load_scream_detector(scream_model, scream_confirm_model)
     if file:
-        lines = monitor_file(file, speed=speed, emotion_model=emotion, scream_model=scream, policy_config=policy)
+        lines = monitor_file(file, speed=speed, emotion_model=emotion, scream_model=scream, policy_config=policy,
+                             stream_config=stream_config)
     else:
-        lines = monitor_mic(duration_s=duration, emotion_model=emotion, scream_model=scream, policy_config=policy)
+        lines = monitor_mic(duration_s=duration, emotion_model=emotion, scream_model=scream, policy_config=policy,
+                            stream_config=stream_config)
     for d in lines:
         if json_out:
             _dump(d)

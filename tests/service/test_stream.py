@@ -296,6 +296,60 @@ def test_real_predictor_end_to_end(setup: Callable[..., Any]) -> None:
     assert p["scream_backbone"] is None  # no backbone scream head by default
 
 
+def _live_session(client: TestClient) -> Any:
+    from vocalis.service.routes.stream import _active
+
+    sessions = [v for v in _active(client.app).values() if v is not None]
+    assert len(sessions) == 1
+    return sessions[0]
+
+
+@pytest.mark.parametrize(("policy", "expected"), [({}, 0.7), ({"on_threshold": 0.5}, 0.5)])
+def test_a_configured_scream_detector_brings_its_operating_point(
+        setup: Callable[..., Any], tmp_path: Any, policy: dict[str, Any], expected: float) -> None:
+    """VOCALIS_STREAM_SCREAM_MODEL_PATH: the streams score with that bundle, and the policy's threshold
+    is its operating point unless the settings' policy names one."""
+    from tests.test_streaming import tiny_bundle
+
+    scream = tiny_bundle(tmp_path / "scream.vocalis", ["non_scream", "scream"], metrics={"operating_point": 0.7})
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=0, policy=policy,
+                            scream_model_path=tmp_path / "scream.vocalis")
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        session = _live_session(client)
+        for _ in range(10):
+            sock.send_bytes(pcm(0.25, 0.5))
+        pred = recv_until(sock, "prediction")[0]
+    assert session.predictor.scream.first.source == scream.source and session.predictor.scream.confirm is None
+    assert session.policy.config.on_threshold == expected
+    assert session.policy.config.off_threshold <= expected
+    assert pred["gain_db"] == 0.0  # no level gain unless configured
+
+
+def test_level_gain_setting_reaches_the_predictor(setup: Callable[..., Any]) -> None:
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=0, level_gain=True)
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        session = _live_session(client)
+        sock.send_bytes(pcm(0.25, 0.1))
+    assert session.predictor.config.level_gain is not None
+    assert session.predictor.config.level_gain.target_dbfs == -18.0
+
+
+def test_a_missing_scream_model_closes_with_its_path(setup: Callable[..., Any], tmp_path: Any) -> None:
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=0, scream_model_path=tmp_path / "nope.vocalis")
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        seen = expect_close(sock, ws.CLOSE_TRY_AGAIN, "model_unavailable")
+    assert "nope.vocalis" in seen[-1]["message"]
+
+
+def test_a_second_stage_needs_its_first_stage(tmp_path: Any) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"scream_confirm_model_path=.* needs scream_model_path"):
+        ws.StreamSettings(scream_confirm_model_path=tmp_path / "confirm.vocalis")
+
+
 def test_a_backbone_scream_head_rides_on_the_engines_emotion_runs(setup: Callable[..., Any], tmp_path: Any) -> None:
     """A predictor with a second scream head on the emotion features, through the stream engine:
     the head's score comes with each emotion run, is held on the windows after it and is fused."""

@@ -60,6 +60,7 @@ def window_dict(w: WindowResult, risk: float) -> dict[str, Any]:
         "keywords": list(w.keywords),
         "voice_model": w.voice_model,
         "level_db": w.level_db,
+        "gain_db": w.gain_db,
     }
     if w.transcript is not None:
         d["transcript"] = w.transcript

@@ -421,14 +421,16 @@ def channel_augment(x: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RA
     return np.asarray(np.clip(y, -1.0, 1.0), dtype=np.float32)
 
 
-def hot_mic(x: np.ndarray, active_dbfs: float) -> np.ndarray:
+def hot_mic(x: np.ndarray, active_dbfs: float, reference: np.ndarray | None = None) -> np.ndarray:
     """``x`` at the one gain that brings its active level (95th percentile of 20 ms frame energies,
     :func:`vocalis.features.level.active_level_db`) to ``active_dbfs``, clipped to [-1, 1]: a voice
-    close to a microphone without automatic gain control. Digital silence is returned unchanged."""
+    close to a microphone without automatic gain control. Digital silence is returned unchanged.
+    ``reference``: measure the level on this audio instead (e.g. the speech before an event, so
+    that the event keeps its loudness relative to it)."""
     from vocalis.features.level import active_level_db
 
     x = np.asarray(x, np.float32)
-    level = active_level_db(x)
+    level = active_level_db(x if reference is None else reference)
     if level <= -119.0:
         return x
     return np.clip(x * np.float32(10 ** ((active_dbfs - level) / 20)), -1.0, 1.0).astype(np.float32)

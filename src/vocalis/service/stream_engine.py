@@ -740,7 +740,7 @@ class StreamEngine:
         for ws in groups.values():
             detector = ws[0].session.predictor.scream
             t0 = time.perf_counter()
-            proba = detector.score_batch([p.audio for w in ws for p in w.pending])
+            proba = detector.score_batch([p.scream_audio for w in ws for p in w.pending])
             per = (time.perf_counter() - t0) * 1e3 / len(proba)
             i = 0
             for w in ws:

@@ -43,10 +43,11 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vocalis.errors import AudioError
@@ -121,6 +122,24 @@ class StreamSettings(BaseSettings):
         default=15.0, ge=0,
         description="On shutdown (SIGTERM), a running countdown may finish (Cancel still works) for this long; "
                     "then its alert is raised and every stream is closed with 1001.")
+    scream_model_path: Path | None = Field(
+        default=None, description="First-stage scream detector bundle (scripts/train_scream.py makes one); None = the "
+        "packaged two-stage detector. Its metrics.operating_point (the deciding stage's) becomes the policy's "
+        "on_threshold unless policy names one.")
+    scream_confirm_model_path: Path | None = Field(
+        default=None, description="Second-stage scream bundle, scored where the first stage reaches its gate; "
+        "only together with scream_model_path.")
+    level_gain: bool = Field(
+        default=False, description="A slow gain in front of the scream detector (vocalis.streaming.gain): the "
+        "stream's usual voiced level is turned down to -18 dBFS, so a hot microphone does not make speech look "
+        "like screaming.")
+
+    @model_validator(mode="after")
+    def _scream_models(self) -> StreamSettings:
+        if self.scream_confirm_model_path is not None and self.scream_model_path is None:
+            raise ValueError(f"scream_confirm_model_path={str(self.scream_confirm_model_path)!r} needs "
+                             "scream_model_path (a second stage is gated on its own first stage's scores)")
+        return self
 
 
 def error_message(code: str, message: str) -> dict[str, Any]:

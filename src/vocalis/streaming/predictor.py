@@ -59,6 +59,8 @@ from vocalis.audio.vad import FRAME, FrameVAD, make_vad
 from vocalis.bundle.runtime import Bundle, load_bundle
 from vocalis.danger.detector import ScreamDetector, as_detector, scream_column
 from vocalis.errors import AudioError, ConfigError, ModelError
+from vocalis.features.level import active_level_db
+from vocalis.streaming.gain import GainConfig, StreamGain
 from vocalis.streaming.ring import RingBuffer
 
 WINDOW_RANGE_S = (0.5, 10.0)
@@ -91,6 +93,10 @@ class StreamConfig:
     window to 30 s, ~0.3-1.3 s of CPU per call). The default policy counts a keyword only
     together with a scream-like or fearful voice, so by default ASR runs only where the scream
     score is already elevated (acted fearful speech would otherwise trigger it every 2 s).
+
+    ``level_gain``: a :class:`~vocalis.streaming.gain.GainConfig` puts a slow gain in front of the
+    scream detector (the stream's usual voiced level brought to ``target_dbfs``; a hot microphone
+    then no longer makes speech look like screaming), ``None`` scores the audio as it arrives.
     """
 
     window_s: float = 2.0
@@ -103,6 +109,7 @@ class StreamConfig:
     asr_level_db: float | None = None
     asr_voice_trigger: float = 0.5
     vad: str = "auto"
+    level_gain: GainConfig | None = None
 
     def __post_init__(self) -> None:
         lo, hi = WINDOW_RANGE_S
@@ -121,6 +128,8 @@ class StreamConfig:
             raise ConfigError(f"asr={self.asr!r} must be one of {ASR_MODES}")
         if self.vad not in VAD_KINDS:
             raise ConfigError(f"vad={self.vad!r} must be one of {VAD_KINDS}")
+        if self.level_gain is not None and not isinstance(self.level_gain, GainConfig):
+            raise ConfigError(f"level_gain={self.level_gain!r} must be a GainConfig or None")
         for name in ("asr_scream_trigger", "asr_distress_trigger", "asr_voice_trigger"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
@@ -151,6 +160,7 @@ class WindowResult:
     runs it elsewhere (its keywords come on a later window, with ``keywords_t_end`` = this
     window's end). ``scream_backbone`` is the backbone scream head's P(scream) of the latest
     window it ran on that overlaps this one (``None`` without a head or such a run).
+    ``gain_db`` is the gain the scream detector's copy of the window got (``StreamConfig.level_gain``; 0 without).
     ``voice_deferred`` says the caller shed the VAD on some of the window's frames (load
     shedding, ``advance(..., vad=False)``): ``voice`` is then the maximum over the frames that
     were scored, or the previous window's ``voice`` when none was.
@@ -175,6 +185,7 @@ class WindowResult:
     keywords_t_end: float | None = None
     scream_backbone: float | None = None
     voice_deferred: bool = False
+    gain_db: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,7 +205,8 @@ class PendingWindow:
     """A window :meth:`StreamingPredictor.advance` completed: audio and VAD ready, models not run yet.
 
     ``end`` is the window's end in 16 kHz samples of stream time, ``hop`` its index in the stream;
-    ``audio`` is a private copy of the window (``window_samples`` float32 values).
+    ``audio`` is a private copy of the window (``window_samples`` float32 values); ``gain_db`` the
+    gain of the scream detector's copy (:attr:`scream_audio`; ``StreamConfig.level_gain``).
     """
 
     end: int
@@ -205,6 +217,14 @@ class PendingWindow:
     vad_ms: float
     partial: bool = False
     voice_deferred: bool = False
+    gain_db: float = 0.0
+
+    @property
+    def scream_audio(self) -> np.ndarray:
+        """The window as the scream detector hears it: ``audio`` at ``gain_db``."""
+        if self.gain_db == 0.0:
+            return self.audio
+        return self.audio * np.float32(10.0 ** (self.gain_db / 20.0))
 
 
 class StreamingPredictor:
@@ -243,6 +263,7 @@ class StreamingPredictor:
         self._ring = RingBuffer(self.config.window_samples)
         n_vad = -(-self.config.window_samples // FRAME) + 1
         self._vad_probs = RingBuffer(n_vad)
+        self._gain = None if self.config.level_gain is None else StreamGain(self.config.level_gain)
         self.reset()
 
     # -- state ------------------------------------------------------------------------------
@@ -263,6 +284,8 @@ class StreamingPredictor:
         self._vad_s = 0.0
         self._last_voice = 0.0
         self._last_backbone: tuple[float, int] | None = None  # (P(scream), window end in samples)
+        if self._gain is not None:
+            self._gain.reset()
 
     def _backbone(self, arg: Any) -> Bundle | None:
         if arg is None or arg is False or self.emotion is None:
@@ -415,12 +438,15 @@ class StreamingPredictor:
         self._vad_s = 0.0
         hop = self._hops
         self._hops += 1
+        gain = 0.0
+        if self._gain is not None:
+            gain = self._gain.push(active_level_db(w), voice, end / SAMPLE_RATE, cfg.hop_s)
         return PendingWindow(end=end, hop=hop, audio=w, voice=voice, level_db=level, vad_ms=vad_ms,
-                             partial=partial, voice_deferred=scored.size < vp.size)
+                             partial=partial, voice_deferred=scored.size < vp.size, gain_db=gain)
 
     def score_scream(self, window: PendingWindow) -> float:
         """P(scream) of one window (a batched caller runs :meth:`ScreamDetector.score_batch` on many at once)."""
-        return self.scream.score(window.audio)
+        return self.scream.score(window.scream_audio)
 
     def score_emotion(self, window: PendingWindow) -> np.ndarray:
         """The emotion bundle's probabilities for one window (``emotion`` must be set)."""
@@ -553,4 +579,5 @@ class StreamingPredictor:
             asr_pending=pending,
             keywords_t_end=heard_at,
             scream_backbone=held,
+            gain_db=round(window.gain_db, 2),
         )

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -42,6 +43,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -64,6 +66,7 @@ from vocalis.service.deps import CurrentUser, authenticate, configured_channels
 from vocalis.service.errors import ConflictError
 from vocalis.storage import repositories as repo
 from vocalis.storage.tables import PredictionRecord
+from vocalis.streaming.gain import GainConfig
 from vocalis.streaming.predictor import StreamConfig
 
 log = logging.getLogger("vocalis.service.stream")
@@ -93,21 +96,30 @@ class PredictorLike(Protocol):
 
 PredictorFactory = Callable[[StreamConfig], PredictorLike]
 
-_scream_cache: dict[str, Any] = {}
+_scream_cache: dict[tuple[Path | None, Path | None], Any] = {}
+
+
+def scream_detector(app: Any) -> Any:
+    """The streams' scream detector: ``scream_model_path`` (+ ``scream_confirm_model_path``) of the
+    stream settings, or the packaged two stages; loaded once per process and pair of paths.
+    Blocking (loads models): call it in a thread."""
+    from vocalis.danger.detector import load_scream_detector
+
+    s = _stream_settings(app)
+    key = (s.scream_model_path, s.scream_confirm_model_path)
+    if key not in _scream_cache:
+        _scream_cache[key] = load_scream_detector(*key)
+    return _scream_cache[key]
 
 
 def default_predictor(app: Any, config: StreamConfig) -> PredictorLike:
-    """The adapter to :mod:`vocalis.streaming`: a ``StreamingPredictor`` on the app's emotion model.
-
-    The scream detector (both stages) is loaded once per process. Blocking (loads models): call it in a thread.
+    """The adapter to :mod:`vocalis.streaming`: a ``StreamingPredictor`` on the app's emotion model
+    and :func:`scream_detector`. Blocking (loads models): call it in a thread.
     """
-    from vocalis.danger.detector import load_scream_detector
     from vocalis.streaming.predictor import StreamingPredictor
 
-    if "scream" not in _scream_cache:
-        _scream_cache["scream"] = load_scream_detector()
     emotion = app.state.model.get() if config.emotion_every else False
-    return StreamingPredictor(config, emotion_model=emotion, scream_model=_scream_cache["scream"])
+    return StreamingPredictor(config, emotion_model=emotion, scream_model=scream_detector(app))
 
 
 def _blas_one_thread() -> None:
@@ -247,7 +259,7 @@ class StreamSession:
         c = self.cfg
         try:
             self.stream_config = StreamConfig(window_s=c.window_s, hop_s=c.hop_s, emotion_every=c.emotion_every,
-                                              asr=c.asr)
+                                              asr=c.asr, level_gain=GainConfig() if c.level_gain else None)
             overrides = dict(c.policy)
             if c.countdown_s is not None:
                 overrides["countdown_s"] = c.countdown_s
@@ -263,6 +275,12 @@ class StreamSession:
                 self.predictor = await anyio.to_thread.run_sync(default_predictor, self.app, cfg)
         except VocalisError as e:
             raise _Closing(ws.CLOSE_TRY_AGAIN, "model_unavailable", str(e)) from e
+        # the threshold belongs to the detector: its operating point, unless the settings name one
+        op = getattr(getattr(self.predictor, "scream", None), "operating_point", None)
+        if op is not None and "on_threshold" not in c.policy:
+            pc = self.policy.config
+            self.policy = DangerPolicy(dataclasses.replace(
+                pc, on_threshold=float(op), off_threshold=min(pc.off_threshold, float(op))))
         loop = asyncio.get_running_loop()
         self.engine_session = _engine(self.app).open(
             self.predictor, self.push_rate, self._deliver, loop, round(c.max_backlog_s * self.push_rate))
@@ -438,6 +456,7 @@ class StreamSession:
                     "scream": round(float(w.scream), 4),
                     "risk": round(self.policy.last_risk, 4), "keywords": list(w.keywords),
                     "scream_backbone": None if backbone is None else round(float(backbone), 4),
+                    "gain_db": round(float(getattr(w, "gain_db", 0.0)), 2),
                 }
                 if probs:
                     v, a = valence_arousal(probs)
