@@ -269,6 +269,27 @@ def danger(out: list[str]) -> None:
                    f"streams: clip F1 **{lsp['f1']:.3f}** (P {lsp['precision']:.3f} / R {lsp['recall']:.3f}), "
                    f"{lc['false_alerts']['alerts_per_hour']:.2f} false alerts / h; {hot}. The shipped detector "
                    f"above: {mine}. Why it is not the default is in `benchmarks/notes.md` (session 14).\n")
+    gain = _load("hot_mic")
+    if gain:
+        out.append(f"**Hot microphone: the slow level gain** ({_meta(gain)}). `benchmarks/hot_mic.py`: the held-out twins "
+                   "of the shipped cascade (danger path only: no emotion, no ASR), with and without "
+                   "`StreamConfig.level_gain` (the median active level of the voiced windows of the last "
+                   f"{gain['gain_config']['memory_s']:g} s turned down to {gain['gain_config']['target_dbfs']:g} dBFS "
+                   f"after {gain['gain_config']['min_voiced_s']:g} s of voice; attenuation only). False alerts over the "
+                   "non-danger stream above, the whole stream at one gain; clip F1 *in context*: each held-out clip "
+                   f"after {gain['context_s']:g} s of held-out speech, the whole stream at the gain that brings that "
+                   "speech to the level; context false starts = `danger.started` in the speech before a clip.\n")
+        out.append("| level | gain | false alerts / h | clip F1 in context (P / R) | context false starts |")
+        out.append("|---|---|---|---|---|")
+        for key, row in gain["rows"].items():
+            c = row["in_context"]["clip"]
+            out.append(f"| {key.split(',')[0]} | {'on' if row['gain'] else 'off'} | "
+                       f"{row['false_alerts']['alerts_per_hour']:.2f} | {c['f1']:.3f} ({c['precision']:.3f} / "
+                       f"{c['recall']:.3f}) | {row['in_context']['context_false_starts']} |")
+        verdict = "met: on by default" if gain["adopt"] else "not met: off by default, a setting"
+        failed = [k for k, ok in gain["criterion"].items() if not ok]
+        out.append(f"\nAdoption criterion (fixed before the run, `benchmarks/notes.md` session 15): {verdict}"
+                   + (f" (failed: {'; '.join(failed)})" if failed else "") + ".\n")
     cv = _load("scream-corpus-cv")
     if cv:
         folds = "; ".join(
