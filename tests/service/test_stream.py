@@ -336,6 +336,32 @@ def test_level_gain_setting_reaches_the_predictor(setup: Callable[..., Any]) -> 
     assert session.predictor.config.level_gain.target_dbfs == -18.0
 
 
+def test_the_engine_scores_the_scream_detector_behind_the_level_gain(setup: Callable[..., Any], tmp_path: Any) -> None:
+    """VOCALIS_STREAM_LEVEL_GAIN: after 10 s of voice the engine's batched scream scoring hears the window
+    turned down (gain_db < 0), and its score is the detector's on that quieter copy."""
+    import dataclasses
+
+    from tests.test_streaming import tiny_bundle
+    from vocalis.streaming.predictor import StreamingPredictor
+
+    scream = tiny_bundle(tmp_path / "scream.vocalis", ["non_scream", "scream"])
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=0, level_gain=True, realtime_factor=100.0,
+                            burst_s=60.0, max_backlog_s=30.0)
+    client.app.state.stream_predictor_factory = lambda cfg: StreamingPredictor(  # type: ignore[attr-defined]
+        dataclasses.replace(cfg, vad="energy"), emotion_model=False, scream_model=scream, keyword_spotter=False)
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        for _ in range(14):
+            sock.send_bytes(pcm(1.0, 0.7))
+        preds = [recv_until(sock, "prediction")[0] for _ in range(25)]
+    gains = [q["gain_db"] for q in preds]
+    assert gains[0] == 0.0 and gains[-1] < -10.0
+    x = np.frombuffer(pcm(2.0, 0.7), "<i2").astype(np.float32) / 32768
+    quiet = float(np.ravel(scream.predict_proba(x * np.float32(10 ** (gains[-1] / 20))))[1])
+    assert preds[-1]["scream"] == pytest.approx(quiet, abs=2e-3)
+    assert preds[-1]["scream"] < preds[0]["scream"]
+
+
 def test_a_missing_scream_model_closes_with_its_path(setup: Callable[..., Any], tmp_path: Any) -> None:
     client, acct, _ = setup(fake=False, asr="off", emotion_every=0, scream_model_path=tmp_path / "nope.vocalis")
     with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
