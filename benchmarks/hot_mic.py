@@ -50,12 +50,64 @@ LEVELS: dict[str, float | None] = {"as recorded": None, **{k: float(v) for k, v 
 AFTER_S = 4.0
 
 
-def predictor(scream: ScreamDetector, gain: bool) -> StreamingPredictor:
-    return StreamingPredictor(StreamConfig(asr="off", level_gain=GainConfig() if gain else None),
+GAINS: dict[str, GainConfig | None] = {"off": None, "on": GainConfig(), "on, boost up to +12 dB": GainConfig(max_boost_db=12.0)}
+"""The gain settings of ``--sitting`` (fixed before its first run, benchmarks/notes.md session 15)."""
+
+
+def predictor(scream: ScreamDetector, gain: bool | GainConfig | None) -> StreamingPredictor:
+    cfg = GainConfig() if gain is True else gain or None
+    return StreamingPredictor(StreamConfig(asr="off", level_gain=cfg),
                               emotion_model=False, scream_model=scream, keyword_spotter=False)
 
 
-def false_alerts(x: np.ndarray, scream: ScreamDetector, policy: PolicyConfig, gain: bool) -> dict[str, Any]:
+def sitting_contexts(test: list[Clip], min_s: float = 30.0, seed: int = 3) -> list[np.ndarray | None]:
+    """Per clip: the *other* clips of its recording day / user with a calm voice (corpus emotion "calm"),
+    looped with 0.5-1.5 s pauses to at least ``min_s`` seconds, as recorded; ``None`` when there are none."""
+    rng = random.Random(seed)
+    out: list[np.ndarray | None] = []
+    for c in test:
+        calm = [o for o in test if o.group == c.group and o.path != c.path and o.extra.get("emotion") == "calm"]
+        if not calm:
+            out.append(None)
+            continue
+        parts: list[np.ndarray] = []
+        while sum(p.size for p in parts) < min_s * SAMPLE_RATE:
+            for o in calm:
+                parts += [o.audio(), np.zeros(int(rng.uniform(0.5, 1.5) * SAMPLE_RATE), np.float32)]
+        out.append(np.concatenate(parts))
+    return out
+
+
+def in_sitting(test: list[Clip], contexts: list[np.ndarray | None], scream: ScreamDetector, policy: PolicyConfig,
+               gain: GainConfig | None) -> dict[str, Any]:
+    """Clip F1 with each clip streamed after its sitting's calm voice (alone where it has none)."""
+    y, flagged, early, gains = [], [], 0, []
+    by: dict[str, dict[str, int]] = {}
+    for c, ctx in zip(test, contexts):
+        clip = c.audio()
+        x = clip if ctx is None else np.concatenate([ctx, clip])
+        t0 = 0.0 if ctx is None else ctx.size / SAMPLE_RATE
+        windows, ev = stream(predictor(scream, gain), DangerPolicy(policy), x)
+        starts = [e.t for e in ev if e.type == "danger.started"]
+        early += any(t < t0 for t in starts)
+        f = int(any(t >= t0 for t in starts))
+        if ctx is not None:
+            gains.append(next((w.gain_db for w in windows if w.t_end > t0), 0.0))
+        y.append(c.label)
+        flagged.append(f)
+        key = f"{c.subset}/{c.extra.get('emotion', '')}" + (" (in context)" if ctx is not None else "")
+        d = by.setdefault(key, {"n": 0, "flagged": 0})
+        d["n"] += 1
+        d["flagged"] += f
+    g = np.array(gains) if gains else np.zeros(1)
+    return {"clip": _f1(y, flagged), "by_subset": by, "context_false_starts": early,
+            "clips_in_context": sum(ctx is not None for ctx in contexts),
+            "gain_db_at_clip": {"median": round(float(np.median(g)), 2), "min": round(float(g.min()), 2),
+                                "max": round(float(g.max()), 2)}}
+
+
+def false_alerts(x: np.ndarray, scream: ScreamDetector, policy: PolicyConfig, gain: bool | GainConfig | None
+                 ) -> dict[str, Any]:
     windows, events = stream(predictor(scream, gain), DangerPolicy(policy), x)
     hours = x.size / SAMPLE_RATE / 3600
     alerts = sum(e.type == "alert" for e in events)
@@ -111,6 +163,9 @@ def main() -> None:
     ap.add_argument("--noise-minutes", type=float, default=30.0)
     ap.add_argument("--context-s", type=float, default=60.0)
     ap.add_argument("--tag", default="", help="write results/hot_mic_TAG.json (a variant)")
+    ap.add_argument("--sitting", action="store_true",
+                    help="instead: each clip after its own recording day's / user's calm voice, gain off / on / "
+                         "on with boost (results/hot_mic_sitting.json)")
     args = ap.parse_args()
     for name in ("screams", "ravdess", "tess"):
         corpus_or_exit(name, args.data)
@@ -124,6 +179,9 @@ def main() -> None:
     clips = scream_dataset(args.data)
     test = [c for c in clips if c.split == "test" and c.source == "screams"]
     x, _ = non_danger_audio(clips, args.noise_minutes)
+    if args.sitting:
+        sitting(args, test, x, scream, policy, t_all)
+        return
     ctx = context_streams(test, clips, args.context_s)
     rows: dict[str, dict[str, Any]] = {}
     for name, level in LEVELS.items():
@@ -164,6 +222,31 @@ def main() -> None:
         print(f"| {key.split(',')[0]} | {'on' if r['gain'] else 'off'} | {r['false_alerts']['alerts_per_hour']} | "
               f"{c['f1']} ({c['precision']} / {c['recall']}) | {r['in_context']['context_false_starts']} |")
     print(f"criterion: {criterion}\nwrote {path}", file=sys.stderr)
+
+
+def sitting(args: argparse.Namespace, test: list[Clip], x: np.ndarray, scream: ScreamDetector,
+            policy: PolicyConfig, t_all: float) -> None:
+    contexts = sitting_contexts(test)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, cfg in GAINS.items():
+        print(f"gain {name} ...", file=sys.stderr, flush=True)
+        rows[name] = {"gain_config": None if cfg is None else cfg.__dict__,
+                      "in_sitting": in_sitting(test, contexts, scream, policy, cfg),
+                      "false_alerts": false_alerts(x, scream, policy, cfg)}
+        r = rows[name]
+        print(f"  in-sitting F1 {r['in_sitting']['clip']}, false alerts/h {r['false_alerts']['alerts_per_hour']}",
+              file=sys.stderr, flush=True)
+    payload = {"scream_model": {"first": str(args.holdout_model), "confirm": str(args.holdout_confirm_model),
+                                "operating_point": policy.on_threshold},
+               "policy_config": dict(policy.__dict__), "held_out_clips": len(test), "rows": rows,
+               "total_wall_s": round(time.time() - t_all, 1)}
+    path = save("hot_mic_sitting", payload, "python benchmarks/hot_mic.py " + " ".join(sys.argv[1:]))
+    print("| gain | clip F1 (P / R) | context false starts | false alerts / h |\n|---|---|---|---|")
+    for name, r in rows.items():
+        c = r["in_sitting"]["clip"]
+        print(f"| {name} | {c['f1']} ({c['precision']} / {c['recall']}) | {r['in_sitting']['context_false_starts']} | "
+              f"{r['false_alerts']['alerts_per_hour']} |")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

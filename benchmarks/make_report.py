@@ -290,6 +290,26 @@ def danger(out: list[str]) -> None:
         failed = [k for k, ok in gain["criterion"].items() if not ok]
         out.append(f"\nAdoption criterion (fixed before the run, `benchmarks/notes.md` session 15): {verdict}"
                    + (f" (failed: {'; '.join(failed)})" if failed else "") + ".\n")
+    sit, sg = _load("hot_mic_sitting"), _load("sitting_gain")
+    if sit and sg:
+        def held(name: str) -> str:
+            r = sit["rows"][name]
+            c = r["in_sitting"]["clip"]
+            return (f"clip F1 {c['f1']:.3f} (P {c['precision']:.3f} / R {c['recall']:.3f}), "
+                    f"{r['false_alerts']['alerts_per_hour']:.2f} false alerts / h")
+
+        def train(name: str) -> str:
+            r = sg["rows"][name]
+            return (f"clip F1 {r['at_rule']['clip']['f1']:.3f} at the rule's P >= {r['rule']:.2f}, "
+                    f"{r['at_rule']['alerts_per_hour']:.2f} false alerts / h")
+
+        out.append(f"**The same person's calm voice as the level reference** (held out: {_meta(sit)}; training side, "
+                   f"cross-validated: {_meta(sg)}). Each clip streamed after the other calm-voice clips of its own "
+                   "recording day or user (where there are any), with the slow gain off, on, and on with up to +12 dB "
+                   "of boost. Held out: " + "; ".join(f"{n}: {held(n)}" for n in sit["rows"])
+                   + ". Training side: " + "; ".join(f"{n}: {train(n)}" for n in sg["rows"])
+                   + ". Not adopted: the training side loses recall where a sitting's calm voice is nearly as loud as "
+                   "its screams (`benchmarks/notes.md`, session 15).\n")
     cv = _load("scream-corpus-cv")
     if cv:
         folds = "; ".join(
