@@ -3,8 +3,9 @@
 Both yield plain dicts, each with ``"type"`` and ``"t"`` (seconds of stream time):
 
 * ``{"type": "window", "t": t_end, "t_start", "probabilities", "voice", "scream", "scream_backbone", "risk",
-  "keywords", ...}`` (``scream_backbone``: the second scream head's held score, ``null`` when none)
-  once per hop;
+  "keywords", "level_db", "gain_db", ...}`` (``scream_backbone``: the second scream head's held score,
+  ``null`` when none; ``gain_db``: the slow level gain the scream detector heard the window at, 0 when
+  off) once per hop;
 * the policy's events: ``{"type": "danger.started" | "countdown" | "alert" | "cancelled" | "danger.ended", "t", ...}``.
 
 Nothing is sent anywhere: acting on an ``alert`` is the caller's job.

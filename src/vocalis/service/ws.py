@@ -23,6 +23,8 @@ probability when ``voice_model`` is ``"silero"`` (below 0.5: no speech, so the e
 a guess; the web UI shows "no speech"); ``"energy"`` (silero-vad not installed) hears any loud sound.
 ``scream_backbone`` is the second scream head's score, which rides on the emotion run (held over
 the windows that overlap it; ``null`` when there is none or that run was shed).
+``gain_db`` is the gain the scream detector heard the window at (``VOCALIS_STREAM_LEVEL_GAIN``, a
+slow gain from the stream's usual voiced level, :mod:`vocalis.streaming.gain`; 0 when off).
 
 >>> error_message("bad_rate", "sample_rate=5 must be between 8000 and 48000")["type"]
 'error'
