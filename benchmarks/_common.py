@@ -55,6 +55,12 @@ def meta_line(r: dict[str, Any]) -> str:
             f"*Command:* `{r['command'].strip()}`")
 
 
+def section(title: str, r: dict[str, Any] | None, command: str) -> list[str]:
+    """The head of a docs/benchmarks.md section: ``## title``, then ``r``'s provenance line, or, when the
+    benchmark has no result yet, the ``command`` that makes one."""
+    return [f"## {title}\n", meta_line(r) + "\n" if r is not None else f"_not run yet_: `{command}`\n"]
+
+
 def load_crops(path: Path) -> Any:
     """Crop features (:class:`vocalis.danger.train.CropFeatures`) cached by :func:`save_crops`."""
     import numpy as np

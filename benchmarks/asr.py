@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import meta_line, save
+from _common import save, section
 from triage import MEDICAL, PLEAS, PRANK, ROUTINE, SR, VIOLENCE, espeak, telephone
 
 VARIANTS = {  # name -> (encoder, decoder)
@@ -105,10 +105,9 @@ def main() -> None:
 
 def report_lines(r: dict[str, Any] | None) -> list[str]:
     """The docs/benchmarks.md section (used by make_report.py)."""
-    out = ["## Triage transcript: word error rate and cost by runtime\n"]
+    out = section("Triage transcript: word error rate and cost by runtime", r, "python benchmarks/asr.py")
     if r is None:
-        return [*out, "_not run yet_: `python benchmarks/asr.py`\n"]
-    out.append(meta_line(r) + "\n")
+        return out
     out.append(f"Method: {r['calls']} calls ({r['audio_min']} min) of espeak-ng sentences with 0.3-1 s pauses, room "
                "noise at 25 dB SNR, 8 kHz telephone band; faster-whisper tiny.en (int8, greedy, word timestamps) on "
                "the Silero speech spans cut at pauses into windows of up to 30 s decoded together without timestamp "

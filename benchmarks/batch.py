@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus_or_exit, meta_line, save
+from _common import corpus_or_exit, save, section
 from vocalis.batch import BatchSpec, run_batch
 
 
@@ -66,10 +66,9 @@ def max_prob_diff(a: Path, b: Path) -> float:
 
 def report_lines(r: dict[str, Any] | None) -> list[str]:
     """The docs/benchmarks.md section (used by make_report.py)."""
-    out = ["## Batch analysis (`vocalis batch`): local process pool vs Ray Data\n"]
+    out = section("Batch analysis (`vocalis batch`): local process pool vs Ray Data", r, "python benchmarks/batch.py")
     if r is None:
-        return [*out, "_not run yet_: `python benchmarks/batch.py`\n"]
-    out.append(meta_line(r) + "\n")
+        return out
     out.append(f"Method: {r['files']} RAVDESS clips ({r['audio_min']:.1f} min of 48 kHz FLAC) through the whole "
                "pipeline (decode + resample to 16 kHz, Whisper tiny.en encoder features, ONNX head, calibrated "
                "probabilities, one Parquet row per file) with the bundled default model; one single-threaded "

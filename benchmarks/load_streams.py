@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, meta_line, save
+from _common import DATA, save, section
 from vocalis.service.ws import StreamSettings
 
 SR = 16_000
@@ -482,10 +482,9 @@ def _load_text(r: dict[str, Any]) -> str:
 
 def report_lines(r: dict[str, Any] | None) -> list[str]:
     """The docs/benchmarks.md section (used by make_report.py)."""
-    out = ["## Live streams under load: concurrent WebSocket sessions of real speech\n"]
+    out = section("Live streams under load: concurrent WebSocket sessions of real speech", r, "python benchmarks/load_streams.py")
     if r is None:
-        return [*out, "_not run yet_: `python benchmarks/load_streams.py`\n"]
-    out.append(meta_line(r) + "\n")
+        return out
     lat, srv, eng = r["latency_ms"], r["server"], r.get("engine") or {}
     ok = lat["p99"] is not None and lat["p99"] < GOAL_P99_MS
     out.append(f"Method: `vocalis serve` in a subprocess on this machine; {r['streams']} WebSocket sessions "

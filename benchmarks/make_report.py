@@ -9,7 +9,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, RESULTS, meta_line
+from _common import REPO, RESULTS, meta_line, section
 
 _CHANNEL_WORDS = {
     "lowpass_7k": "low-pass 7 kHz (`lowpass_7k`)",
@@ -25,27 +25,19 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def _meta(r: dict[str, Any]) -> str:
-    return meta_line(r)
-
-
 def feature_cost(out: list[str]) -> None:
     r = _load("feature_cost")
-    out.append("## Feature cost per second of audio (classic set vs the librosa recipe)\n")
+    out += section("Feature cost per second of audio (classic set vs the librosa recipe)", r, "python benchmarks/feature_cost.py --json benchmarks/results/feature_cost.json")
     if r is None:
-        out.append("_not run yet_: `python benchmarks/feature_cost.py --json benchmarks/results/feature_cost.json`\n")
         return
-    out.append(_meta(r) + "\n")
     out.append(r.get("markdown", "").strip() + "\n")
 
 
 def accuracy(out: list[str]) -> None:
     r = _load("accuracy")
-    out.append("## RAVDESS accuracy by model family: speaker-independent vs random split\n")
+    out += section("RAVDESS accuracy by model family: speaker-independent vs random split", r, "python benchmarks/accuracy.py")
     if r is None:
-        out.append("_not run yet_: `python benchmarks/accuracy.py`\n")
         return
-    out.append(_meta(r) + "\n")
     out.append("Speaker-independent (SI): 6 folds, test actors 1-4, 5-8, …, 21-24, no actor in both train "
                "and test. Random: 6 stratified folds over clips, every actor in train and test (the leak). "
                "WA = accuracy, UA = mean per-class recall, 8 classes (chance 0.125 WA). Mean over folds. "
@@ -74,11 +66,9 @@ def accuracy(out: list[str]) -> None:
 
 def inference(out: list[str]) -> None:
     r = _load("inference")
-    out.append("## Inference latency of the default model (one CPU thread)\n")
+    out += section("Inference latency of the default model (one CPU thread)", r, "python benchmarks/inference.py")
     if r is None:
-        out.append("_not run yet_: `python benchmarks/inference.py`\n")
         return
-    out.append(_meta(r) + "\n")
     out.append("| clips | mean clip | decode | backbone + features | ONNX head | total (median) | total p95 | per 3 s clip | bundle size |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     out.append(f"| {r['n_clips']} | {r['mean_clip_s']} s | {r['decode_ms_median']} ms | {r['features_ms_median']} ms | "
@@ -88,11 +78,9 @@ def inference(out: list[str]) -> None:
 
 def levers(out: list[str]) -> None:
     r = _load("levers")
-    out.append("## Accuracy levers: which Whisper encoder layers carry emotion (RAVDESS)\n")
+    out += section("Accuracy levers: which Whisper encoder layers carry emotion (RAVDESS)", r, "python benchmarks/levers.py")
     if r is None:
-        out.append("_not run yet_: `python benchmarks/levers.py`\n")
         return
-    out.append(_meta(r) + "\n")
     out.append("Speaker-independent 6 folds (actors 1-4, 5-8, …), logistic regression, mean over folds. "
                "Hidden states of the Whisper tiny.en encoder run by onnxruntime (graph built from the "
                "CTranslate2 weights; last layer matches CTranslate2 to cosine 1.0000). Layer 0 = after the "
@@ -115,11 +103,9 @@ def levers(out: list[str]) -> None:
 
 def robustness(out: list[str]) -> None:
     r = _load("robustness")
-    out.append("## Robustness: noise, telephone channel, cross-corpus, calibration\n")
+    out += section("Robustness: noise, telephone channel, cross-corpus, calibration", r, "python benchmarks/robustness.py")
     if r is None:
-        out.append("_not run yet_: `python benchmarks/robustness.py`\n")
         return
-    out.append(_meta(r) + "\n")
     out.append("Noise/channel: RAVDESS, speaker-independent 6 folds (actors 1-4, 5-8, …, 21-24); the head is "
                "trained on the clean training folds and tested on the held-out fold with white or pink noise "
                "added at the given SNR (relative to the whole clip's power, seeded per clip) or passed through a "
@@ -145,10 +131,9 @@ def _num(row: dict[str, Any], key: str) -> str:
 
 def personalisation_lines(r: dict[str, Any] | None) -> list[str]:
     """The personalisation section; results written before the ECE columns existed show "–" there."""
-    out = ["## Wellbeing: personalisation to a user's own voice (RAVDESS actors as users)\n"]
+    out = section("Wellbeing: personalisation to a user's own voice (RAVDESS actors as users)", r, "python benchmarks/personalisation.py")
     if r is None:
-        return [*out, "_not run yet_: `python benchmarks/personalisation.py`\n"]
-    out.append(_meta(r) + "\n")
+        return out
     out.append("Each actor in turn is the user: the global model never saw that actor (leave-one-actor-out); "
                "the user enrols k clips per class (seeded, 3 seeds), and is tested on their remaining clips. "
                "UA8 = 8-class unweighted average recall; valence = positive vs negative (neutral excluded). "
@@ -183,11 +168,9 @@ def personalisation(out: list[str]) -> None:
 
 def danger(out: list[str]) -> None:
     r = _load("danger")
-    out.append("## Danger detection on live audio (scream detector + DangerPolicy, streamed)\n")
+    out += section("Danger detection on live audio (scream detector + DangerPolicy, streamed)", r, "python benchmarks/danger.py")
     if r is None:
-        out.append("_not run yet_: `python benchmarks/danger.py`\n")
         return
-    out.append(_meta(r) + "\n")
     c, fa, lat, cost = r["clip_level"], r["false_alerts"], r["latency_s"], r["per_window_cost_ms"]
     sp = c["streaming_policy"]
     out.append(
@@ -262,7 +245,7 @@ def danger(out: list[str]) -> None:
 
         hot, mine = hot_mic(lc), hot_mic(r)
         lsp = lc["clip_level"]["streaming_policy"]
-        out.append(f"**Hot microphone: a variant, not shipped** ({_meta(lc)}). Both stages trained with one "
+        out.append(f"**Hot microphone: a variant, not shipped** ({meta_line(lc)}). Both stages trained with one "
                    "*loud copy* of every non-danger clip as well (`scripts/train_scream.py --loud-copies 1`: active "
                    "level -18 to -3 dBFS, clipped, then a capture channel's filters), operating point "
                    f"{lc['operating_point']['on_threshold']} from the training side, the same held-out clips and "
@@ -271,7 +254,7 @@ def danger(out: list[str]) -> None:
                    f"above: {mine}. Why it is not the default is in `benchmarks/notes.md` (session 14).\n")
     gain = _load("hot_mic")
     if gain:
-        out.append(f"**Hot microphone: the slow level gain** ({_meta(gain)}). `benchmarks/hot_mic.py`: the held-out twins "
+        out.append(f"**Hot microphone: the slow level gain** ({meta_line(gain)}). `benchmarks/hot_mic.py`: the held-out twins "
                    "of the shipped cascade (danger path only: no emotion, no ASR), with and without "
                    "`StreamConfig.level_gain` (the median active level of the voiced windows of the last "
                    f"{gain['gain_config']['memory_s']:g} s turned down to {gain['gain_config']['target_dbfs']:g} dBFS "
@@ -303,8 +286,8 @@ def danger(out: list[str]) -> None:
             return (f"clip F1 {r['at_rule']['clip']['f1']:.3f} at the rule's P >= {r['rule']:.2f}, "
                     f"{r['at_rule']['alerts_per_hour']:.2f} false alerts / h")
 
-        out.append(f"**The same person's calm voice as the level reference** (held out: {_meta(sit)}; training side, "
-                   f"cross-validated: {_meta(sg)}). Each clip streamed after the other calm-voice clips of its own "
+        out.append(f"**The same person's calm voice as the level reference** (held out: {meta_line(sit)}; training side, "
+                   f"cross-validated: {meta_line(sg)}). Each clip streamed after the other calm-voice clips of its own "
                    "recording day or user (where there are any), with the slow gain off, on, and on with up to +12 dB "
                    "of boost. Held out: " + "; ".join(f"{n}: {held(n)}" for n in sit["rows"])
                    + ". Training side: " + "; ".join(f"{n}: {train(n)}" for n in sg["rows"])
@@ -319,7 +302,7 @@ def danger(out: list[str]) -> None:
             for k, f in cv["per_fold"].items())
         pc = cv["pooled"]
         out.append(f"**The whole corpus, cross-validated by recording day and known user** "
-                   f"(`benchmarks/scream_corpus_cv.py`, {_meta(cv)}): every one of the "
+                   f"(`benchmarks/scream_corpus_cv.py`, {meta_line(cv)}): every one of the "
                    f"{sum(b['n'] for b in cv['by_subset_emotion'].values())} clips scored by a detector (same recipe) "
                    f"that never saw its day or user, same policy at P >= {cv['on_threshold']}: pooled clip F1 "
                    f"**{pc['f1']:.3f}** (P {pc['precision']:.3f} / R {pc['recall']:.3f}); per fold: {folds}. "
@@ -357,7 +340,7 @@ def danger(out: list[str]) -> None:
     b = _load("scream_backbone")
     if b:
         out.append(f"**A scream head on the shared Whisper backbone**, the heads measured alone (session 6, "
-                   f"before it went into the live path; {_meta(b)}). "
+                   f"before it went into the live path; {meta_line(b)}). "
                    f"{b['method']}\n")
         ths = ("0.2", "0.5", "0.7")
         out.append("| head | validation side: clip F1 at " + " / ".join(ths) + " | test side: clip F1 at "
@@ -371,7 +354,7 @@ def danger(out: list[str]) -> None:
         out.append("")
     f = _load("scream_fusion")
     if f:
-        out.append(f"**The backbone head in the live policy, cross-validated** (session 7; {_meta(f)}). "
+        out.append(f"**The backbone head in the live policy, cross-validated** (session 7; {meta_line(f)}). "
                    f"{f['method']}\n")
         out.append("| head | chosen threshold | clip F1 without the head | clip F1 at the head's threshold "
                    "0.5 / 0.9 / 0.98 | false alerts / h (worst channel) without / at 0.5 / 0.9 / 0.98 | "

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus_or_exit, meta_line, save
+from _common import corpus_or_exit, save, section
 from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.audio.io import load_audio
 from vocalis.audio.vad import SPEECH_PEAK, silero_onnx_path, speech_presence
@@ -101,10 +101,9 @@ def main() -> None:
 
 def report_lines(r: dict[str, Any] | None) -> list[str]:
     """The docs/benchmarks.md section (used by make_report.py)."""
-    out = ["## Speech presence: which clips are said to hold speech\n"]
+    out = section("Speech presence: which clips are said to hold speech", r, "python benchmarks/speech_presence.py")
     if r is None:
-        return [*out, "_not run yet_: `python benchmarks/speech_presence.py`\n"]
-    out.append(meta_line(r) + "\n")
+        return out
     out.append(f"Method: `vocalis.audio.vad.speech_presence` (Silero VAD over the whole clip, no silence gate) on "
                f"every clip of the corpora and on synthetic sounds that are not speech (3 s each); a clip holds "
                f"speech when some 32 ms frame reaches probability {r['threshold']}. `vocalis predict`, "

@@ -39,7 +39,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, RESULTS, corpus_or_exit, meta_line, save
+from _common import DATA, RESULTS, corpus_or_exit, save, section
 from vocalis.audio.io import load_audio, resample
 from vocalis.danger.train import scream_dataset, train_scream_detector
 from vocalis.triage import AnalyzerSpec, PriorityConfig, triage_files
@@ -172,10 +172,9 @@ def rescore(call: dict[str, Any], config: PriorityConfig, words: bool, voice: bo
 
 def report_lines(r: dict[str, Any] | None) -> list[str]:
     """The docs/benchmarks.md section (used by make_report.py)."""
-    out = ["## Emergency-call triage (speed with transcript, priority ordering)\n"]
+    out = section("Emergency-call triage (speed with transcript, priority ordering)", r, "python benchmarks/triage.py")
     if r is None:
-        return [*out, "_not run yet_: `python benchmarks/triage.py`\n"]
-    out.append(meta_line(r) + "\n")
+        return out
     out.append(f"Method: {r['calls']} constructed calls, {r['audio_min']} min of audio; {r['method']}. Urgent = "
                "medical, violence and voice-only calls; not urgent = routine, prank, pocket and silent calls. "
                "Whole pipeline per call: decode, Silero VAD, faster-whisper tiny.en transcript of the speech "
