@@ -427,11 +427,11 @@ def hot_mic(x: np.ndarray, active_dbfs: float, reference: np.ndarray | None = No
     close to a microphone without automatic gain control. Digital silence is returned unchanged.
     ``reference``: measure the level on this audio instead (e.g. the speech before an event, so
     that the event keeps its loudness relative to it)."""
-    from vocalis.features.level import active_level_db
+    from vocalis.features.level import FLOOR_DB, active_level_db
 
     x = np.asarray(x, np.float32)
     level = active_level_db(x if reference is None else reference)
-    if level <= -119.0:
+    if level <= FLOOR_DB + 0.5:  # digital silence (float rounding aside)
         return x
     return np.clip(x * np.float32(10 ** ((active_dbfs - level) / 20)), -1.0, 1.0).astype(np.float32)
 

@@ -24,7 +24,8 @@ from vocalis.audio.constants import SAMPLE_RATE
 from vocalis.errors import ConfigError
 from vocalis.features.base import FeatureExtractor, from_config, register
 
-_FLOOR_DB = -120.0
+FLOOR_DB = -120.0
+"""What :func:`active_level_db` returns for digital silence (frame energies are floored here)."""
 
 
 def active_level_db(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, percentile: float = 95.0,
@@ -37,7 +38,7 @@ def active_level_db(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, percen
     else:
         frames = x[: x.size // n * n].reshape(-1, n)
     power = np.mean(np.square(frames, dtype=np.float64), axis=1)
-    db = 10.0 * np.log10(np.maximum(power, 10.0 ** (_FLOOR_DB / 10.0)))
+    db = 10.0 * np.log10(np.maximum(power, 10.0 ** (FLOOR_DB / 10.0)))
     return float(np.percentile(db, percentile))
 
 
