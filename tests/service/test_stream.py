@@ -326,6 +326,24 @@ def test_a_configured_scream_detector_brings_its_operating_point(
     assert pred["gain_db"] == 0.0  # no level gain unless configured
 
 
+def test_a_configured_two_stage_detector_takes_the_second_stages_operating_point(
+        setup: Callable[..., Any], tmp_path: Any) -> None:
+    from tests.test_streaming import tiny_bundle
+
+    tiny_bundle(tmp_path / "first.vocalis", ["non_scream", "scream"], metrics={"operating_point": 0.7})
+    tiny_bundle(tmp_path / "confirm.vocalis", ["non_scream", "scream"],
+                metrics={"operating_point": 0.6, "cascade_gate": 0.05})
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=0, scream_model_path=tmp_path / "first.vocalis",
+                            scream_confirm_model_path=tmp_path / "confirm.vocalis")
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        session = _live_session(client)
+        sock.send_bytes(pcm(0.25, 0.1))
+    det = session.predictor.scream
+    assert det.confirm is not None and det.gate == 0.05
+    assert session.policy.config.on_threshold == 0.6
+
+
 def test_level_gain_setting_reaches_the_predictor(setup: Callable[..., Any]) -> None:
     client, acct, _ = setup(fake=False, asr="off", emotion_every=0, level_gain=True)
     with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
