@@ -293,8 +293,7 @@ def monitor(
     level_gain: Annotated[bool | None, typer.Option(
         "--level-gain/--no-level-gain",
         help="Slow gain in front of the scream detector: the stream's usual voiced level is turned down to "
-             "-18 dBFS, so a microphone that runs hot does not make speech look like screaming "
-             "(default: StreamConfig's).")] = None,
+             "-18 dBFS, for microphones that run very hot (default: off).")] = None,
     no_emotion: Annotated[bool, typer.Option("--no-emotion", help="Skip the emotion model (cheapest).")] = False,
     json_out: JsonOpt = False,
 ) -> None:

@@ -133,8 +133,8 @@ class StreamSettings(BaseSettings):
         "only together with scream_model_path.")
     level_gain: bool = Field(
         default=False, description="A slow gain in front of the scream detector (vocalis.streaming.gain): the "
-        "stream's usual voiced level is turned down to -18 dBFS, so a hot microphone does not make speech look "
-        "like screaming.")
+        "stream's usual voiced level is turned down to -18 dBFS. For microphones that run very hot (held out, "
+        "speech at -8.5 dBFS: 10.0 -> 3.2 false alerts per hour); off by default (benchmarks/notes.md, session 15).")
 
     @model_validator(mode="after")
     def _scream_models(self) -> StreamSettings:
