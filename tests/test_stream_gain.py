@@ -117,3 +117,14 @@ def test_reset_restarts_the_gain(scream_bundle: Bundle) -> None:
     p.reset()
     assert p.push(loud[:32000])[0].gain_db == 0.0
     assert np.isfinite(p.push(loud)[-1].scream)
+
+
+def test_the_streams_level_is_tracked_without_the_gain(scream_bundle: Bundle) -> None:
+    loud = harmonic(250, 16.0, amp=0.7)
+    ws = _predictor(scream_bundle, None).push(loud)
+    assert all(w.gain_db == 0.0 for w in ws)
+    refs = [w.level_ref_db for w in ws]
+    assert refs[0] is None  # nothing heard yet
+    assert refs[-1] == pytest.approx(active_level_db(loud[:32000]), abs=0.05)
+    first = next(i for i, r in enumerate(refs) if r is not None)
+    assert all(r is None for r in refs[:first]) and ws[first].t_end >= 2.0 + 10.0 - 0.5  # 10 s of voiced hops

@@ -380,6 +380,38 @@ def test_the_engine_scores_the_scream_detector_behind_the_level_gain(setup: Call
     assert preds[-1]["scream"] < preds[0]["scream"]
 
 
+@pytest.mark.parametrize(("amplitude", "limit", "warned"), [(0.7, -15.0, True), (0.02, -15.0, False),
+                                                          (0.7, None, False)])
+def test_a_hot_microphone_is_warned_about_once(setup: Callable[..., Any], tmp_path: Any, amplitude: float,
+                                               limit: float | None, warned: bool) -> None:
+    """warning mic_hot: once the stream's usual voiced level reaches hot_mic_warn_dbfs, once per session."""
+    import dataclasses
+
+    from tests.test_streaming import tiny_bundle
+    from vocalis.streaming.predictor import StreamingPredictor
+
+    scream = tiny_bundle(tmp_path / "scream.vocalis", ["non_scream", "scream"])
+    client, acct, _ = setup(fake=False, asr="off", emotion_every=0, realtime_factor=100.0, burst_s=60.0,
+                            max_backlog_s=30.0, hot_mic_warn_dbfs=limit)
+    client.app.state.stream_predictor_factory = lambda cfg: StreamingPredictor(  # type: ignore[attr-defined]
+        dataclasses.replace(cfg, vad="energy"), emotion_model=False, scream_model=scream, keyword_spotter=False)
+    with client.websocket_connect(url(acct, sample_rate=16000)) as sock:
+        recv_until(sock, "session.created")
+        for _ in range(20):
+            sock.send_bytes(pcm(1.0, amplitude))
+        sock.send_json({"type": "Finalize"})
+        _, seen = recv_until(sock, "finalized")
+    warnings = [m for m in seen if m["type"] == "warning" and m["code"] == "mic_hot"]
+    refs = [m["level_ref_db"] for m in seen if m["type"] == "prediction"]
+    assert refs[0] is None and refs[-1] is not None
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        w = warnings[0]
+        assert w["level_dbfs"] >= -15.0 and "hold the phone further away" in w["message"]
+        first_loud = next(m for m in seen if m["type"] == "prediction" and m["level_ref_db"] is not None)
+        assert w["t"] == first_loud["t_end"]  # as soon as the level is known
+
+
 def test_a_missing_scream_model_closes_with_its_path(setup: Callable[..., Any], tmp_path: Any) -> None:
     client, acct, _ = setup(fake=False, asr="off", emotion_every=0, scream_model_path=tmp_path / "nope.vocalis")
     with client.websocket_connect(url(acct, sample_rate=16000)) as sock:

@@ -3,7 +3,7 @@
 Both yield plain dicts, each with ``"type"`` and ``"t"`` (seconds of stream time):
 
 * ``{"type": "window", "t": t_end, "t_start", "probabilities", "voice", "scream", "scream_backbone", "risk",
-  "keywords", "level_db", "gain_db", ...}`` (``scream_backbone``: the second scream head's held score,
+  "keywords", "level_db", "gain_db", "level_ref_db", ...}`` (``scream_backbone``: the second scream head's held score,
   ``null`` when none; ``gain_db``: the slow level gain the scream detector heard the window at, 0 when
   off) once per hop;
 * the policy's events: ``{"type": "danger.started" | "countdown" | "alert" | "cancelled" | "danger.ended", "t", ...}``.
@@ -62,6 +62,7 @@ def window_dict(w: WindowResult, risk: float) -> dict[str, Any]:
         "voice_model": w.voice_model,
         "level_db": w.level_db,
         "gain_db": w.gain_db,
+        "level_ref_db": w.level_ref_db,
     }
     if w.transcript is not None:
         d["transcript"] = w.transcript

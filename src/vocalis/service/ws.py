@@ -11,8 +11,9 @@ Protocol (JSON text messages with a ``type`` field; audio as binary frames):
 * server -> client: ``session.created``, ``prediction``, ``danger``, ``countdown``, ``alert``,
   ``cancelled``, ``danger.ended``, ``alert.status``, ``finalized``, ``warning {code, message}``
   (``audio_dropped``: the server fell behind and skipped ``dropped_s`` seconds of the oldest
-  queued audio; the session goes on, stream times stay exact), and ``error {code, message}``
-  before any error close.
+  queued audio; the session goes on, stream times stay exact; ``mic_hot``: the stream's usual
+  voiced level ``level_dbfs`` is at least ``hot_mic_warn_dbfs``, once per session), and
+  ``error {code, message}`` before any error close.
 
 Under load the emotion model runs less often than ``emotion_every`` asks: a ``prediction`` then
 carries ``emotion_fresh: false``, ``emotion_deferred: true`` and ``emotion_age_s`` (how old its
@@ -23,7 +24,8 @@ probability when ``voice_model`` is ``"silero"`` (below 0.5: no speech, so the e
 a guess; the web UI shows "no speech"); ``"energy"`` (silero-vad not installed) hears any loud sound.
 ``scream_backbone`` is the second scream head's score, which rides on the emotion run (held over
 the windows that overlap it; ``null`` when there is none or that run was shed).
-``gain_db`` is the gain the scream detector heard the window at (``VOCALIS_STREAM_LEVEL_GAIN``, a
+``level_ref_db`` is the stream's usual voiced level so far (``null`` until 10 s of voice were heard);
+``gain_db`` the gain the scream detector heard the window at (``VOCALIS_STREAM_LEVEL_GAIN``, a
 slow gain from the stream's usual voiced level, :mod:`vocalis.streaming.gain`; 0 when off).
 
 >>> error_message("bad_rate", "sample_rate=5 must be between 8000 and 48000")["type"]
@@ -135,6 +137,11 @@ class StreamSettings(BaseSettings):
         default=False, description="A slow gain in front of the scream detector (vocalis.streaming.gain): the "
         "stream's usual voiced level is turned down to -18 dBFS. For microphones that run very hot (held out, "
         "speech at -8.5 dBFS: 10.0 -> 3.2 false alerts per hour); off by default (benchmarks/notes.md, session 15).")
+
+    hot_mic_warn_dbfs: float | None = Field(
+        default=-15.0, le=0.0, description="Once the stream's usual voiced level (median active level of the voiced "
+        "windows of the last 2 min) reaches this, the client gets warning {code: 'mic_hot'} once per session: speech "
+        "that loud sets off false alarms (held out: ~10 per hour at -12 dBFS, none at -25). None = never.")
 
     @model_validator(mode="after")
     def _scream_models(self) -> StreamSettings:

@@ -78,6 +78,7 @@ class StreamGain:
 
     def reset(self) -> None:
         self._voiced: deque[tuple[float, float]] = deque()  # (t_end, level_db) of voiced windows
+        self.last_reference_db: float | None = None  # the reference the last push's gain came from
 
     @property
     def reference_db(self) -> float | None:
@@ -86,10 +87,14 @@ class StreamGain:
             return None
         return float(np.median([lv for _, lv in self._voiced]))
 
+    def ready(self, hop_s: float) -> bool:
+        """Whether ``min_voiced_s`` of voiced hops are remembered (the reference is trusted)."""
+        return bool(self._voiced) and len(self._voiced) * hop_s >= self.config.min_voiced_s - 1e-9
+
     def gain_db(self, hop_s: float) -> float:
-        """The gain the next window gets: 0 until ``min_voiced_s`` of voiced hops are remembered."""
+        """The gain the next window gets: 0 until :meth:`ready`."""
         cfg = self.config
-        if len(self._voiced) * hop_s < cfg.min_voiced_s - 1e-9 or not self._voiced:
+        if not self.ready(hop_s):
             return 0.0
         ref = self.reference_db
         assert ref is not None
@@ -101,6 +106,7 @@ class StreamGain:
         while self._voiced and self._voiced[0][0] <= t_end - cfg.memory_s:
             self._voiced.popleft()
         g = self.gain_db(hop_s)
+        self.last_reference_db = self.reference_db if self.ready(hop_s) else None
         if voice >= cfg.voice_threshold and np.isfinite(level_db):
             self._voiced.append((float(t_end), float(level_db)))
         return g

@@ -161,6 +161,9 @@ class WindowResult:
     window's end). ``scream_backbone`` is the backbone scream head's P(scream) of the latest
     window it ran on that overlaps this one (``None`` without a head or such a run).
     ``gain_db`` is the gain the scream detector's copy of the window got (``StreamConfig.level_gain``; 0 without).
+    ``level_ref_db`` is the stream's usual voiced level so far (the median active level of its voiced
+    windows of the last ``memory_s``, :class:`~vocalis.streaming.gain.StreamGain`; ``None`` until
+    ``min_voiced_s`` of voice were heard), tracked with or without the gain.
     ``voice_deferred`` says the caller shed the VAD on some of the window's frames (load
     shedding, ``advance(..., vad=False)``): ``voice`` is then the maximum over the frames that
     were scored, or the previous window's ``voice`` when none was.
@@ -186,6 +189,7 @@ class WindowResult:
     scream_backbone: float | None = None
     voice_deferred: bool = False
     gain_db: float = 0.0
+    level_ref_db: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,7 +210,8 @@ class PendingWindow:
 
     ``end`` is the window's end in 16 kHz samples of stream time, ``hop`` its index in the stream;
     ``audio`` is a private copy of the window (``window_samples`` float32 values); ``gain_db`` the
-    gain of the scream detector's copy (:attr:`scream_audio`; ``StreamConfig.level_gain``).
+    gain of the scream detector's copy (:attr:`scream_audio`; ``StreamConfig.level_gain``);
+    ``level_ref_db`` the stream's usual voiced level before this window (see :class:`WindowResult`).
     """
 
     end: int
@@ -218,6 +223,7 @@ class PendingWindow:
     partial: bool = False
     voice_deferred: bool = False
     gain_db: float = 0.0
+    level_ref_db: float | None = None
 
     @property
     def scream_audio(self) -> np.ndarray:
@@ -263,7 +269,8 @@ class StreamingPredictor:
         self._ring = RingBuffer(self.config.window_samples)
         n_vad = -(-self.config.window_samples // FRAME) + 1
         self._vad_probs = RingBuffer(n_vad)
-        self._gain = None if self.config.level_gain is None else StreamGain(self.config.level_gain)
+        # the stream's level is always tracked (level_ref_db); the gain is applied only with level_gain
+        self._gain = StreamGain(self.config.level_gain)
         self.reset()
 
     # -- state ------------------------------------------------------------------------------
@@ -284,8 +291,7 @@ class StreamingPredictor:
         self._vad_s = 0.0
         self._last_voice = 0.0
         self._last_backbone: tuple[float, int] | None = None  # (P(scream), window end in samples)
-        if self._gain is not None:
-            self._gain.reset()
+        self._gain.reset()
 
     def _backbone(self, arg: Any) -> Bundle | None:
         if arg is None or arg is False or self.emotion is None:
@@ -438,11 +444,13 @@ class StreamingPredictor:
         self._vad_s = 0.0
         hop = self._hops
         self._hops += 1
-        gain = 0.0
-        if self._gain is not None:
-            gain = self._gain.push(active_level_db(w), voice, end / SAMPLE_RATE, cfg.hop_s)
+        gain = self._gain.push(active_level_db(w), voice, end / SAMPLE_RATE, cfg.hop_s)
+        if cfg.level_gain is None:
+            gain = 0.0
+        ref = self._gain.last_reference_db
         return PendingWindow(end=end, hop=hop, audio=w, voice=voice, level_db=level, vad_ms=vad_ms,
-                             partial=partial, voice_deferred=scored.size < vp.size, gain_db=gain)
+                             partial=partial, voice_deferred=scored.size < vp.size, gain_db=gain,
+                             level_ref_db=None if ref is None else round(ref, 2))
 
     def score_scream(self, window: PendingWindow) -> float:
         """P(scream) of one window (a batched caller runs :meth:`ScreamDetector.score_batch` on many at once)."""
@@ -580,4 +588,5 @@ class StreamingPredictor:
             keywords_t_end=heard_at,
             scream_backbone=held,
             gain_db=round(window.gain_db, 2),
+            level_ref_db=window.level_ref_db,
         )

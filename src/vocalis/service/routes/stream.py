@@ -243,6 +243,7 @@ class StreamSession:
         self.location: svc.Location | None = None
         self.alert_ids: list[str] = []
         self.history = _History(settings.history_every_s)
+        self.warned_hot = False  # warning mic_hot sent
         self.tasks: list[asyncio.Task[Any]] = []
         self.fatal: _Closing | None = None
         self.decoder: ws.ContainerDecoder | None = None
@@ -386,6 +387,16 @@ class StreamSession:
                         fut.set_result(None)
                 return
 
+    def _check_level(self, ref: float | None, t: float) -> None:
+        """Warn once per session when the stream's usual voiced level reaches ``hot_mic_warn_dbfs``."""
+        limit = self.cfg.hot_mic_warn_dbfs
+        if ref is None or limit is None or self.warned_hot or ref < limit:
+            return
+        self.warned_hot = True
+        self.send({"type": "warning", "code": "mic_hot", "level_dbfs": round(float(ref), 1), "t": t,
+                   "message": f"the microphone is very loud (speech at about {ref:.0f} dBFS): ordinary speech this "
+                              "loud can set off false alarms; hold the phone further away or lower its input volume"})
+
     def _gap(self, samples: int) -> None:
         """The engine dropped ``samples`` of the oldest queued audio (overload): keep stream times, tell the client."""
         seconds = samples / self.push_rate
@@ -457,6 +468,7 @@ class StreamSession:
                     "risk": round(self.policy.last_risk, 4), "keywords": list(w.keywords),
                     "scream_backbone": None if backbone is None else round(float(backbone), 4),
                     "gain_db": round(float(getattr(w, "gain_db", 0.0)), 2),
+                    "level_ref_db": getattr(w, "level_ref_db", None),
                 }
                 if probs:
                     v, a = valence_arousal(probs)
@@ -476,6 +488,7 @@ class StreamSession:
                     if heard is not None:  # keywords spotted in an earlier window (ASR runs off the hot path)
                         msg["keywords_t_end"] = round(float(heard) + self.audio_offset, 3)
                 self.send(msg)
+                self._check_level(msg["level_ref_db"], t_end)
                 await self._events(events)
             if self.cfg.store_history:
                 rec = self.history.add(t_start, t_end, probs)
