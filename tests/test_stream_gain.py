@@ -128,3 +128,22 @@ def test_the_streams_level_is_tracked_without_the_gain(scream_bundle: Bundle) ->
     assert refs[-1] == pytest.approx(active_level_db(loud[:32000]), abs=0.05)
     first = next(i for i, r in enumerate(refs) if r is not None)
     assert all(r is None for r in refs[:first]) and ws[first].t_end >= 2.0 + 10.0 - 0.5  # 10 s of voiced hops
+
+
+def test_the_reference_is_the_median_of_the_remembered_voiced_windows() -> None:
+    rng = np.random.default_rng(0)
+    g = StreamGain(GainConfig(memory_s=10.0, min_voiced_s=0.0))
+    kept: list[tuple[float, float]] = []
+    for i in range(200):
+        t, lv, voice = 2.0 + HOP * i, float(rng.normal(-20, 6)), float(rng.uniform())
+        g.push(lv, voice, t, HOP)
+        kept = [(a, b) for a, b in kept if a > t - 10.0] + ([(t, lv)] if voice >= 0.5 else [])
+        assert g.reference_db == (pytest.approx(float(np.median([b for _, b in kept]))) if kept else None)
+
+
+def test_active_level_matches_the_percentile_definition() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(32000) * np.repeat(rng.uniform(0.001, 0.5, 100), 320)).astype(np.float32)
+    frames = x.reshape(-1, 320).astype(np.float64)
+    expected = float(np.percentile(10 * np.log10(np.mean(frames**2, axis=1)), 95))
+    assert active_level_db(x) == pytest.approx(expected, abs=1e-4)

@@ -30,6 +30,8 @@ A pure state machine (``push``/``reset``, no I/O), one per stream.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -78,14 +80,21 @@ class StreamGain:
 
     def reset(self) -> None:
         self._voiced: deque[tuple[float, float]] = deque()  # (t_end, level_db) of voiced windows
+        self._sorted: list[float] = []  # their levels, sorted (the median without a sort per window)
         self.last_reference_db: float | None = None  # the reference the last push's gain came from
 
     @property
     def reference_db(self) -> float | None:
         """The median active level of the remembered voiced windows (``None`` before any)."""
-        if not self._voiced:
+        s, n = self._sorted, len(self._sorted)
+        if not n:
             return None
-        return float(np.median([lv for _, lv in self._voiced]))
+        return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+    def wants_level(self, voice: float) -> bool:
+        """Whether :meth:`push` uses the level of a window with this ``voice`` (only voiced ones are
+        remembered: a caller may skip measuring the others and pass ``nan``)."""
+        return voice >= self.config.voice_threshold
 
     def ready(self, hop_s: float) -> bool:
         """Whether ``min_voiced_s`` of voiced hops are remembered (the reference is trusted)."""
@@ -104,9 +113,15 @@ class StreamGain:
         """The gain (dB) for this window, decided by the windows before it; then remember this one."""
         cfg = self.config
         while self._voiced and self._voiced[0][0] <= t_end - cfg.memory_s:
-            self._voiced.popleft()
-        g = self.gain_db(hop_s)
-        self.last_reference_db = self.reference_db if self.ready(hop_s) else None
-        if voice >= cfg.voice_threshold and np.isfinite(level_db):
+            _, old = self._voiced.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        ready = self.ready(hop_s)
+        self.last_reference_db = self.reference_db if ready else None
+        g = 0.0
+        if ready:
+            assert self.last_reference_db is not None
+            g = float(min(max(cfg.target_dbfs - self.last_reference_db, -cfg.max_cut_db), cfg.max_boost_db))
+        if voice >= cfg.voice_threshold and math.isfinite(level_db):
             self._voiced.append((float(t_end), float(level_db)))
+            bisect.insort(self._sorted, float(level_db))
         return g

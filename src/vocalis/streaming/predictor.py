@@ -444,7 +444,8 @@ class StreamingPredictor:
         self._vad_s = 0.0
         hop = self._hops
         self._hops += 1
-        gain = self._gain.push(active_level_db(w), voice, end / SAMPLE_RATE, cfg.hop_s)
+        active = active_level_db(w) if self._gain.wants_level(voice) else float("nan")  # only voiced ones count
+        gain = self._gain.push(active, voice, end / SAMPLE_RATE, cfg.hop_s)
         if cfg.level_gain is None:
             gain = 0.0
         ref = self._gain.last_reference_db
