@@ -202,3 +202,21 @@ def test_file_system_errors_are_clean_messages(tmp_path: Path) -> None:
     r = _run("triage", str(clip), "--out", str(tmp_path / "rep"), "--asr-model", "huge")
     assert r.returncode == 2 and "model='huge' must be" in r.stderr and "tiny.en" in r.stderr, r.stderr
     assert not (tmp_path / "rep" / "report.json").exists()  # nothing analysed, no empty report
+
+
+@pytest.mark.parametrize(("env", "needles"), [
+    ({"VOCALIS_RETENTION_DAYS": "0", "VOCALIS_STREAM_HOT_MIC_WARN_DBFS": "5"},
+     ["VOCALIS_RETENTION_DAYS='0': Input should be greater than or equal to 1",
+      "VOCALIS_STREAM_HOT_MIC_WARN_DBFS='5': Input should be less than or equal to 0"]),
+    ({"VOCALIS_STREAM_SCREAM_CONFIRM_MODEL_PATH": "/x.vocalis"}, ["needs scream_model_path"]),
+])
+def test_serve_refuses_a_bad_environment_with_the_variable_and_the_rule(
+        tmp_path: Path, env: dict[str, str], needles: list[str]) -> None:
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "vocalis", "serve", "--port", "1"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "VOCALIS_DATA_DIR": str(tmp_path), **env})
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    for needle in needles:
+        assert needle in r.stderr

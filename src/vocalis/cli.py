@@ -350,6 +350,9 @@ def serve(
     require("fastapi", "serve")
     require("uvicorn", "serve")
     from vocalis.service.app import main as serve_main
+    from vocalis.service.settings import check_environment
+
+    check_environment()
 
     serve_main(host, port, log_level=log_level)
 

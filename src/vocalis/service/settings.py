@@ -129,3 +129,25 @@ class Settings(BaseSettings):
         tmp.write_text(key)
         tmp.replace(path)
         return key
+
+
+def check_environment() -> None:
+    """Build :class:`Settings` and the stream settings from the environment once, so that a bad
+    ``VOCALIS_*`` value stops ``vocalis serve`` before it starts, with a
+    :class:`~vocalis.errors.ConfigError` naming the variable, its value and the rule."""
+    from pydantic import ValidationError
+
+    from vocalis.errors import ConfigError
+    from vocalis.service.ws import StreamSettings
+
+    problems: list[str] = []
+    for cls, prefix in ((Settings, "VOCALIS_"), (StreamSettings, "VOCALIS_STREAM_")):
+        try:
+            cls()
+        except ValidationError as e:
+            for err in e.errors():
+                name = prefix + "_".join(str(part) for part in err["loc"]).upper() if err["loc"] else cls.__name__
+                value = f"={err['input']!r}" if err["loc"] else ""
+                problems.append(f"{name}{value}: {err['msg']}")
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
