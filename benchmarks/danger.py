@@ -299,7 +299,7 @@ def main() -> None:
             tmp.unlink(missing_ok=True)
         backbone = load_bundle(args.backbone_holdout_model)
     w_backbone = 0.0 if backbone is None else on / float(backbone.manifest.metrics["operating_point"])
-    policy = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on), w_backbone=w_backbone)
+    policy = PolicyConfig(w_backbone=w_backbone).at_threshold(on)
     heads = {"scream_model": scream, "backbone_scream_model": backbone if backbone is not None else False}
     clips = scream_dataset(args.data)
     test = [c for c in clips if c.split == "test" and c.source == "screams"]

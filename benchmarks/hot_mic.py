@@ -175,7 +175,7 @@ def main() -> None:
     t_all = time.time()
     scream = ScreamDetector(load_bundle(args.holdout_model), load_bundle(args.holdout_confirm_model))
     on = float(scream.operating_point or PolicyConfig().on_threshold)
-    policy = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
+    policy = PolicyConfig().at_threshold(on)
     clips = scream_dataset(args.data)
     test = [c for c in clips if c.split == "test" and c.source == "screams"]
     x, _ = non_danger_audio(clips, args.noise_minutes)

@@ -75,7 +75,7 @@ def main() -> None:
     folds = corpus_folds(clips)
     detector = load_scream_detector()  # its recipes (features, RBF SVM C=3), gate and operating point
     on = float(detector.operating_point or PolicyConfig().on_threshold)
-    cfg = PolicyConfig(on_threshold=on, off_threshold=min(PolicyConfig().off_threshold, on))
+    cfg = PolicyConfig().at_threshold(on)
     streams = build_streams(clips, folds, "original", None, load_transcripts(clips, folds))
     # as every fit of vocalis.danger.train: the calm calls of a scream environment are scored, never fitted
     not_fitted = tuple((f"{sub}/{emo}", 0.0) for sub, emo in NOT_TRAINED_ON)

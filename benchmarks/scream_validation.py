@@ -494,7 +494,7 @@ def threshold_table(S: list[Stream], scores: dict[str, np.ndarray], policy: dict
     table = {}
     fixed = policy.get("on_threshold")
     for th in [fixed] if fixed is not None else THRESHOLDS:
-        cfg = PolicyConfig(**{**policy, "on_threshold": th, "off_threshold": min(0.1, th)})
+        cfg = PolicyConfig(**policy).at_threshold(th)
         table[f"{th:.2f}"] = evaluate(S, scores, cfg)
         table[f"{th:.2f}"]["mean_clip_f1"] = table[f"{th:.2f}"]["clip"]["f1"]
         table[f"{th:.2f}"]["max_false_alerts_per_hour"] = table[f"{th:.2f}"]["alerts_per_hour"]
@@ -508,7 +508,7 @@ def level_rows(streams: dict[str, list[Stream]], scores: dict[str, dict[str, np.
                policy: dict[str, Any]) -> dict[str, Any]:
     """At ``threshold``: clip F1 and false alerts / h on every hot-microphone channel (:data:`LEVEL_CHANNELS`)
     in ``streams``: the same clips and non-danger streams, louder."""
-    cfg = PolicyConfig(**{**policy, "on_threshold": threshold, "off_threshold": min(0.1, threshold)})
+    cfg = PolicyConfig(**policy).at_threshold(threshold)
     out = {}
     for ch in streams:
         if ch in LEVEL_CHANNELS:

@@ -138,7 +138,7 @@ def main() -> None:
         first, second = scores
         comb = {k: np.where(first[k] >= GATE, second[k], first[k]) for k in first}
         t = threshold_table(S, comb, {})
-        at = evaluate(S, comb, PolicyConfig(on_threshold=SHIPPED_POINT, off_threshold=min(0.1, SHIPPED_POINT)))
+        at = evaluate(S, comb, PolicyConfig().at_threshold(SHIPPED_POINT))
         rows[name] = {"gain_config": None if cfg is None else cfg.__dict__, "rule": t["chosen_threshold"],
                       "at_rule": {"clip": t["at_chosen"]["clip"], "alerts_per_hour": t["at_chosen"]["alerts_per_hour"],
                                   "by_subset": t["at_chosen"]["by_subset"]},

@@ -246,3 +246,10 @@ def test_finish_runs_the_countdown_out_then_ends_the_open_episode() -> None:
     quiet = DangerPolicy(cfg())
     run(quiet, [0.1] * 4)
     assert quiet.finish(quiet.clock + 1) == []  # no episode, no countdown: nothing to close
+
+
+def test_at_threshold_moves_on_and_keeps_hysteresis() -> None:
+    base = PolicyConfig(countdown_s=3.0)
+    high, low = base.at_threshold(0.7), base.at_threshold(0.05)
+    assert (high.on_threshold, high.off_threshold, high.countdown_s) == (0.7, 0.1, 3.0)
+    assert (low.on_threshold, low.off_threshold) == (0.05, 0.05)

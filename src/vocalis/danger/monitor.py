@@ -14,7 +14,6 @@ Nothing is sent anywhere: acting on an ``alert`` is the caller's job.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -105,7 +104,7 @@ def _pipeline(stream_config: StreamConfig | None, emotion_model: Any, scream_mod
     explicit = isinstance(policy_config, PolicyConfig) or (
         isinstance(policy_config, Mapping) and "on_threshold" in policy_config)
     if scream_model is not None and op is not None and not explicit:
-        cfg = dataclasses.replace(cfg, on_threshold=op, off_threshold=min(cfg.off_threshold, op))
+        cfg = cfg.at_threshold(op)
     return predictor, DangerPolicy(cfg)
 
 

@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from vocalis.errors import ConfigError
@@ -134,6 +134,12 @@ class PolicyConfig:
         if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
             raise ConfigError(f"distress_labels={labels!r} must be a list of label names")
         object.__setattr__(self, "distress_labels", tuple(labels))
+
+    def at_threshold(self, on_threshold: float) -> PolicyConfig:
+        """This config at another ``on_threshold`` (a detector's operating point), with ``off_threshold``
+        lowered to it where it would lie above (hysteresis needs off <= on)."""
+        on = float(on_threshold)
+        return replace(self, on_threshold=on, off_threshold=min(self.off_threshold, on))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PolicyConfig:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -229,8 +229,7 @@ def operating_point_table(streams_by_channel: Mapping[str, Sequence[ValidationSt
                           policy: PolicyConfig | None = None) -> dict[str, dict[str, Any]]:
     """Policy metrics per threshold (``on_threshold``; ``off_threshold`` = min(policy's, threshold)) and channel."""
     base = policy or PolicyConfig()
-    return {f"{th:.2f}": channel_metrics(streams_by_channel, replace(
-        base, on_threshold=float(th), off_threshold=min(base.off_threshold, float(th)))) for th in thresholds}
+    return {f"{th:.2f}": channel_metrics(streams_by_channel, base.at_threshold(th)) for th in thresholds}
 
 
 def channel_metrics(streams_by_channel: Mapping[str, Sequence[ValidationStream]], cfg: PolicyConfig

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import time
@@ -279,9 +278,7 @@ class StreamSession:
         # the threshold belongs to the detector: its operating point, unless the settings name one
         op = getattr(getattr(self.predictor, "scream", None), "operating_point", None)
         if op is not None and "on_threshold" not in c.policy:
-            pc = self.policy.config
-            self.policy = DangerPolicy(dataclasses.replace(
-                pc, on_threshold=float(op), off_threshold=min(pc.off_threshold, float(op))))
+            self.policy = DangerPolicy(self.policy.config.at_threshold(op))
         loop = asyncio.get_running_loop()
         self.engine_session = _engine(self.app).open(
             self.predictor, self.push_rate, self._deliver, loop, round(c.max_backlog_s * self.push_rate))
