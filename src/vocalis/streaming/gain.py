@@ -100,14 +100,19 @@ class StreamGain:
         """Whether ``min_voiced_s`` of voiced hops are remembered (the reference is trusted)."""
         return bool(self._voiced) and len(self._voiced) * hop_s >= self.config.min_voiced_s - 1e-9
 
+    def trusted_reference_db(self, hop_s: float) -> float | None:
+        """:attr:`reference_db` once :meth:`ready`, else ``None``."""
+        return self.reference_db if self.ready(hop_s) else None
+
+    def _gain_for(self, ref: float | None) -> float:
+        cfg = self.config
+        if ref is None:
+            return 0.0
+        return float(min(max(cfg.target_dbfs - ref, -cfg.max_cut_db), cfg.max_boost_db))
+
     def gain_db(self, hop_s: float) -> float:
         """The gain the next window gets: 0 until :meth:`ready`."""
-        cfg = self.config
-        if not self.ready(hop_s):
-            return 0.0
-        ref = self.reference_db
-        assert ref is not None
-        return float(np.clip(cfg.target_dbfs - ref, -cfg.max_cut_db, cfg.max_boost_db))
+        return self._gain_for(self.trusted_reference_db(hop_s))
 
     def push(self, level_db: float, voice: float, t_end: float, hop_s: float) -> float:
         """The gain (dB) for this window, decided by the windows before it; then remember this one."""
@@ -115,12 +120,8 @@ class StreamGain:
         while self._voiced and self._voiced[0][0] <= t_end - cfg.memory_s:
             _, old = self._voiced.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
-        ready = self.ready(hop_s)
-        self.last_reference_db = self.reference_db if ready else None
-        g = 0.0
-        if ready:
-            assert self.last_reference_db is not None
-            g = float(min(max(cfg.target_dbfs - self.last_reference_db, -cfg.max_cut_db), cfg.max_boost_db))
+        self.last_reference_db = self.trusted_reference_db(hop_s)
+        g = self._gain_for(self.last_reference_db)
         if voice >= cfg.voice_threshold and math.isfinite(level_db):
             self._voiced.append((float(t_end), float(level_db)))
             bisect.insort(self._sorted, float(level_db))
