@@ -81,36 +81,51 @@ def context_of(c: Clip, clips: list[Clip], folds: np.ndarray, seed: int) -> np.n
     return np.concatenate(parts)
 
 
-def gained_streams(clips: list[Clip], folds: np.ndarray, base: list[Stream], cfg: GainConfig,
-                   features: dict[str, Any]) -> tuple[list[Stream], dict[str, Any]]:
-    """Copies of ``base`` with features of every window at its gain; and the gains used."""
-    ex = from_config(dict(features))
-    by_name = {str(c.path): (i, c) for i, c in enumerate(clips) if c.source == "screams"}
-    out, info = [], {"clips_in_context": 0, "clip_gain_db": [], "fa_gain_db": {}}
+def _audio(s: Stream, clips: list[Clip], folds: np.ndarray, by_name: dict[str, Clip]) -> np.ndarray:
+    return fa_audio(clips, folds, int(s.name[3:])) if s.name.startswith("fa:") else by_name[s.name].audio()
+
+
+def stream_gains(clips: list[Clip], folds: np.ndarray, base: list[Stream], cfg: GainConfig
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The gain of every window of every stream of ``base`` (one VAD pass per stream and config), and a summary."""
+    by_name = {str(c.path): c for c in clips if c.source == "screams"}
+    index = {str(c.path): i for i, c in enumerate(clips)}
+    gains: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {"clips_in_context": 0, "clip_gain_db": [], "fa_gain_db": {}}
     for s in base:
+        x = _audio(s, clips, folds, by_name)
+        n = len(stream_windows(x))
         if s.name.startswith("fa:"):
-            x = fa_audio(clips, folds, int(s.name[3:]))
-            ws = stream_windows(x)
-            g = running_gains(x, cfg)[: len(ws)]
-            g = np.pad(g, (0, len(ws) - g.size))
+            g = running_gains(x, cfg)[:n]
+            g = np.pad(g, (0, n - g.size))
             info["fa_gain_db"][s.name] = {"median": round(float(np.median(g)), 2), "min": round(float(g.min()), 2),
                                           "max": round(float(g.max()), 2)}
         else:
-            i, c = by_name[s.name]
-            ws = stream_windows(c.audio())
-            ctx = context_of(c, clips, folds, seed=i)
+            ctx = context_of(by_name[s.name], clips, folds, seed=index[s.name])
             gain = 0.0
             if ctx is not None:
                 gs = running_gains(ctx, cfg)
                 gain = float(gs[-1]) if gs.size else 0.0
                 info["clips_in_context"] += 1
                 info["clip_gain_db"].append(round(gain, 2))
-            g = np.full(len(ws), gain)
+            g = np.full(n, gain)
+        gains[s.name] = g
+    return gains, info
+
+
+def gained_streams(clips: list[Clip], folds: np.ndarray, base: list[Stream], gains: dict[str, np.ndarray],
+                   features: dict[str, Any]) -> list[Stream]:
+    """Copies of ``base`` with ``features`` of every window at its gain (:func:`stream_gains`)."""
+    ex = from_config(dict(features))
+    by_name = {str(c.path): c for c in clips if c.source == "screams"}
+    out = []
+    for s in base:
+        ws = stream_windows(_audio(s, clips, folds, by_name))
         feats = np.stack([np.asarray(ex(w * np.float32(10 ** (gi / 20)), SAMPLE_RATE), np.float32)
-                          for w, gi in zip(ws, g)])
+                          for w, gi in zip(ws, gains[s.name])])
         out.append(Stream(s.name, s.fold, s.ends, feats=feats, emotion=s.emotion, label=s.label, subset=s.subset,
                           keywords=s.keywords, seconds=s.seconds))
-    return out, info
+    return out
 
 
 def main() -> None:
@@ -121,7 +136,8 @@ def main() -> None:
     rows: dict[str, Any] = {}
     for name, cfg in GAINS.items():
         print(f"gain {name} ...", file=sys.stderr, flush=True)
-        scores, info = [], {}
+        scores = []
+        gains, info = stream_gains(clips, folds, base, cfg) if cfg is not None else ({}, {})
         for feat, aug, spec in ((f1, a1, s1), (f2, a2, s2)):
             features = _features()[feat]
             n_aug = aug if isinstance(aug, int) else aug[0]
@@ -130,7 +146,7 @@ def main() -> None:
                 S = base
                 stream_features(clips, folds, S, features)
             else:
-                S, info = gained_streams(clips, folds, base, cfg, features)
+                S = gained_streams(clips, folds, base, gains, features)
             tag = f"sitting|{name}|{feat}|{spec.C}|{list(spec.weights)}|{folds_key(folds)}"
             scores.append(oof_scores(spec, clips, folds, d, {"original": S},
                                      "g" + hashlib.sha256(tag.encode()).hexdigest()[:12],
@@ -145,7 +161,7 @@ def main() -> None:
                       f"at_{SHIPPED_POINT}": {"clip": at["clip"], "alerts_per_hour": at["alerts_per_hour"],
                                               "by_subset": at["by_subset"]},
                       "by_threshold": t["by_threshold"],
-                      "gains": {**info, "clip_gain_db": info.get("clip_gain_db", [])}}
+                      "gains": info}
         r = rows[name]
         print(f"  rule {r['rule']}: F1 {r['at_rule']['clip']['f1']} FA {r['at_rule']['alerts_per_hour']}/h; "
               f"at {SHIPPED_POINT}: F1 {r[f'at_{SHIPPED_POINT}']['clip']} FA {r[f'at_{SHIPPED_POINT}']['alerts_per_hour']}/h",
