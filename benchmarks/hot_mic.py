@@ -60,22 +60,23 @@ def predictor(scream: ScreamDetector, gain: bool | GainConfig | None) -> Streami
                               emotion_model=False, scream_model=scream, keyword_spotter=False)
 
 
-def sitting_contexts(test: list[Clip], min_s: float = 30.0, seed: int = 3) -> list[np.ndarray | None]:
-    """Per clip: the *other* clips of its recording day / user with a calm voice (corpus emotion "calm"),
-    looped with 0.5-1.5 s pauses to at least ``min_s`` seconds, as recorded; ``None`` when there are none."""
+def calm_context(c: Clip, pool: list[Clip], rng: random.Random, min_s: float = 30.0) -> np.ndarray | None:
+    """The *other* clips of ``pool`` from ``c``'s recording day / user with a calm voice (corpus emotion
+    "calm"), looped with 0.5-1.5 s pauses to at least ``min_s`` seconds, as recorded; ``None`` when there are none."""
+    calm = [o for o in pool if o.group == c.group and o.path != c.path and o.extra.get("emotion") == "calm"]
+    if not calm:
+        return None
+    parts: list[np.ndarray] = []
+    while sum(p.size for p in parts) < min_s * SAMPLE_RATE:
+        for o in calm:
+            parts += [o.audio(), np.zeros(int(rng.uniform(0.5, 1.5) * SAMPLE_RATE), np.float32)]
+    return np.concatenate(parts)
+
+
+def sitting_contexts(test: list[Clip], seed: int = 3) -> list[np.ndarray | None]:
+    """Per held-out clip: :func:`calm_context` among the held-out clips (one random stream for all)."""
     rng = random.Random(seed)
-    out: list[np.ndarray | None] = []
-    for c in test:
-        calm = [o for o in test if o.group == c.group and o.path != c.path and o.extra.get("emotion") == "calm"]
-        if not calm:
-            out.append(None)
-            continue
-        parts: list[np.ndarray] = []
-        while sum(p.size for p in parts) < min_s * SAMPLE_RATE:
-            for o in calm:
-                parts += [o.audio(), np.zeros(int(rng.uniform(0.5, 1.5) * SAMPLE_RATE), np.float32)]
-        out.append(np.concatenate(parts))
-    return out
+    return [calm_context(c, test, rng) for c in test]
 
 
 def in_sitting(test: list[Clip], contexts: list[np.ndarray | None], scream: ScreamDetector, policy: PolicyConfig,

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save  # noqa: E402
-from hot_mic import GAINS  # noqa: E402
+from hot_mic import GAINS, calm_context  # noqa: E402
 from scream_validation import (  # noqa: E402
     CACHE,
     CASCADES,
@@ -68,19 +68,6 @@ def running_gains(x: np.ndarray, cfg: GainConfig) -> np.ndarray:
     return np.array([w.gain_db for i in range(0, x.size, step) for w in p.advance(x[i:i + step])])
 
 
-def context_of(c: Clip, clips: list[Clip], folds: np.ndarray, seed: int) -> np.ndarray | None:
-    calm = [o for o, f in zip(clips, folds) if f >= 0 and o.source == "screams" and o.group == c.group
-            and o.path != c.path and o.extra.get("emotion") == "calm"]
-    if not calm:
-        return None
-    rng = random.Random(seed)
-    parts: list[np.ndarray] = []
-    while sum(p.size for p in parts) < 30 * SAMPLE_RATE:
-        for o in calm:
-            parts += [o.audio(), np.zeros(int(rng.uniform(0.5, 1.5) * SAMPLE_RATE), np.float32)]
-    return np.concatenate(parts)
-
-
 def _audio(s: Stream, clips: list[Clip], folds: np.ndarray, by_name: dict[str, Clip]) -> np.ndarray:
     return fa_audio(clips, folds, int(s.name[3:])) if s.name.startswith("fa:") else by_name[s.name].audio()
 
@@ -90,6 +77,7 @@ def stream_gains(clips: list[Clip], folds: np.ndarray, base: list[Stream], cfg: 
     """The gain of every window of every stream of ``base`` (one VAD pass per stream and config), and a summary."""
     by_name = {str(c.path): c for c in clips if c.source == "screams"}
     index = {str(c.path): i for i, c in enumerate(clips)}
+    pool = [c for c, f in zip(clips, folds) if f >= 0 and c.source == "screams"]  # the training side's clips
     gains: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"clips_in_context": 0, "clip_gain_db": [], "fa_gain_db": {}}
     for s in base:
@@ -101,7 +89,7 @@ def stream_gains(clips: list[Clip], folds: np.ndarray, base: list[Stream], cfg: 
             info["fa_gain_db"][s.name] = {"median": round(float(np.median(g)), 2), "min": round(float(g.min()), 2),
                                           "max": round(float(g.max()), 2)}
         else:
-            ctx = context_of(by_name[s.name], clips, folds, seed=index[s.name])
+            ctx = calm_context(by_name[s.name], pool, random.Random(index[s.name]))
             gain = 0.0
             if ctx is not None:
                 gs = running_gains(ctx, cfg)
