@@ -143,6 +143,27 @@ def test_cancel_after_deadline_is_too_late() -> None:
     assert "alert" in ev and "cancelled" not in ev
 
 
+def test_confirm_raises_the_countdowns_alert_early_and_nothing_follows() -> None:
+    """The stream ends during a countdown (server shutdown): confirm() alerts now; the old countdown's
+    ticks and its deadline must not come back (the service would open a second alert for them)."""
+    p = DangerPolicy(cfg(countdown_s=10.0, cooldown_s=60.0))
+    run(p, [0.9])  # t = 2.0: started, countdown to 12.0
+    ev = p.confirm(3.0, "server shutting down")
+    assert types(ev) == ["countdown", "alert"]  # the tick due at 3.0, then the alert
+    assert ev[-1].t == 3.0 and ev[-1].reason == "server shutting down" and ev[-1].data == {"deadline": 12.0}
+    assert not p.counting_down and p.deadline is None
+    later = run(p, [0.9] * 30, t0=1.5) + p.tick(40.0)  # still screaming until t = 17.0, in the cooldown
+    assert [e for e in later if e.type in ("countdown", "alert")] == []
+    assert p.confirm(41.0, "again") == []  # nothing runs: nothing to confirm
+
+
+def test_confirm_after_the_deadline_gives_the_elapsed_alert_once() -> None:
+    p = DangerPolicy(cfg(countdown_s=2.0))
+    run(p, [0.9])  # countdown to 4.0
+    ev = p.confirm(10.0, "late")
+    assert types(ev).count("alert") == 1 and ev[-1].reason == "countdown elapsed"
+
+
 def test_cooldown_blocks_second_alert_then_allows_it() -> None:
     p = DangerPolicy(cfg(countdown_s=1.0, cooldown_s=30.0))
     first = run(p, [0.9, 0.9, 0.9, 0.0])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.service.conftest import Account
+from tests.service.conftest import Account, register
 from vocalis.service import alerts as svc
 from vocalis.service.errors import ConflictError, InvalidInputError, NotFoundError
 from vocalis.storage import repositories as repo
@@ -114,6 +115,56 @@ def test_cancel_rules_and_confirm(client: TestClient, ann: Account) -> None:
     assert r.status_code == 409 and "confirmed" in r.json()["error"]["message"]
     manual = client.post("/v1/alerts", headers=ann.headers, json={}).json()
     assert client.post(f"/v1/alerts/{manual['id']}/cancel", headers=ann.headers).status_code == 409
+
+
+def test_countdowns_a_dead_server_left_are_confirmed_by_the_next_one(make_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A server killed during a stream's countdown leaves its alert in ``countdown``: nobody can cancel
+    it any more, so the next server confirms it (outbox rows, a note in the reason) once its countdown
+    and the slack are over. A recent one (its session may be alive elsewhere), a cancelled one and a
+    client-side ``pending`` one are left alone."""
+    from datetime import timedelta
+
+    from vocalis.service.routes.stream import ABANDONED_SLACK_S
+    from vocalis.storage.tables import utcnow
+
+    first = make_client()
+    ann = register(first)
+    _contacts(first, ann)
+    long_ago = utcnow() - timedelta(seconds=10 + ABANDONED_SLACK_S + 5)  # default countdown 10 s
+    with first.app.state.session_factory() as s, s.begin():  # type: ignore[attr-defined]
+        dead = svc.create_alert(s, ann.id, "stream", 0.8, "live stream: scream", None, "countdown", now=long_ago)
+        recent = svc.create_alert(s, ann.id, "stream", 0.8, "live stream: scream", None, "countdown")
+        gone = svc.create_alert(s, ann.id, "stream", 0.8, "live stream: scream", None, "countdown", now=long_ago)
+        svc.cancel_alert(s, ann.id, gone.id)
+        pending = svc.create_alert(s, ann.id, "stream", 0.6, None, None, "pending", now=long_ago)
+    second = make_client()  # the restarted server on the same database
+    deadline = time.monotonic() + 10
+    while (body := second.get(f"/v1/alerts/{dead.id}", headers=ann.headers).json())["status"] == "countdown":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    assert body["status"] == "confirmed" and len(body["deliveries"]) == 3
+    assert body["reason"] == f"live stream: scream; {svc.ABANDONED_NOTE}"
+    status = {a: second.get(f"/v1/alerts/{a}", headers=ann.headers).json()["status"]
+              for a in (recent.id, gone.id, pending.id)}
+    assert status == {recent.id: "countdown", gone.id: "cancelled", pending.id: "pending"}
+
+
+def test_confirm_abandoned_skips_the_live_sessions_alerts(client: TestClient, ann: Account) -> None:
+    from datetime import timedelta
+
+    from vocalis.storage.tables import utcnow
+
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    old = utcnow() - timedelta(hours=1)
+    with factory() as s, s.begin():
+        a = svc.create_alert(s, ann.id, "stream", 0.8, None, None, "countdown", now=old)
+        b = svc.create_alert(s, ann.id, "stream", 0.8, None, None, "countdown", now=old)
+    with factory() as s, s.begin():
+        done = svc.confirm_abandoned(s, utcnow(), live={b.id})
+        assert [x.id for x in done] == [a.id] and done[0].reason == svc.ABANDONED_NOTE
+    with factory() as s:
+        assert s.get(Alert, b.id).status == "countdown"  # type: ignore[union-attr]
+        assert svc.confirm_abandoned(s, utcnow(), live={b.id}) == []  # nothing left to do
 
 
 def test_evidence_is_streamed_to_disk_with_sha256(make_client) -> None:  # type: ignore[no-untyped-def]

@@ -646,6 +646,23 @@ def test_the_countdown_finishes_when_the_connection_is_lost(setup: Callable[...,
     assert sorted(d.channel for d in _rows(client, Delivery)) == ["call", "sms"]
 
 
+def test_a_countdown_confirmed_early_opens_no_second_alert(setup: Callable[..., Any]) -> None:
+    """A shutdown (or a lost connection) confirms the running countdown early; the audio still queued
+    behind it and the wall-clock ticker must not open a second alert that nobody would ever confirm
+    (it was left in ``countdown`` in the database: a real CI failure of ``test_shutdown``)."""
+    with _countdown(setup, 30.0, 1.5) as (client, _, sock, countdown):
+        session = _live_session(client)
+        client.portal.call(session.confirm_countdown, "server shutting down during the countdown")  # type: ignore[union-attr]
+        alert, _ = recv_until(sock, "alert")
+        assert alert["alert_id"] == countdown["alert_id"] and "shutting down" in alert["reason"]
+        sock.send_bytes(pcm(3.0, 0.5))  # still screaming: the old countdown's ticks would fall in here
+        sock.send_json({"type": "CloseStream"})
+        _, rest = recv_until(sock, "finalized")
+        assert [m for m in rest if m["type"] in ("countdown", "alert")] == []
+        assert not session.policy.counting_down
+    assert [(a.id, a.status) for a in _rows(client, Alert)] == [(countdown["alert_id"], "confirmed")]
+
+
 def test_a_countdown_cancelled_over_rest_sends_nothing(setup: Callable[..., Any]) -> None:
     with _countdown(setup, 1.0, 1.5) as (client, acct, sock, countdown):
         r = client.post(f"/v1/alerts/{countdown['alert_id']}/cancel", headers=acct.headers)

@@ -41,6 +41,7 @@ Episode logic:
   ``countdown`` event at the start and one at every whole second left; :meth:`cancel` during it
   emits ``cancelled`` and no alert follows; when it runs out, ``alert``. The countdown keeps
   running if the sound stops (a silenced victim must still be helped); only cancel stops it;
+  :meth:`confirm` raises its alert early (the stream ends and nobody could cancel any more);
 * **cooldown**: for ``cooldown_s`` after an alert (or a cancel) new episodes are reported
   (``danger.started`` with ``cooldown=True``) but open no countdown and raise no alert;
 * **re-arm**: an episode whose countdown was cancelled and that is still going when the cooldown
@@ -333,6 +334,21 @@ class DangerPolicy:
         self._cooldown_until = float(t) + self.config.cooldown_s
         self._rearm = self.active  # the same episode may ask again once the cooldown is over
         return [*events, Event("cancelled", float(t), reason="user")]
+
+    def confirm(self, t: float, reason: str) -> list[Event]:
+        """Raise the running countdown's alert now, before its deadline (the stream ends and nobody
+        can cancel it any more): ``alert`` (with ``reason``) when a countdown was running, else
+        nothing; the cooldown starts as after any alert, so the episode opens no second countdown."""
+        self._advance(float(t))
+        events = self._countdown(float(t))  # an expired countdown has already alerted
+        if self._deadline is None:
+            return events
+        deadline = self._deadline
+        self._deadline = None
+        self._next_tick = None
+        self._cooldown_until = float(t) + self.config.cooldown_s
+        return [*events, Event("alert", float(t), round(self.last_risk, 4), reason,
+                               data={"deadline": round(deadline, 6)})]
 
     def panic(self, t: float, reason: str = "panic") -> list[Event]:
         """Manual panic trigger: an ``alert`` right now (no countdown, ignores cooldown)."""

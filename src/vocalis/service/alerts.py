@@ -8,6 +8,7 @@ relay delivers the rows later. An alert in ``countdown``/``pending`` has no deli
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -131,3 +132,29 @@ def cancel_alert(session: Session, user_id: str, alert_id: str, *, now: datetime
     alert.cancelled_at = now or utcnow()
     session.flush()
     return alert
+
+
+ABANDONED_NOTE = "confirmed by the server: the live stream that ran its countdown ended without a decision"
+
+
+def confirm_abandoned(
+    session: Session, cutoff: datetime, live: Collection[str] = (), *, now: datetime | None = None
+) -> list[Alert]:
+    """Confirm the ``countdown`` alerts created before ``cutoff`` that no live stream in ``live`` runs.
+
+    A stream's countdown alert is always decided (cancelled or confirmed) by its session, also when
+    the connection or the server goes away; one still in ``countdown`` long after its countdown
+    would have ended belongs to a server that died (killed, power lost) before it could decide.
+    Nobody can cancel it any more, so it is confirmed — a missed alert costs more than a false one —
+    with :data:`ABANDONED_NOTE` added to its reason. Flushes, does not commit.
+    """
+    confirmed = []
+    for alert_id in repo.countdown_alert_ids_before(session, cutoff):
+        if alert_id in live:
+            continue
+        alert = session.get(Alert, alert_id, with_for_update=True, populate_existing=True)
+        if alert is None or alert.status != "countdown":  # decided meanwhile
+            continue
+        alert.reason = f"{alert.reason}; {ABANDONED_NOTE}" if alert.reason else ABANDONED_NOTE
+        confirmed.append(confirm_alert(session, alert.user_id, alert.id, now=now))
+    return confirmed

@@ -39,6 +39,7 @@ from vocalis.storage.migrate import migrate
 log = logging.getLogger("vocalis.service")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 HOUSEKEEPING_SECONDS = 6 * 3600
+COUNTDOWN_SWEEP_SECONDS = 10.0  # how often countdown alerts a dead server left are looked for
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -217,16 +218,28 @@ def create_app(settings: Settings | None = None, *, notifiers: Mapping[str, Noti
                     log.exception("wellbeing retention purge failed")
                 await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
-        keeper = asyncio.create_task(housekeeping(), name="vocalis-housekeeping")
+        async def abandoned_countdowns() -> None:
+            from vocalis.service.routes.stream import confirm_abandoned_countdowns
+
+            while True:
+                try:
+                    await confirm_abandoned_countdowns(app)
+                except Exception:
+                    log.exception("confirming abandoned countdown alerts failed")
+                await asyncio.sleep(COUNTDOWN_SWEEP_SECONDS)
+
+        keepers = [asyncio.create_task(housekeeping(), name="vocalis-housekeeping"),
+                   asyncio.create_task(abandoned_countdowns(), name="vocalis-abandoned-countdowns")]
         try:
             yield
         finally:
             from vocalis.service.routes.stream import close_streams
 
             await close_streams(app)  # no-op under `vocalis serve`, which closed them before the connections
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            for keeper in keepers:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             if worker is not None:
                 await worker.stop(flush=True)
             app.state.relay = None

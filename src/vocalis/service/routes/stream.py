@@ -28,7 +28,10 @@ Shutdown (:func:`close_streams`, called by ``vocalis serve`` on SIGTERM before t
 connections): new sessions are refused with 503; a running countdown may finish within
 ``shutdown_grace_s`` (``Cancel`` still works) and is confirmed when the grace runs out, since nobody
 could cancel it any more; then every session gets ``error {code: "going_away"}`` and a 1001 close.
-The alerts are in the outbox by then, and the relay flushes it when the app stops.
+The alerts are in the outbox by then, and the relay flushes it when the app stops. A server that
+dies without a shutdown (killed, power lost) leaves its running countdowns in the database:
+:func:`confirm_abandoned_countdowns` (the app runs it at start-up and every few seconds) confirms
+each one ``ABANDONED_SLACK_S`` after its countdown would have ended.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,7 +68,7 @@ from vocalis.service.convert import alert_warnings
 from vocalis.service.deps import CurrentUser, authenticate, configured_channels
 from vocalis.service.errors import ConflictError
 from vocalis.storage import repositories as repo
-from vocalis.storage.tables import PredictionRecord
+from vocalis.storage.tables import PredictionRecord, utcnow
 from vocalis.streaming.gain import GainConfig
 from vocalis.streaming.predictor import StreamConfig
 
@@ -553,15 +557,22 @@ class StreamSession:
             self.engine_session.close()  # no more audio comes: free the engine's share now
         while self._wall_left() > 0 and self.pending_alert is not None:
             await asyncio.sleep(self._wall_left())
-        await self._raise_pending("connection closed during the countdown")
+        await self.confirm_countdown("connection closed during the countdown")
 
-    async def _raise_pending(self, reason: str) -> None:
-        """Confirm the running countdown's alert now (the policy's held alert, or one for ``reason``)."""
+    async def confirm_countdown(self, reason: str) -> None:
+        """Confirm the running countdown's alert now (the policy's held alert, or one for ``reason``).
+
+        The policy is told too (:meth:`DangerPolicy.confirm`): its countdown ends with this alert and
+        its cooldown starts, so windows still queued behind the confirmation (or the wall-clock
+        ticker) cannot open a second alert that nobody would confirm."""
         assert self.policy is not None
         async with self.lock:
-            if self.pending_alert is not None:
-                await self._raise_alert(self.held_alert or Event(
-                    "alert", max(self.policy.clock, 0.0), round(self.policy.last_risk, 4), reason))
+            if self.pending_alert is None:
+                return
+            t = max(self.policy.clock, 0.0)
+            raised = [e for e in self.policy.confirm(t, reason) if e.type == "alert"]
+            await self._raise_alert(self.held_alert or (raised[0] if raised else Event(
+                "alert", t, round(self.policy.last_risk, 4), reason)))
 
     async def _raise_alert(self, ev: Event) -> None:
         manual = ev.reason == "panic"
@@ -747,7 +758,7 @@ class StreamSession:
                and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
         if self.fatal is None and self.policy is not None:
-            await self._raise_pending("server shutting down during the countdown")
+            await self.confirm_countdown("server shutting down during the countdown")
         self._fail(ws.CLOSE_GOING_AWAY, "going_away", "the server is shutting down; reconnect in a moment")
 
     async def run(self) -> tuple[int, str | None]:
@@ -895,6 +906,40 @@ async def cancelled_elsewhere(app: Any, user_id: str, alert_id: str) -> bool:
         if session is not None and session.user.id == user_id and session.pending_alert == alert_id:
             return await session.cancel_countdown(alert_id)
     return False
+
+
+ABANDONED_SLACK_S = 30.0
+"""Seconds past its countdown's end after which a ``countdown`` alert no session decided is abandoned
+(a live session decides within the countdown; the slack covers a busy server's lag)."""
+
+
+async def confirm_abandoned_countdowns(app: Any) -> list[str]:
+    """Confirm the ``countdown`` alerts that no live session will decide (their server died without a
+    shutdown): :func:`vocalis.service.alerts.confirm_abandoned` for those created more than this
+    server's countdown plus :data:`ABANDONED_SLACK_S` ago, except those its own live sessions run.
+    Wakes the relay; returns the confirmed alert ids."""
+    settings = _stream_settings(app)
+    countdown_s = settings.countdown_s
+    if countdown_s is None:
+        countdown_s = PolicyConfig.from_dict(settings.policy).countdown_s
+    cutoff = utcnow() - timedelta(seconds=countdown_s + ABANDONED_SLACK_S)
+    live = {s.pending_alert for s in list(_active(app).values()) if s is not None and s.pending_alert is not None}
+
+    def confirm() -> list[str]:
+        with app.state.session_factory() as s, s.begin():
+            return [str(a.id) for a in svc.confirm_abandoned(s, cutoff, live)]
+
+    ids = await anyio.to_thread.run_sync(confirm)
+    if ids:
+        log.warning("confirmed %d abandoned countdown alert(s) (their stream ended without a decision): %s",
+                    len(ids), ", ".join(ids))
+        relay = getattr(app.state, "relay", None)
+        if relay is not None:
+            relay.wake()
+        metrics = getattr(app.state, "metrics", None)
+        if metrics is not None:
+            metrics.alerts.labels("stream").inc(len(ids))
+    return ids
 
 
 async def close_streams(app: Any, grace_s: float | None = None) -> int:
