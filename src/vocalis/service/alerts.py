@@ -134,7 +134,7 @@ def cancel_alert(session: Session, user_id: str, alert_id: str, *, now: datetime
     return alert
 
 
-ABANDONED_NOTE = "confirmed by the server: the live stream that ran its countdown ended without a decision"
+ABANDONED_NOTE = "sent after a server interruption during the cancel countdown"
 
 
 def confirm_abandoned(
