@@ -1,6 +1,7 @@
 """The ``/v1/stream`` WebSocket protocol: settings, close codes, messages and the per-session helpers.
 
 Nothing here touches FastAPI or the database; :mod:`vocalis.service.routes.stream` wires it up.
+The client's reference, with an example of every message, is ``docs/api.md``.
 
 Protocol (JSON text messages with a ``type`` field; audio as binary frames):
 

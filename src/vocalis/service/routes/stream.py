@@ -583,7 +583,8 @@ class StreamSession:
             try:
                 n, warnings = await self._db(self._confirm, alert_id)
             except ConflictError:  # cancelled through the REST API meanwhile
-                self.send({"type": "cancelled", "alert_id": alert_id, "t": ev.t, "reason": "user"})
+                self.send({"type": "cancelled", "alert_id": alert_id, "t": ev.t, "reason": "user",
+                           "cooldown_s": self.policy.config.cooldown_s if self.policy is not None else 0.0})
                 return
         else:
             if alert_id is not None:  # a panic during a countdown replaces it
