@@ -107,6 +107,46 @@ def test_revoking_a_key_revokes_the_tokens_exchanged_for_it(client: TestClient, 
     assert r.status_code == 401 and "not an API key" in r.json()["error"]["message"]
 
 
+def _refresh(client: TestClient, credential: str) -> tuple[int, dict]:
+    r = client.post("/v1/auth/refresh", headers={"Authorization": f"Bearer {credential}"})
+    return r.status_code, r.json()
+
+
+def test_a_token_is_renewed_until_its_sign_in_is_too_old(client: TestClient, ann: Account) -> None:
+    """The web UI's live monitor runs for hours on 1-hour tokens: /v1/auth/refresh gives a new token
+    with the same sign-in time, up to token_max_age_seconds (24 h) after that sign-in."""
+    from vocalis.service.security import token_claims
+
+    first = client.post("/v1/auth/token", json={"email": ann.email, "password": "correct horse"}).json()
+    code, renewed = _refresh(client, first["access_token"])
+    assert code == 200 and renewed["expires_in"] == 3600 and _me(client, renewed["access_token"]) == 200
+    a, b = (token_claims(t, "test-secret-key") for t in (first["access_token"], renewed["access_token"]))
+    assert b["sub"] == ann.id and b["auth_time"] == a["auth_time"] == a["iat"]
+    # signed in 23 h ago, renewed since: still renewable; 25 h ago: sign in again
+    day = time.time() - 23 * 3600
+    recent = sign_token(ann.id, "test-secret-key", 3600, now=time.time() - 60, auth_time=int(day))
+    code, body = _refresh(client, recent)
+    assert code == 200 and token_claims(body["access_token"], "test-secret-key")["auth_time"] == int(day)
+    stale = sign_token(ann.id, "test-secret-key", 3600, now=time.time() - 60, auth_time=int(time.time()) - 25 * 3600)
+    assert _me(client, stale) == 200  # still a valid token until it expires ...
+    code, body = _refresh(client, stale)  # ... but not renewable
+    assert code == 401 and "token_max_age_seconds=86400" in body["error"]["message"]
+    code, body = _refresh(client, ann.api_key)  # a key does not expire
+    assert code == 401 and "API key does not expire" in body["error"]["message"]
+    expired = sign_token(ann.id, "test-secret-key", 60, now=time.time() - 3600)
+    assert _refresh(client, expired)[0] == 401  # an expired token cannot be renewed
+    assert client.post("/v1/auth/refresh").status_code == 401
+
+
+def test_renewing_keeps_a_revoked_keys_tokens_revoked(client: TestClient, ann: Account) -> None:
+    phone = client.post("/v1/api-keys", headers=ann.headers, json={"name": "phone"}).json()
+    tok = client.post("/v1/auth/token", json={"api_key": phone["key"]}).json()["access_token"]
+    code, renewed = _refresh(client, tok)
+    assert code == 200
+    assert client.delete(f"/v1/api-keys/{phone['id']}", headers=ann.headers).status_code == 204
+    assert _me(client, renewed["access_token"]) == 401 and _refresh(client, renewed["access_token"])[0] == 401
+
+
 def test_secret_key_is_created_once_when_not_configured(make_client) -> None:  # type: ignore[no-untyped-def]
     c = make_client(secret_key=None)
     a = register(c)

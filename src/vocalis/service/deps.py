@@ -32,6 +32,7 @@ class CurrentUser:
     name: str | None
     via: str  # "api_key" or "token"
     key_id: str | None = None  # the API key used, or the one the token was exchanged for
+    auth_time: int | None = None  # a token's: when the password or API key it descends from was given
 
 
 def get_settings(request: Request) -> Settings:
@@ -83,7 +84,9 @@ def authenticate(session: Session, settings: Settings, credential: str) -> Curre
         issuer = repo.get_api_key(session, user.id, str(kid))
         if issuer is None or issuer.revoked_at is not None:
             raise AuthError("token was issued for an API key that has been revoked")
-    return CurrentUser(user.id, user.email, user.name, "token", None if kid is None else str(kid))
+    auth_time = claims.get("auth_time", claims.get("iat"))
+    return CurrentUser(user.id, user.email, user.name, "token", None if kid is None else str(kid),
+                       int(auth_time) if isinstance(auth_time, (int, float)) else None)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -95,11 +95,13 @@ def check_api_key(key: str, key_hash: str) -> bool:
 
 
 def sign_token(user_id: str, secret_key: str, ttl_seconds: int, now: float | None = None,
-               key_id: str | None = None) -> str:
-    """A bearer token ``vt.<payload>.<signature>``; payload ``{"sub", "iat", "exp"}``, plus ``kid``
-    (the API key it was exchanged for: revoking that key revokes the token)."""
+               key_id: str | None = None, auth_time: int | None = None) -> str:
+    """A bearer token ``vt.<payload>.<signature>``; payload ``{"sub", "iat", "exp", "auth_time"}``
+    (``auth_time``: when the password or API key was given, kept by renewals; default ``iat``), plus
+    ``kid`` (the API key it was exchanged for: revoking that key revokes the token)."""
     iat = int(time.time() if now is None else now)
-    claims: dict[str, object] = {"sub": user_id, "iat": iat, "exp": iat + int(ttl_seconds)}
+    claims: dict[str, object] = {"sub": user_id, "iat": iat, "exp": iat + int(ttl_seconds),
+                                 "auth_time": iat if auth_time is None else int(auth_time)}
     if key_id is not None:
         claims["kid"] = key_id
     payload = _b64e(json.dumps(claims, separators=(",", ":")).encode())

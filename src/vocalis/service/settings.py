@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         default=None, description="HMAC key for bearer tokens; default: created once in <data_dir>/secret.key."
     )
     token_ttl_seconds: int = Field(default=3600, ge=60)
+    token_max_age_seconds: int = Field(
+        default=86400, ge=60, description="POST /v1/auth/refresh renews a token until this long after the "
+        "password or API key it descends from was given; then sign in again.")
     cors_origins: list[str] = Field(default_factory=list)
 
     # Twilio (SMS and voice calls)

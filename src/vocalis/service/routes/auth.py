@@ -1,4 +1,4 @@
-"""Bearer tokens: exchange a password or an API key for a short-lived signed token."""
+"""Bearer tokens: exchange a password or an API key for a short-lived signed token; renew one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter
 
-from vocalis.service.deps import SessionDep, SettingsDep, authenticate
+from vocalis.service.deps import SessionDep, SettingsDep, UserDep, authenticate
 from vocalis.service.errors import AuthError
 from vocalis.service.schemas import TokenOut, TokenRequest
 from vocalis.service.security import api_key_prefix, hash_password, sign_token, verify_password
@@ -38,5 +38,25 @@ def token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> Tok
     now = datetime.now(timezone.utc)
     ttl = settings.token_ttl_seconds
     tok = sign_token(user_id, settings.resolved_secret_key(), ttl, now.timestamp(), key_id=key_id)
+    return TokenOut(access_token=tok, expires_in=ttl,
+                    expires_at=datetime.fromtimestamp(int(now.timestamp()) + ttl, timezone.utc))
+
+
+@router.post("/refresh", response_model=TokenOut,
+             responses={401: {"description": "Not a valid token, or its sign-in is older than token_max_age_seconds."}})
+def refresh(user: UserDep, settings: SettingsDep) -> TokenOut:
+    """A new token for the valid token in ``Authorization: Bearer`` (what keeps the web UI's live
+    monitor signed in for hours), until ``token_max_age_seconds`` after the password or API key it
+    descends from was given; then sign in again. An API key needs no renewal."""
+    if user.via != "token" or user.auth_time is None:
+        raise AuthError("refresh renews a token (vt...); an API key does not expire: exchange it at /v1/auth/token")
+    now = datetime.now(timezone.utc)
+    age = int(now.timestamp()) - user.auth_time
+    if age > settings.token_max_age_seconds:
+        raise AuthError(f"the sign-in this token descends from is {age} s old, more than "
+                        f"token_max_age_seconds={settings.token_max_age_seconds}; sign in again")
+    ttl = settings.token_ttl_seconds
+    tok = sign_token(user.id, settings.resolved_secret_key(), ttl, now.timestamp(), key_id=user.key_id,
+                     auth_time=user.auth_time)
     return TokenOut(access_token=tok, expires_in=ttl,
                     expires_at=datetime.fromtimestamp(int(now.timestamp()) + ttl, timezone.utc))
