@@ -289,6 +289,32 @@ def test_signing_out_stops_monitoring_and_forgets_the_login(live_server: LiveSer
         assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_the_monitor_reconnects_by_itself_when_the_server_ends_the_session(
+        live_server: LiveServer, tmp_path: Path) -> None:
+    """A session the server ends (here its length cap, 4033; a restart, 1001, or a network drop
+    alike) must not end monitoring: the page reconnects with the microphone still on and analyses
+    on; only Stop stops it (it used to stop with a toast, leaving the user unprotected)."""
+    clip = corpus_wav("quiet_background", 6, tmp_path / "quiet.wav")
+    before = live_server.app.state.stream_settings
+    live_server.app.state.stream_settings = before.model_copy(update={"max_session_s": 4.0})
+    try:
+        with _monitoring(live_server, clip, "reconnect@example.org", "+33688888888") as (page, _):
+            page.wait_for_function("document.querySelector('#mon-state').textContent.startsWith('reconnecting')",
+                                   timeout=15_000)
+            assert "4033" in (page.text_content("#mon-state") or "")
+            assert page.evaluate("window.vocalis.mon.stream !== null")  # the microphone stays on
+            page.wait_for_function("document.querySelector('#mon-state').textContent === 'listening'")
+            seen = int(page.text_content("#live-count") or "0")
+            page.wait_for_function(f"Number(document.querySelector('#live-count').textContent) > {seen}")
+            page.click("#mon-stop")
+            page.wait_for_function("document.querySelector('#mon-state').textContent === 'stopped'")
+            page.wait_for_timeout(2_500)  # no reconnect after Stop
+            assert page.text_content("#mon-state") == "stopped" and page.evaluate("window.vocalis.mon.ws === null")
+            assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        live_server.app.state.stream_settings = before
+
+
 def test_quiet_clip_raises_no_alert(live_server: LiveServer, tmp_path: Path) -> None:
     t0 = time.monotonic()
     clip = corpus_wav("quiet_background", 6, tmp_path / "quiet.wav")

@@ -18,6 +18,17 @@ const auth = {
   clear() { localStorage.removeItem('vocalis.token'); localStorage.removeItem('vocalis.expires'); },
 };
 
+// A signed-in page renews its token before it runs out (the live monitor runs for hours on 1-hour
+// tokens); the server allows that for 24 h after the sign-in, then the page asks to sign in again.
+setInterval(async () => {
+  const exp = Number(localStorage.getItem('vocalis.expires') || 0);
+  if (!auth.token || exp - Date.now() > 10 * 60 * 1000) return;
+  try {
+    const r = await fetch('/v1/auth/refresh', { method: 'POST', headers: { Authorization: `Bearer ${auth.token}` } });
+    if (r.ok) auth.set(await r.json());
+  } catch { /* offline: the next minute tries again */ }
+}, 60 * 1000);
+
 async function api(path, { method = 'GET', json, body, headers = {} } = {}) {
   const h = { ...headers };
   if (auth.token) h.Authorization = `Bearer ${auth.token}`;
@@ -56,7 +67,7 @@ let a11yReady = false;
 window.addEventListener('hashchange', route);
 $('#logout').addEventListener('click', () => {
   // the microphone and the stream belong to this user: stop them before anyone else can sign in here
-  if (mon.ws) { stopMonitor(); mon.ws.close(); mon.ws = null; }
+  if (mon.ws || mon.live) { stopMonitor(); if (mon.ws) mon.ws.close(); mon.ws = null; mon.live = false; }
   teardownAudio(); clearInterval(mon.poll); clearInterval(mon.follow); hideCountdown();
   $('#alert-box').hidden = true; mon.alertId = null;
   $$('form').forEach((f) => f.reset());
@@ -251,7 +262,7 @@ async function analyse(blob) {
 }
 
 // ---------------------------------------------------------------- live monitor
-const mon = { ws: null, ctx: null, stream: null, node: null, keep: null, geo: null, risk: [], count: 0,
+const mon = { ws: null, live: false, retry: null, retries: 0, ctx: null, stream: null, node: null, keep: null, geo: null, risk: [], count: 0,
               alertId: null, evidence: null, poll: null, follow: null, stopping: false,
               cdTimer: null, cdDeadline: null };
 
@@ -264,44 +275,73 @@ function setState(text, on) {
 // line stays "stopped" (the alert box tells the alert's own story; its polling used to overwrite it).
 function monitorState(text) { if (mon.ws) setState(text, true); }
 
+// Closes after which the page reconnects by itself, the microphone still running: the server
+// restarting (1001), a network drop (1006), overload (1013), the session-length cap (4033), a server
+// error. A refused login (1008), bad parameters (4000) and Stop (1000) end monitoring.
+const FINAL_CLOSES = new Set([1000, 1008, 4000]);
+const RETRY_S = [1, 2, 4, 8, 15];
+
 async function startMonitor() {
-  if (mon.ws) return;
-  mon.stopping = false; mon.risk = []; mon.count = 0;
+  if (mon.ws || mon.live) return;
+  mon.stopping = false; mon.risk = []; mon.count = 0; mon.retries = 0;
   $('#mon-start').disabled = true; setState('starting…');
   try {
     mon.stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 } });
     // a 16 kHz context lets the browser's resampler do the work; else the worklet downsamples
     try { mon.ctx = new AudioContext({ sampleRate: 16000 }); } catch { mon.ctx = new AudioContext(); }
-    const rate = 16000;
     await mon.ctx.audioWorklet.addModule('pcm-worklet.js');
     const src = mon.ctx.createMediaStreamSource(mon.stream);
-    mon.node = new AudioWorkletNode(mon.ctx, 'pcm-downsampler', { processorOptions: { targetRate: rate, blockSeconds: 0.25 } });
-    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${proto}://${location.host}/v1/stream?token=${encodeURIComponent(auth.token)}&encoding=pcm16&sample_rate=${rate}`);
-    ws.binaryType = 'arraybuffer';
-    mon.ws = ws;
-    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-    ws.onclose = (e) => {
-      mon.ws = null; teardownAudio();
-      $('#mon-start').disabled = false; $('#mon-stop').disabled = true;
-      setState(e.code === 1000 || mon.stopping ? 'stopped' : `disconnected (${e.code})`);
-      if (!mon.stopping && e.code !== 1000) toast(`Monitoring stopped (code ${e.code}).`);
-      if (!$('#countdown').hidden && mon.alertId) followCountdown(mon.alertId);
-    };
-    await new Promise((res, rej) => { ws.onopen = res; ws.onerror = () => rej(new Error('connection failed')); });
-    mon.node.port.onmessage = (e) => { if (ws.readyState === WebSocket.OPEN) ws.send(e.data); };
+    mon.node = new AudioWorkletNode(mon.ctx, 'pcm-downsampler', { processorOptions: { targetRate: 16000, blockSeconds: 0.25 } });
+    await openSocket();
+    mon.live = true;
+    // audio goes to whichever socket is open now; while reconnecting it is dropped
+    mon.node.port.onmessage = (e) => { const w = mon.ws; if (w && w.readyState === WebSocket.OPEN) w.send(e.data); };
     src.connect(mon.node);
-    mon.keep = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: 'KeepAlive' })), 5000);
+    mon.keep = setInterval(() => { const w = mon.ws; if (w && w.readyState === WebSocket.OPEN) w.send(JSON.stringify({ type: 'KeepAlive' })); }, 5000);
     if ('geolocation' in navigator) {
       mon.geo = navigator.geolocation.watchPosition((p) => sendLocation(p), () => {}, { enableHighAccuracy: true, maximumAge: 30000 });
     }
     $('#mon-stop').disabled = false; setState('listening', true);
   } catch (err) {
     toast(`Could not start: ${err.message}`); teardownAudio();
-    if (mon.ws) mon.ws.close(); mon.ws = null;
+    if (mon.ws) mon.ws.close(); mon.ws = null; mon.live = false;
     $('#mon-start').disabled = false; setState('stopped');
   }
+}
+
+function openSocket() {
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${proto}://${location.host}/v1/stream?token=${encodeURIComponent(auth.token)}&encoding=pcm16&sample_rate=16000`);
+  ws.binaryType = 'arraybuffer';
+  mon.ws = ws;
+  ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+  ws.onclose = (e) => onSocketClose(ws, e);
+  return new Promise((res, rej) => { ws.onopen = res; ws.onerror = () => rej(new Error('connection failed')); });
+}
+
+function onSocketClose(ws, e) {
+  if (mon.ws !== ws) return; // an old socket, or one startMonitor/sign-out already dealt with
+  mon.ws = null;
+  if (!$('#countdown').hidden && mon.alertId) followCountdown(mon.alertId);
+  if (mon.live && !mon.stopping && !FINAL_CLOSES.has(e.code) && auth.token) {
+    const wait = RETRY_S[Math.min(mon.retries, RETRY_S.length - 1)];
+    if (!mon.retries) toast(`Connection lost (code ${e.code}): reconnecting. Your microphone stays on.`);
+    mon.retries++;
+    setState(`reconnecting… (code ${e.code})`, true);
+    mon.retry = setTimeout(reconnect, wait * 1000);
+    return;
+  }
+  mon.live = false; teardownAudio();
+  $('#mon-start').disabled = false; $('#mon-stop').disabled = true;
+  setState(e.code === 1000 || mon.stopping ? 'stopped' : `disconnected (${e.code})`);
+  if (!mon.stopping && e.code !== 1000) toast(`Monitoring stopped (code ${e.code}).`);
+}
+
+async function reconnect() {
+  mon.retry = null;
+  if (mon.stopping || !mon.live || mon.ws) return;
+  try { await openSocket(); } catch { /* its close schedules the next try */ }
 }
 
 function sendLocation(p) {
@@ -319,14 +359,21 @@ function teardownAudio() {
 
 function stopMonitor() {
   mon.stopping = true;
+  clearTimeout(mon.retry); mon.retry = null;
   if (mon.ws && mon.ws.readyState === WebSocket.OPEN) mon.ws.send(JSON.stringify({ type: 'CloseStream' }));
+  else if (mon.ws) mon.ws.close(); // still connecting: its close ends monitoring
   teardownAudio(); setState('stopping…');
   $('#mon-stop').disabled = true;
+  if (!mon.ws) { mon.live = false; $('#mon-start').disabled = false; setState('stopped'); } // was reconnecting
 }
 
 function onMessage(m) {
   switch (m.type) {
-    case 'session.created': setState('listening', true); break;
+    case 'session.created':
+      setState('listening', true);
+      if (mon.retries) { toast('Reconnected: monitoring again.'); mon.retries = 0; }
+      if (mon.lastLocation && mon.ws) mon.ws.send(JSON.stringify(mon.lastLocation)); // a new session knows nothing
+      break;
     case 'prediction': {
       mon.count++;
       // an emotion only while a voice is heard: a quiet room or a noise gets no made-up mood
