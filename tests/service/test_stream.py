@@ -503,6 +503,29 @@ def test_session_length_cap_closes_4033(setup: Callable[..., Any]) -> None:
         assert time.monotonic() - t0 < 3 and any(m["type"] == "prediction" for m in seen)
 
 
+def test_a_timer_firing_early_at_the_session_cap_is_not_idle(setup: Callable[..., Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio may fire a timer a little early: the wait for the session cap ending just before the cap
+    closed a busy session as idle (4031; seen in the real-browser test), not as too long (4033)."""
+    import asyncio
+
+    from vocalis.service.routes import stream as route
+
+    real = route.StreamSession._receive
+
+    async def early(self: Any, timeout: float) -> Any:
+        if timeout < self.cfg.idle_timeout_s:  # the cap's wait: its timer fires 10 ms early
+            await asyncio.sleep(max(0.0, timeout - 0.01))
+            return None
+        return await real(self, timeout)
+
+    monkeypatch.setattr(route.StreamSession, "_receive", early)
+    client, acct, _ = setup(max_session_s=0.8, idle_timeout_s=5.0)
+    with client.websocket_connect(url(acct)) as sock:
+        recv_until(sock, "session.created")
+        expect_close(sock, 4033, "session_too_long")
+
+
 def test_concurrency_cap_refuses_with_503(setup: Callable[..., Any]) -> None:
     client, acct, _ = setup(max_sessions=1)
     with client.websocket_connect(url(acct)) as first:

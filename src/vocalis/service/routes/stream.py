@@ -793,8 +793,8 @@ class StreamSession:
             if message is None:  # interrupted: an error to send, the idle timeout or the session cap
                 if self.fatal is not None:
                     continue
-                if time.monotonic() - started >= c.max_session_s:
-                    continue
+                if left <= c.idle_timeout_s:  # the wait was the session cap's (a timer may fire a hair early:
+                    continue  # the loop's own check closes with 4033, never as idle)
                 return await self._close_with_error(_Closing(
                     ws.CLOSE_IDLE, "idle", f"no message for {c.idle_timeout_s:g} s (send KeepAlive)"))
             if message["type"] == "websocket.disconnect":
