@@ -149,12 +149,14 @@ def confirm_abandoned(
     with :data:`ABANDONED_NOTE` added to its reason. Flushes, does not commit.
     """
     confirmed = []
-    for alert_id in repo.countdown_alert_ids_before(session, cutoff):
+    for alert_id, user_id in repo.countdown_alerts_before(session, cutoff):
         if alert_id in live:
             continue
-        alert = session.get(Alert, alert_id, with_for_update=True, populate_existing=True)
-        if alert is None or alert.status != "countdown":  # decided meanwhile
+        try:  # locks the row and checks its status again
+            alert = confirm_alert(session, user_id, alert_id, now=now)
+        except (ConflictError, NotFoundError):  # decided or deleted meanwhile
             continue
         alert.reason = f"{alert.reason}; {ABANDONED_NOTE}" if alert.reason else ABANDONED_NOTE
-        confirmed.append(confirm_alert(session, alert.user_id, alert.id, now=now))
+        confirmed.append(alert)
+    session.flush()
     return confirmed

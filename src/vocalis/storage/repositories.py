@@ -115,10 +115,11 @@ def get_alert(session: Session, user_id: str, alert_id: str, *, for_update: bool
     return session.scalar(stmt)
 
 
-def countdown_alert_ids_before(session: Session, cutoff: datetime) -> list[str]:
-    """Ids of the alerts (of every user) still in ``countdown`` that were created before ``cutoff``."""
-    stmt = select(Alert.id).where(Alert.status == "countdown", Alert.created_at < cutoff).order_by(Alert.created_at)
-    return [str(i) for i in session.scalars(stmt)]
+def countdown_alerts_before(session: Session, cutoff: datetime) -> list[tuple[str, str]]:
+    """``(alert id, user id)`` of the alerts (of every user) still in ``countdown`` created before ``cutoff``."""
+    stmt = select(Alert.id, Alert.user_id).where(
+        Alert.status == "countdown", Alert.created_at < cutoff).order_by(Alert.created_at)
+    return [(str(a), str(u)) for a, u in session.execute(stmt)]
 
 
 def list_alerts(session: Session, user_id: str, *, limit: int = 50, offset: int = 0) -> tuple[Sequence[Alert], int]:

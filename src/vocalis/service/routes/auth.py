@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from fastapi import APIRouter
@@ -10,6 +11,7 @@ from vocalis.service.deps import SessionDep, SettingsDep, UserDep, authenticate
 from vocalis.service.errors import AuthError
 from vocalis.service.schemas import TokenOut, TokenRequest
 from vocalis.service.security import api_key_prefix, hash_password, sign_token, verify_password
+from vocalis.service.settings import Settings
 from vocalis.storage import repositories as repo
 
 router = APIRouter(prefix="/v1/auth", tags=["accounts"])
@@ -35,9 +37,15 @@ def token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> Tok
         if user is None or not ok:
             raise AuthError("email or password is incorrect")
         user_id = user.id
+    return _issue(settings, user_id, key_id)
+
+
+def _issue(settings: Settings, user_id: str, key_id: str | None, auth_time: int | None = None) -> TokenOut:
+    """A new token valid ``token_ttl_seconds`` from now."""
     now = datetime.now(timezone.utc)
     ttl = settings.token_ttl_seconds
-    tok = sign_token(user_id, settings.resolved_secret_key(), ttl, now.timestamp(), key_id=key_id)
+    tok = sign_token(user_id, settings.resolved_secret_key(), ttl, now.timestamp(), key_id=key_id,
+                     auth_time=auth_time)
     return TokenOut(access_token=tok, expires_in=ttl,
                     expires_at=datetime.fromtimestamp(int(now.timestamp()) + ttl, timezone.utc))
 
@@ -50,13 +58,8 @@ def refresh(user: UserDep, settings: SettingsDep) -> TokenOut:
     descends from was given; then sign in again. An API key needs no renewal."""
     if user.via != "token" or user.auth_time is None:
         raise AuthError("refresh renews a token (vt...); an API key does not expire: exchange it at /v1/auth/token")
-    now = datetime.now(timezone.utc)
-    age = int(now.timestamp()) - user.auth_time
+    age = int(time.time()) - user.auth_time
     if age > settings.token_max_age_seconds:
         raise AuthError(f"the sign-in this token descends from is {age} s old, more than "
                         f"token_max_age_seconds={settings.token_max_age_seconds}; sign in again")
-    ttl = settings.token_ttl_seconds
-    tok = sign_token(user.id, settings.resolved_secret_key(), ttl, now.timestamp(), key_id=user.key_id,
-                     auth_time=user.auth_time)
-    return TokenOut(access_token=tok, expires_in=ttl,
-                    expires_at=datetime.fromtimestamp(int(now.timestamp()) + ttl, timezone.utc))
+    return _issue(settings, user.id, user.key_id, user.auth_time)

@@ -264,10 +264,7 @@ class StreamSession:
         try:
             self.stream_config = StreamConfig(window_s=c.window_s, hop_s=c.hop_s, emotion_every=c.emotion_every,
                                               asr=c.asr, level_gain=GainConfig() if c.level_gain else None)
-            overrides = dict(c.policy)
-            if c.countdown_s is not None:
-                overrides["countdown_s"] = c.countdown_s
-            self.policy = DangerPolicy(PolicyConfig.from_dict(overrides))
+            self.policy = DangerPolicy(policy_config(c))
         except VocalisError as e:
             raise _Closing(ws.CLOSE_INTERNAL, "config_error", str(e)) from e
         factory: PredictorFactory | None = getattr(self.app.state, "stream_predictor_factory", None)
@@ -885,6 +882,15 @@ def _engine_of(app: Any) -> eng.StreamEngine:
     return e
 
 
+def policy_config(settings: ws.StreamSettings) -> PolicyConfig:
+    """The danger policy's config of a session (before its detector's operating point): the settings'
+    ``policy`` overrides, ``countdown_s`` over them. :class:`ConfigError` when they are invalid."""
+    overrides = dict(settings.policy)
+    if settings.countdown_s is not None:
+        overrides["countdown_s"] = settings.countdown_s
+    return PolicyConfig.from_dict(overrides)
+
+
 def _stream_settings(app: Any) -> ws.StreamSettings:
     s = getattr(app.state, "stream_settings", None)
     if s is None:
@@ -919,10 +925,7 @@ async def confirm_abandoned_countdowns(app: Any) -> list[str]:
     shutdown): :func:`vocalis.service.alerts.confirm_abandoned` for those created more than this
     server's countdown plus :data:`ABANDONED_SLACK_S` ago, except those its own live sessions run.
     Wakes the relay; returns the confirmed alert ids."""
-    settings = _stream_settings(app)
-    countdown_s = settings.countdown_s
-    if countdown_s is None:
-        countdown_s = PolicyConfig.from_dict(settings.policy).countdown_s
+    countdown_s = policy_config(_stream_settings(app)).countdown_s
     cutoff = utcnow() - timedelta(seconds=countdown_s + ABANDONED_SLACK_S)
     live = {s.pending_alert for s in list(_active(app).values()) if s is not None and s.pending_alert is not None}
 

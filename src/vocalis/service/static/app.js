@@ -6,10 +6,10 @@ const EMOTION_ORDER = ['neutral', 'calm', 'happy', 'surprise', 'sad', 'angry', '
 
 // ---------------------------------------------------------------- auth + API
 const auth = {
+  get expiresAt() { return Number(localStorage.getItem('vocalis.expires') || 0); },
   get token() {
     const t = localStorage.getItem('vocalis.token');
-    const exp = Number(localStorage.getItem('vocalis.expires') || 0);
-    return t && Date.now() < exp ? t : null;
+    return t && Date.now() < this.expiresAt ? t : null;
   },
   set(tok) {
     localStorage.setItem('vocalis.token', tok.access_token);
@@ -21,8 +21,7 @@ const auth = {
 // A signed-in page renews its token before it runs out (the live monitor runs for hours on 1-hour
 // tokens); the server allows that for 24 h after the sign-in, then the page asks to sign in again.
 setInterval(async () => {
-  const exp = Number(localStorage.getItem('vocalis.expires') || 0);
-  if (!auth.token || exp - Date.now() > 10 * 60 * 1000) return;
+  if (!auth.token || auth.expiresAt - Date.now() > 10 * 60 * 1000) return;
   try {
     const r = await fetch('/v1/auth/refresh', { method: 'POST', headers: { Authorization: `Bearer ${auth.token}` } });
     if (r.ok) auth.set(await r.json());
